@@ -1,0 +1,49 @@
+"""Where the worker reports progress: the embedded supervisor reads JSON lines
+from the worker's stdout; the cluster runtime patches the custom resource."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from typing import IO, Protocol
+
+from ..core.models import StreamState
+
+
+@dataclass(frozen=True)
+class Progress:
+    state: StreamState
+    frames_captured: int
+    kept: int
+    last_frame_at: float | None
+    reason: str = ""
+    codec: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+
+class ProgressSink(Protocol):
+    def report(self, progress: Progress) -> None: ...
+
+
+class JsonLinesProgress:
+    """One JSON object per line; the supervisor parses them."""
+
+    def __init__(self, out: IO[str] | None = None) -> None:
+        self.out = out or sys.stdout
+
+    def report(self, progress: Progress) -> None:
+        try:
+            self.out.write(json.dumps(progress.to_json(), separators=(",", ":")) + "\n")
+            self.out.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the supervisor went away; the store still has everything
+
+
+class NoProgress:
+    def report(self, progress: Progress) -> None:
+        pass

@@ -1,0 +1,169 @@
+"""VideoSource: decoded pictures from an RTSP camera, with bounded waits.
+
+PyAV (FFmpeg) rather than OpenCV's VideoCapture: it hands over the Y plane
+without colour conversion, exposes FFmpeg's errors by type (401, 404, refused,
+timeout), and takes per-call open/read timeouts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+
+import av
+import av.error
+import numpy as np
+
+from ..core.brightness import brightness_of_luma
+from ..core.grid import Image
+from ..core.urls import mask_secrets, url_secrets
+
+_LUMA_FIRST = ("yuv", "yuvj", "nv12", "nv21", "gray")
+
+
+class SourceError(RuntimeError):
+    """The camera could not be read; worth retrying."""
+
+
+class SourceFatalError(SourceError):
+    """Retrying will not help (credentials refused, forbidden)."""
+
+
+@dataclass
+class Picture:
+    """A decoded picture: its score now, its pixels only if asked for."""
+
+    frame: av.VideoFrame
+    # False while the decoder drains a backlog (the probe buffer after connect,
+    # a burst after a network stall): only a live picture is the newest one.
+    live: bool = True
+
+    def brightness(self) -> float:
+        frame = self.frame
+        name = frame.format.name
+        if name.startswith(_LUMA_FIRST) and "p10" not in name and "p12" not in name:
+            plane = frame.planes[0]
+            data = np.frombuffer(plane, dtype=np.uint8)
+            luma = data.reshape(-1, plane.line_size)[: frame.height, : frame.width]
+            full = frame.color_range == 2 or name.startswith("yuvj") or name == "gray"
+            return brightness_of_luma(luma, full_range=full)
+        gray = frame.to_ndarray(format="gray")  # rare formats: let swscale convert
+        return brightness_of_luma(gray, full_range=True)
+
+    def to_bgr(self) -> Image:
+        image: Image = self.frame.to_ndarray(format="bgr24")
+        return image
+
+
+def _describe(exc: BaseException, url: str, waited: float = 0.0, limit: float = 0.0) -> str:
+    text = mask_secrets(str(getattr(exc, "strerror", None) or exc), url_secrets(url))
+    # FFmpeg reports its own deadline as "Immediate exit requested" and a socket
+    # timeout inside RTSP as "Invalid data"; say what happened.
+    if isinstance(exc, av.error.ExitError) or (limit and waited >= 0.9 * limit):
+        return f"timed out after {waited:.1f} s ({text})"
+    return text
+
+
+class VideoSource:
+    """Context manager over one connection; iterate ``pictures(stop)``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        transport: str = "tcp",
+        open_timeout: float = 10.0,
+        read_timeout: float = 5.0,
+        no_frame_timeout: float = 10.0,
+        decode_threads: int = 1,
+        probe_seconds: float = 0.5,
+    ) -> None:
+        self.url = url
+        self.transport = transport
+        self.open_timeout, self.read_timeout = open_timeout, read_timeout
+        self.no_frame_timeout = no_frame_timeout
+        self.decode_threads = decode_threads
+        self.probe_seconds = probe_seconds
+        self.container: av.container.InputContainer | None = None
+
+    def __enter__(self) -> VideoSource:
+        options = {
+            "rtsp_transport": self.transport,
+            # Socket-level timeout (microseconds), on top of PyAV's own deadline.
+            "timeout": str(int(self.read_timeout * 1_000_000)),
+            "allowed_media_types": "video",
+            # FFmpeg buffers what it probes; a short probe means a fast start.
+            "analyzeduration": str(int(self.probe_seconds * 1_000_000)),
+        }
+        started = time.monotonic()
+        try:
+            self.container = av.open(
+                self.url, options=options, timeout=(self.open_timeout, self.read_timeout)
+            )
+        except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError) as exc:
+            raise SourceFatalError(_describe(exc, self.url)) from None
+        except (av.error.FFmpegError, OSError) as exc:
+            waited = time.monotonic() - started
+            limit = min(self.open_timeout, self.read_timeout)
+            raise SourceError(_describe(exc, self.url, waited, limit)) from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise SourceFatalError("the source has no video stream")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.container is not None:
+            try:
+                self.container.close()
+            except (av.error.FFmpegError, OSError):
+                pass
+            self.container = None
+
+    def codec_name(self) -> str:
+        assert self.container is not None
+        return str(self.container.streams.video[0].codec_context.name)
+
+    def pictures(self, stop: threading.Event) -> Iterator[Picture]:
+        """Every decoded picture, in order, until ``stop`` or an error.
+
+        Raises SourceError on a read timeout, a decode failure that persists, or
+        when packets arrive but no picture is decoded for ``no_frame_timeout``.
+        """
+        assert self.container is not None
+        stream = self.container.streams.video[0]
+        stream.codec_context.thread_count = self.decode_threads
+        last_picture = time.monotonic()
+        previous: tuple[float, float] | None = None  # (arrival, pts seconds)
+        try:
+            for packet in self.container.demux(stream):
+                if stop.is_set():
+                    return
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:
+                    frames = []  # a damaged packet: wait for the next keyframe
+                for frame in frames:
+                    last_picture = time.monotonic()
+                    pts = frame.time
+                    live = previous is not None
+                    if previous is not None and pts is not None:
+                        # Live pictures arrive at least about as far apart as
+                        # their timestamps; a backlog decodes back to back.
+                        step = pts - previous[1]
+                        live = step <= 0 or last_picture - previous[0] >= 0.5 * step
+                    previous = (last_picture, pts if pts is not None else 0.0)
+                    yield Picture(frame, live)
+                if time.monotonic() - last_picture > self.no_frame_timeout:
+                    raise SourceError(f"no picture decoded for {self.no_frame_timeout:g} s")
+        except (av.error.FFmpegError, OSError) as exc:
+            waited = time.monotonic() - last_picture
+            raise SourceError(_describe(exc, self.url, waited, self.read_timeout)) from None
+        raise SourceError("the stream ended")

@@ -1,0 +1,82 @@
+"""``streamgrid serve`` (the embedded default) and ``streamgrid demo-camera``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+CAMERA_SCRIPT = Path(__file__).parent / "camera" / "gst_camera.py"
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, which has PyGObject (gi)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .core.logs import configure_logging, log_event
+    from .gateway.app import create_app
+    from .gateway.local import LocalBackend
+    from .gateway.settings import GatewaySettings
+
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    if args.data_dir:
+        overrides["store_url"] = str(Path(args.data_dir).resolve())
+    settings = GatewaySettings(**overrides)  # type: ignore[arg-type]
+    configure_logging("gateway", settings.log_level)
+    store = settings.open_store()
+    store.ensure_ready()
+    import logging
+
+    log_event(logging.getLogger("streamgrid.gateway"), "gateway.starting", host=settings.host,
+              port=settings.port, store=store.describe(), max_streams=settings.max_streams)
+    app = create_app(lambda: LocalBackend(settings, store))
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
+                timeout_graceful_shutdown=30)
+    return 0
+
+
+def demo_camera(args: argparse.Namespace) -> int:
+    python = SYSTEM_PYTHON if os.path.exists(SYSTEM_PYTHON) else shutil.which("python3")
+    if python is None:
+        print("no python3 with GStreamer found", file=sys.stderr)
+        return 1
+    argv = [python, str(CAMERA_SCRIPT), "--host", args.host, "--port", str(args.port)]
+    if args.secure_port:
+        argv += ["--secure-port", str(args.secure_port)]
+    print(
+        f"demo camera: rtsp://{args.host}:{args.port}/demo (also /gray, /clock); Ctrl-C stops",
+        file=sys.stderr,
+    )
+    try:
+        os.execv(python, argv)
+    except OSError as exc:
+        print(f"cannot run the camera: {exc}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="streamgrid", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="serve the HTTP API, embedded runtime")
+    p.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8080)")
+    p.add_argument("--data-dir", help="where frames and grids go (default ./streamgrid-data)")
+    p.set_defaults(func=serve)
+    c = sub.add_parser("demo-camera", help="a live RTSP test camera (GStreamer)")
+    c.add_argument("--host", default="127.0.0.1")
+    c.add_argument("--port", type=int, default=8554)
+    c.add_argument("--secure-port", type=int, help="also serve behind basic auth here")
+    c.set_defaults(func=demo_camera)
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What every component shares: frames and their scores, the store, URLs, logs."""

@@ -1,0 +1,144 @@
+"""FastAPI routes: a few lines each over a StreamBackend.
+
+Error bodies are the spec's plain-text strings; everything a user can get
+wrong is a 4xx with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..core.logs import log_event
+from .backend import GridFailed, NoFramesCaptured, StreamBackend, StreamNotFound, TooManyStreams
+from .requests import BadRequest, parse_geometry, parse_start
+
+log = logging.getLogger("streamgrid.gateway")
+MAX_BODY = 64 * 1024
+
+
+def _text(status: int, message: str) -> PlainTextResponse:
+    return PlainTextResponse(message, status_code=status)
+
+
+async def _rtsp_url_from_body(request: Request) -> str | None:
+    """The spec's form field; a JSON body ``{"rtsp_url": ...}`` works too."""
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        raise BadRequest("Request body too large")
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            raise BadRequest("Invalid JSON body") from None
+        value = body.get("rtsp_url") if isinstance(body, dict) else None
+    else:
+        try:
+            form = await request.form(max_files=0, max_fields=20)
+        except Exception:  # noqa: BLE001 - any unparsable form is the client's error
+            raise BadRequest("Invalid form body") from None
+        value = form.get("rtsp_url")
+    if value is not None and not isinstance(value, str):
+        raise BadRequest("Invalid RTSP URL: must be text")
+    return value
+
+
+def create_app(make_backend: Callable[[], StreamBackend]) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.backend = make_backend()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(app.state.backend.close)
+
+    app = FastAPI(title="streamgrid", version=__version__, lifespan=lifespan)
+
+    def backend(request: Request) -> StreamBackend:
+        b: StreamBackend = request.app.state.backend
+        return b
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(_: Request, exc: BadRequest) -> Response:
+        return _text(400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _text(400, f"Invalid request: {where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return _text(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(TooManyStreams)
+    async def too_many(_: Request, exc: TooManyStreams) -> Response:
+        return _text(429, f"Too many streams: the limit is {exc.args[0]}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log_event(log, "request.error", logging.ERROR, path=request.url.path,
+                  error=f"{type(exc).__name__}: {exc}")
+        return _text(500, "Internal server error")
+
+    @app.post("/start")
+    async def start(request: Request) -> dict[str, str]:
+        rtsp_url = await _rtsp_url_from_body(request)
+        parsed = parse_start(rtsp_url, request.query_params)
+        stream_id = await run_in_threadpool(backend(request).start, parsed)
+        return {"status": "Video stream started", "stream_id": stream_id}
+
+    @app.get("/list")
+    async def list_streams(request: Request) -> dict[str, Any]:
+        infos = await run_in_threadpool(backend(request).active)
+        return {"active_streams": {i.stream_id: i.list_entry() for i in infos}}
+
+    @app.post("/status/{stream_id}")
+    async def status(stream_id: str, request: Request) -> Response:
+        try:
+            info = await run_in_threadpool(backend(request).info, stream_id)
+        except StreamNotFound:
+            return _text(404, f"Stream not found with id {stream_id}")
+        return JSONResponse(info.status_line())
+
+    @app.get("/streams/{stream_id}")
+    async def details(stream_id: str, request: Request) -> Response:
+        """Extension: everything known about one stream, as JSON."""
+        try:
+            info = await run_in_threadpool(backend(request).info, stream_id)
+        except StreamNotFound:
+            return _text(404, f"Stream not found with id {stream_id}")
+        return JSONResponse(info.to_json())
+
+    @app.post("/stop/{stream_id}")
+    async def stop(stream_id: str, request: Request) -> Response:
+        geometry = parse_geometry(request.query_params) if request.query_params else None
+        try:
+            jpeg = await run_in_threadpool(backend(request).stop, stream_id, geometry)
+        except StreamNotFound:
+            return _text(404, f"Stream ID {stream_id} not found")
+        except NoFramesCaptured:
+            return _text(400, "No frames captured")
+        except GridFailed:
+            return _text(500, "Failed to create image")
+        return Response(jpeg, media_type="image/jpeg")
+
+    @app.post("/stop")
+    async def stop_all(request: Request) -> dict[str, dict[str, str]]:
+        return {"results": await run_in_threadpool(backend(request).stop_all)}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

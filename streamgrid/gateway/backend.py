@@ -1,0 +1,92 @@
+"""What the HTTP layer needs from a runtime: the embedded one or the cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..core.grid import GridGeometry
+from ..core.models import StreamState
+from .requests import StartRequest
+
+
+class StreamNotFound(LookupError):
+    pass
+
+
+class NoFramesCaptured(RuntimeError):
+    pass
+
+
+class GridFailed(RuntimeError):
+    pass
+
+
+class TooManyStreams(RuntimeError):
+    pass
+
+
+@dataclass
+class StreamInfo:
+    stream_id: str
+    url: str  # credentials masked
+    state: StreamState
+    frames_captured: int
+    running_time: float  # seconds since start, frozen at stop
+    started_at: float
+    reason: str = ""
+    stopped_at: float | None = None
+    last_frame_at: float | None = None
+    capture_interval: float = 1.0
+    top_k: int = 9
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def list_entry(self) -> dict[str, Any]:
+        """The spec's /list fields, plus state (an extension)."""
+        return {
+            "frames_captured": self.frames_captured,
+            "url": self.url,
+            "running_time": round(self.running_time, 1),
+            "state": self.state.value,
+        }
+
+    def status_line(self) -> str:
+        text = f"Stream status: {self.state.value}"
+        if self.reason and self.state in (StreamState.RECONNECTING, StreamState.FAILED):
+            text += f" ({self.reason})"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stream_id": self.stream_id,
+            "url": self.url,
+            "state": self.state.value,
+            "reason": self.reason,
+            "frames_captured": self.frames_captured,
+            "running_time": round(self.running_time, 3),
+            "started_at": self.started_at,
+            "stopped_at": self.stopped_at,
+            "last_frame_at": self.last_frame_at,
+            "capture_interval": self.capture_interval,
+            "top_k": self.top_k,
+            **self.details,
+        }
+
+
+class StreamBackend(Protocol):
+    def start(self, request: StartRequest) -> str: ...
+
+    def active(self) -> list[StreamInfo]: ...
+
+    def info(self, stream_id: str) -> StreamInfo:
+        """Raises StreamNotFound."""
+        ...
+
+    def stop(self, stream_id: str, geometry: GridGeometry | None) -> bytes:
+        """Stops (if running) and returns the grid JPEG. Raises StreamNotFound,
+        NoFramesCaptured, GridFailed."""
+        ...
+
+    def stop_all(self) -> dict[str, str]: ...
+
+    def close(self) -> None: ...

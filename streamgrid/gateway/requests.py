@@ -1,0 +1,96 @@
+"""Turning query strings and form fields into validated requests.
+
+Plain functions raising BadRequest with a one-line reason, so every bad input
+becomes a 400 with a clear message, never a framework 422 or a 500.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..core.grid import GridGeometry
+from ..core.models import (
+    INTERVAL_DEFAULT,
+    INTERVAL_MAX,
+    INTERVAL_MIN,
+    TOP_K_DEFAULT,
+    TOP_K_MAX,
+    TOP_K_MIN,
+    TRANSPORTS,
+)
+from ..core.urls import InvalidURLError, validate_rtsp_url
+
+
+class BadRequest(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    rtsp_url: str
+    capture_interval: float = INTERVAL_DEFAULT
+    top_k: int = TOP_K_DEFAULT
+    rtsp_transport: str = "tcp"
+    geometry: GridGeometry = GridGeometry()
+
+
+def _number(params: Mapping[str, str], name: str) -> float | None:
+    raw = params.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise BadRequest(f"Invalid {name}: {raw[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise BadRequest(f"Invalid {name}: must be a finite number")
+    return value
+
+
+def _integer(params: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    value = _number(params, name)
+    if value is None:
+        return None
+    if value != int(value) or not low <= value <= high:
+        raise BadRequest(f"Invalid {name}: must be an integer between {low} and {high}")
+    return int(value)
+
+
+def parse_geometry(params: Mapping[str, str], base: GridGeometry | None = None) -> GridGeometry:
+    base = base or GridGeometry()
+    cols = _integer(params, "grid_cols", 1, 100)
+    width = _integer(params, "tile_width", 16, 2000)
+    height = _integer(params, "tile_height", 16, 2000)
+    size = _integer(params, "tile_size", 16, 2000)  # square tiles in one parameter
+    return GridGeometry(
+        cols=cols if cols is not None else base.cols,
+        tile_width=width or size or base.tile_width,
+        tile_height=height or size or base.tile_height,
+    )
+
+
+def parse_start(rtsp_url: str | None, params: Mapping[str, str]) -> StartRequest:
+    if rtsp_url is None or not rtsp_url.strip():
+        raise BadRequest("Missing RTSP URL")
+    try:
+        url = validate_rtsp_url(rtsp_url)
+    except InvalidURLError as exc:
+        raise BadRequest(f"Invalid RTSP URL: {exc}") from None
+    interval = _number(params, "capture_interval")
+    if interval is not None and not INTERVAL_MIN <= interval <= INTERVAL_MAX:
+        raise BadRequest(
+            f"Invalid capture_interval: must be between {INTERVAL_MIN:g} and {INTERVAL_MAX:g} seconds"
+        )
+    top_k = _integer(params, "top_k", TOP_K_MIN, TOP_K_MAX)
+    transport = (params.get("rtsp_transport") or "tcp").strip().lower()
+    if transport not in TRANSPORTS:
+        raise BadRequest(f"Invalid rtsp_transport: must be one of {', '.join(TRANSPORTS)}")
+    return StartRequest(
+        rtsp_url=url,
+        capture_interval=interval if interval is not None else INTERVAL_DEFAULT,
+        top_k=top_k if top_k is not None else TOP_K_DEFAULT,
+        rtsp_transport=transport,
+        geometry=parse_geometry(params),
+    )

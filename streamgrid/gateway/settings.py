@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from ..core.settings import CommonSettings
+
+
+class GatewaySettings(CommonSettings):
+    """``streamgrid serve``; every field is ``STREAMGRID_<NAME>`` in the environment."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    max_streams: int = Field(64, ge=1, le=10_000)
+    # A stopped stream's record (and its grid) is kept this long, so a repeated
+    # or late /stop/<id> returns the same grid; then its data is deleted.
+    stopped_retention_seconds: float = Field(3600.0, ge=0)
+    stop_timeout_seconds: float = Field(15.0, gt=0, le=300)  # SIGTERM, then SIGKILL
+    worker_restart_limit: int = Field(20, ge=0)  # unexpected worker exits per stream
+    worker_log_level: str = "INFO"

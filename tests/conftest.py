@@ -1,0 +1,78 @@
+"""Session fixtures: real services, started once, stopped by PID.
+
+If a service cannot start, the fixture raises: the tests that need it error
+out loudly instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamgrid.core.settings import CommonSettings
+from streamgrid.core.store import FrameStore
+
+from .support.camera import Camera, make_camera
+from .support.s3 import S3Server, start_s3
+from .support.server import Server, start_server
+
+
+@pytest.fixture(scope="session")
+def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Logs and data of the session's services (kept for CI's artifacts)."""
+    root = os.environ.get("STREAMGRID_TEST_WORK")
+    if root:
+        path = Path(root)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def camera(work_dir: Path) -> Iterator[Camera]:
+    cam = make_camera(work_dir).start()
+    yield cam
+    cam.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(work_dir: Path) -> Iterator[S3Server]:
+    server = start_s3(work_dir / "s3")
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def server(work_dir: Path) -> Iterator[Server]:
+    """The embedded runtime with its default store: a local directory."""
+    srv = start_server(work_dir, "server-dir")
+    yield srv
+    srv.process.stop()
+
+
+@pytest.fixture(scope="session")
+def server_s3(work_dir: Path, s3: S3Server) -> Iterator[Server]:
+    """The embedded runtime writing to the real S3 server."""
+    s3.create_bucket("embedded")
+    srv = start_server(work_dir, "server-s3", store_env=s3.env("embedded", "frames"))
+    yield srv
+    srv.process.stop()
+
+
+@pytest.fixture(params=["dir", "s3"])
+def any_server(request: pytest.FixtureRequest) -> Server:
+    """Each API test that takes this runs once per store."""
+    name = "server" if request.param == "dir" else "server_s3"
+    srv: Server = request.getfixturevalue(name)
+    return srv
+
+
+def store_of(server: Server) -> FrameStore:
+    """The store a server writes to, opened the way its workers open it."""
+    keys = ("STREAMGRID_STORE_URL", "STREAMGRID_S3_ENDPOINT_URL",
+            "STREAMGRID_S3_ACCESS_KEY_ID", "STREAMGRID_S3_SECRET_ACCESS_KEY")
+    values = {k.removeprefix("STREAMGRID_").lower(): server.env[k] for k in keys if k in server.env}
+    return CommonSettings(**values).open_store()

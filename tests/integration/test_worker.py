@@ -1,0 +1,181 @@
+"""The capture worker against the real GStreamer RTSP camera."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamgrid.capture.worker import EXIT_FAILED, EXIT_STOPPED
+from streamgrid.core.grid import decode_jpeg
+from streamgrid.core.models import StreamState
+from streamgrid.core.store import FrameStore, S3ObjectStore
+from streamgrid.core.topk import best
+
+from ..support.camera import PASSWORD, Camera, make_camera
+from ..support.processes import free_port
+from ..support.s3 import S3Server
+from ..support.worker import capture_settings, dir_store, read_clock_ms, start_worker
+
+
+def near_level(camera: Camera, brightness: float, at: float) -> bool:
+    """The score matches the camera's level at sample time (or just before it,
+    for a sample taken right after a level change)."""
+    return any(
+        abs(brightness - camera.level_at(at - lag)) <= 2.0 for lag in (0.0, 0.1, 0.2, 0.3)
+    )
+
+
+def test_samples_follow_the_camera_and_the_top_k_is_in_the_store(
+    camera: Camera, tmp_path: Path
+) -> None:
+    store = dir_store(tmp_path)
+    run = start_worker(capture_settings(camera.url("/gray"), capture_interval=0.2), store)
+    run.wait_for(lambda p: p.frames_captured >= 20, 20, "20 samples")
+    assert run.stop() == EXIT_STOPPED
+    kept = store.list_frames("test")
+    manifest = store.get_manifest("test")
+    assert manifest is not None and manifest.final
+    assert manifest.frames_captured == run.worker.frames_captured >= 20
+    assert len(kept) == 9
+    assert best(kept, 9) == manifest.kept
+    for record in kept:
+        assert near_level(camera, record.brightness, record.captured_at), record
+        image = decode_jpeg(store.get_frame("test", record) or b"")
+        assert abs(float(image.mean()) - record.brightness) < 3.0
+    assert run.progress.states()[0] == StreamState.CONNECTING
+    assert StreamState.ACTIVE in run.progress.states()
+    assert run.progress.last().state == StreamState.STOPPED
+
+
+def test_samples_are_fresh_not_buffered(camera: Camera, tmp_path: Path) -> None:
+    """Each sample's picture was made by the camera at most a fraction of a
+    second before the worker sampled it, and the lag does not grow."""
+    store = dir_store(tmp_path)
+    run = start_worker(
+        capture_settings(camera.url("/clock"), capture_interval=0.5, top_k=100), store
+    )
+    run.wait_for(lambda p: p.frames_captured >= 12, 30, "12 samples")
+    run.stop()
+    lags = []
+    for record in sorted(store.list_frames("test"), key=lambda r: r.seq):
+        camera_ms = read_clock_ms(decode_jpeg(store.get_frame("test", record) or b""))
+        lags.append(record.captured_at - camera_ms / 1000)
+    assert len(lags) >= 12
+    assert all(-0.05 <= lag < 0.5 for lag in lags), lags
+    assert abs(sum(lags[-4:]) / 4 - sum(lags[:4]) / 4) < 0.25, lags
+
+
+def test_refused_connection_reconnects_with_backoff(tmp_path: Path) -> None:
+    url = f"rtsp://127.0.0.1:{free_port()}/nothing-listens"
+    run = start_worker(capture_settings(url), dir_store(tmp_path))
+    time.sleep(2.5)
+    started = time.monotonic()
+    assert run.stop() == EXIT_STOPPED
+    assert time.monotonic() - started < 2.0
+    reconnecting = [p for p in run.progress.reports if p.state == StreamState.RECONNECTING]
+    assert len(reconnecting) >= 2
+    assert "refused" in reconnecting[0].reason.lower()
+    assert run.worker.frames_captured == 0
+
+
+@pytest.fixture
+def black_hole() -> Iterator[int]:
+    """A TCP port that accepts connections and never says a word."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield int(sock.getsockname()[1])
+    sock.close()
+
+
+def test_silent_camera_times_out_instead_of_hanging(black_hole: int, tmp_path: Path) -> None:
+    url = f"rtsp://127.0.0.1:{black_hole}/silent"
+    run = start_worker(
+        capture_settings(url, open_timeout=1.0, read_timeout=1.0), dir_store(tmp_path)
+    )
+    run.wait_for(lambda p: p.state == StreamState.RECONNECTING, 5, "a timeout")
+    assert "timed out" in run.progress.last().reason.lower()
+    started = time.monotonic()
+    run.stop()
+    assert time.monotonic() - started < 3.0
+
+
+def test_refused_credentials_fail_without_leaking_them(camera: Camera, tmp_path: Path) -> None:
+    url = camera.secure_url(password="Wr0ng-Passw0rd-xyz")
+    run = start_worker(capture_settings(url), dir_store(tmp_path))
+    run.thread.join(15)
+    assert run.result["code"] == EXIT_FAILED
+    last = run.progress.last()
+    assert last.state == StreamState.FAILED
+    assert "401" in last.reason
+    assert "Wr0ng-Passw0rd-xyz" not in last.reason
+
+
+def test_right_credentials_capture(camera: Camera, tmp_path: Path) -> None:
+    store = dir_store(tmp_path)
+    run = start_worker(capture_settings(camera.secure_url()), store)
+    run.wait_for(lambda p: p.frames_captured >= 3, 15, "3 samples")
+    run.stop()
+    assert PASSWORD not in repr(run.progress.reports)
+    assert store.list_frames("test")
+
+
+def test_restart_rebuilds_top_k_and_count_from_the_store(camera: Camera, tmp_path: Path) -> None:
+    store = dir_store(tmp_path)
+    first = start_worker(capture_settings(camera.url(), top_k=4), store)
+    first.wait_for(lambda p: p.frames_captured >= 10, 20, "10 samples")
+    first.stop()
+    before = store.list_frames("test")
+    count = first.worker.frames_captured
+    # A stray extra frame, as a crash between write and evict would leave.
+    store.put_frame("test", type(before[0])(count + 1000, 0.5, time.time()), b"stray")
+
+    second = start_worker(capture_settings(camera.url(), top_k=4), store)
+    second.wait_for(lambda p: p.state == StreamState.ACTIVE, 15, "reconnect")
+    # The count resumes past every sequence number the store has seen.
+    assert second.worker.frames_captured >= count + 1001
+    second.wait_for(lambda p: p.frames_captured >= count + 1010, 20, "10 more samples")
+    second.stop()
+    after = store.list_frames("test")
+    assert len(after) == 4
+    assert all(r.brightness != 0.5 for r in after)  # the stray frame was dropped
+    # Every frame kept before the restart is still kept unless 4 brighter ones beat it.
+    for record in before:
+        beaten = sum(1 for r in after if r.rank_key < record.rank_key)
+        assert record in after or beaten >= 4
+
+
+def test_camera_restart_mid_stream_reconnects_and_counting_resumes(
+    work_dir: Path, tmp_path: Path
+) -> None:
+    cam = make_camera(work_dir, name="restarting-camera").start()
+    try:
+        run = start_worker(capture_settings(cam.url(), read_timeout=1.5), dir_store(tmp_path))
+        run.wait_for(lambda p: p.frames_captured >= 5, 20, "5 samples")
+        cam.stop()
+        run.wait_for(lambda p: p.state == StreamState.RECONNECTING, 10, "reconnecting")
+        count = run.worker.frames_captured
+        time.sleep(1.0)
+        cam = make_camera(work_dir, port=cam.port, name="restarting-camera").start()
+        run.wait_for(lambda p: p.state == StreamState.ACTIVE, 20, "active again")
+        run.wait_for(lambda p: p.frames_captured >= count + 5, 10, "counting again")
+        assert run.stop() == EXIT_STOPPED
+    finally:
+        cam.stop()
+
+
+def test_worker_writes_to_s3(camera: Camera, s3: S3Server) -> None:
+    objects = S3ObjectStore(s3.client(), "worker-test", prefix="p")
+    objects.ensure_ready()
+    store = FrameStore(objects)
+    run = start_worker(capture_settings(camera.url(), top_k=3), store)
+    run.wait_for(lambda p: p.frames_captured >= 6, 20, "6 samples")
+    run.stop()
+    kept = store.list_frames("test")
+    assert len(kept) == 3
+    manifest = store.get_manifest("test")
+    assert manifest is not None and manifest.kept == best(kept, 3)

@@ -1,0 +1,51 @@
+"""The GStreamer RTSP test camera (streamgrid/camera/gst_camera.py) as a fixture."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamgrid.cli import CAMERA_SCRIPT, SYSTEM_PYTHON
+
+from .processes import ManagedProcess, free_port
+
+LEVELS = [20, 200, 60, 240, 100, 160, 40, 220, 80, 180, 120, 140]
+PERIOD = 0.5  # seconds per level
+USER, PASSWORD = "viewer", "Ca5e-s3cret-pw"
+
+
+@dataclass
+class Camera:
+    process: ManagedProcess
+    port: int
+    secure_port: int
+    levels: list[int] = field(default_factory=lambda: list(LEVELS))
+    period: float = PERIOD
+
+    def url(self, path: str = "/gray") -> str:
+        return f"rtsp://127.0.0.1:{self.port}{path}"
+
+    def secure_url(self, path: str = "/gray", password: str = PASSWORD) -> str:
+        return f"rtsp://{USER}:{password}@127.0.0.1:{self.secure_port}{path}"
+
+    def level_at(self, unix_time: float) -> int:
+        return self.levels[int(unix_time // self.period) % len(self.levels)]
+
+    def start(self) -> Camera:
+        self.process.start()
+        self.process.wait_for_log("READY", 20)
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def make_camera(log_dir: Path, port: int | None = None, name: str = "camera") -> Camera:
+    port = port or free_port()
+    secure_port = free_port()
+    argv = [
+        SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--port", str(port), "--secure-port", str(secure_port),
+        "--levels", ",".join(map(str, LEVELS)), "--period", str(PERIOD),
+        "--user", USER, "--password", PASSWORD,
+    ]
+    return Camera(ManagedProcess(name, argv, log_dir / f"{name}-{port}.log"), port, secure_port)

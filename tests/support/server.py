@@ -1,0 +1,50 @@
+"""`streamgrid serve` as a real subprocess, for the end-to-end API tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from .processes import ManagedProcess, free_port, wait_until
+
+
+@dataclass
+class Server:
+    process: ManagedProcess
+    base_url: str
+    store_url: str
+    env: dict[str, str]
+
+    def client(self, timeout: float = 30.0) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def log_text(self) -> str:
+        return self.process.log_text()
+
+
+def start_server(work: Path, name: str, store_env: dict[str, str] | None = None,
+                 extra_env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    data = work / f"{name}-data"
+    env = dict(os.environ)
+    env.update({"STREAMGRID_STORE_URL": str(data), "PYTHONUNBUFFERED": "1"})
+    env.update(store_env or {})
+    env.update(extra_env or {})
+    argv = [sys.executable, "-m", "streamgrid.cli", "serve", "--port", str(port)]
+    process = ManagedProcess(name, argv, work / f"{name}.log", env=env).start()
+    server = Server(process, f"http://127.0.0.1:{port}", env["STREAMGRID_STORE_URL"], env)
+
+    def healthy() -> bool:
+        if not process.alive():
+            raise RuntimeError(f"{name} exited:\n{process.log_text()[-3000:]}")
+        try:
+            return httpx.get(server.base_url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(healthy, 30, f"{name} to serve")
+    return server
