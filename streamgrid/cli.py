@@ -33,11 +33,18 @@ def serve(args: argparse.Namespace) -> int:
     store.ensure_ready()
     import logging
 
-    log_event(logging.getLogger("streamgrid.gateway"), "gateway.starting", host=settings.host,
-              port=settings.port, store=store.describe(), max_streams=settings.max_streams)
+    log_event(
+        logging.getLogger("streamgrid.gateway"),
+        "gateway.starting",
+        host=settings.host,
+        port=settings.port,
+        store=store.describe(),
+        max_streams=settings.max_streams,
+    )
     app = create_app(lambda: LocalBackend(settings, store))
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
-                timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=30
+    )
     return 0
 
 

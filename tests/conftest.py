@@ -72,7 +72,11 @@ def any_server(request: pytest.FixtureRequest) -> Server:
 
 def store_of(server: Server) -> FrameStore:
     """The store a server writes to, opened the way its workers open it."""
-    keys = ("STREAMGRID_STORE_URL", "STREAMGRID_S3_ENDPOINT_URL",
-            "STREAMGRID_S3_ACCESS_KEY_ID", "STREAMGRID_S3_SECRET_ACCESS_KEY")
+    keys = (
+        "STREAMGRID_STORE_URL",
+        "STREAMGRID_S3_ENDPOINT_URL",
+        "STREAMGRID_S3_ACCESS_KEY_ID",
+        "STREAMGRID_S3_SECRET_ACCESS_KEY",
+    )
     values = {k.removeprefix("STREAMGRID_").lower(): server.env[k] for k in keys if k in server.env}
-    return CommonSettings(**values).open_store()
+    return CommonSettings.model_validate(values).open_store()

@@ -32,7 +32,7 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtspServer
 
 CLOCK_BITS = 48
 CLOCK_BLOCK = 16  # px per barcode bit: big enough to survive H.264 and JPEG

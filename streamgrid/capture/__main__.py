@@ -46,9 +46,16 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log_event(log, "worker.starting", stream_id=settings.stream_id, url=mask_url(url),
-              interval=settings.capture_interval, top_k=settings.top_k,
-              transport=settings.rtsp_transport, store=worker.store.describe())
+    log_event(
+        log,
+        "worker.starting",
+        stream_id=settings.stream_id,
+        url=mask_url(url),
+        interval=settings.capture_interval,
+        top_k=settings.top_k,
+        transport=settings.rtsp_transport,
+        store=worker.store.describe(),
+    )
 
     result: dict[str, int] = {}
 

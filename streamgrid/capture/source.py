@@ -7,6 +7,7 @@ timeout), and takes per-call open/read timeouts.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -46,16 +47,15 @@ class Picture:
         name = frame.format.name
         if name.startswith(_LUMA_FIRST) and "p10" not in name and "p12" not in name:
             plane = frame.planes[0]
-            data = np.frombuffer(plane, dtype=np.uint8)
+            data = np.frombuffer(memoryview(plane), dtype=np.uint8)
             luma = data.reshape(-1, plane.line_size)[: frame.height, : frame.width]
             full = frame.color_range == 2 or name.startswith("yuvj") or name == "gray"
             return brightness_of_luma(luma, full_range=full)
-        gray = frame.to_ndarray(format="gray")  # rare formats: let swscale convert
+        gray = np.asarray(frame.to_ndarray(format="gray"), dtype=np.uint8)  # rare formats
         return brightness_of_luma(gray, full_range=True)
 
     def to_bgr(self) -> Image:
-        image: Image = self.frame.to_ndarray(format="bgr24")
-        return image
+        return np.asarray(self.frame.to_ndarray(format="bgr24"), dtype=np.uint8)
 
 
 def _describe(exc: BaseException, url: str, waited: float = 0.0, limit: float = 0.0) -> str:
@@ -121,10 +121,8 @@ class VideoSource:
         tb: TracebackType | None,
     ) -> None:
         if self.container is not None:
-            try:
+            with contextlib.suppress(av.error.FFmpegError, OSError):
                 self.container.close()
-            except (av.error.FFmpegError, OSError):
-                pass
             self.container = None
 
     def codec_name(self) -> str:

@@ -44,7 +44,7 @@ class Backoff:
     def next(self) -> float:
         delay = min(self.cap, self.initial * (2**self.attempt))
         self.attempt = min(self.attempt + 1, 30)
-        return delay * self.rng.uniform(0.8, 1.2)
+        return float(delay * self.rng.uniform(0.8, 1.2))
 
     def reset(self) -> None:
         self.attempt = 0
@@ -125,8 +125,9 @@ class CaptureWorker:
                         self._on_picture(picture, next_tick)
             except SourceFatalError as exc:
                 self._report(StreamState.FAILED, str(exc))
-                log_event(log, "worker.failed", logging.ERROR, stream_id=self.stream_id,
-                          reason=str(exc))
+                log_event(
+                    log, "worker.failed", logging.ERROR, stream_id=self.stream_id, reason=str(exc)
+                )
                 self.finish(StreamState.FAILED)
                 return EXIT_FAILED
             except SourceError as exc:
@@ -135,8 +136,14 @@ class CaptureWorker:
                 delay = self.backoff.next()
                 reason = mask_secrets(str(exc))
                 self._report(StreamState.RECONNECTING, reason)
-                log_event(log, "worker.reconnecting", logging.WARNING,
-                          stream_id=self.stream_id, reason=reason, retry_in=round(delay, 2))
+                log_event(
+                    log,
+                    "worker.reconnecting",
+                    logging.WARNING,
+                    stream_id=self.stream_id,
+                    reason=reason,
+                    retry_in=round(delay, 2),
+                )
                 self._retry_unsaved()
                 stop.wait(delay)
         self.finish(StreamState.STOPPED)
@@ -181,8 +188,14 @@ class CaptureWorker:
             self.store.put_frame(self.stream_id, record, jpeg)
         except Exception as exc:  # noqa: BLE001 - any store failure: keep it, retry later
             self.unsaved[record] = jpeg
-            log_event(log, "store.write_failed", logging.WARNING, stream_id=self.stream_id,
-                      seq=record.seq, error=mask_secrets(str(exc)))
+            log_event(
+                log,
+                "store.write_failed",
+                logging.WARNING,
+                stream_id=self.stream_id,
+                seq=record.seq,
+                error=mask_secrets(str(exc)),
+            )
 
     def _evict(self, record: FrameRecord) -> None:
         if self.unsaved.pop(record, None) is not None:
@@ -190,8 +203,14 @@ class CaptureWorker:
         try:
             self.store.delete_frame(self.stream_id, record)
         except Exception as exc:  # noqa: BLE001 - a stale extra frame is dropped on restore
-            log_event(log, "store.delete_failed", logging.WARNING, stream_id=self.stream_id,
-                      seq=record.seq, error=mask_secrets(str(exc)))
+            log_event(
+                log,
+                "store.delete_failed",
+                logging.WARNING,
+                stream_id=self.stream_id,
+                seq=record.seq,
+                error=mask_secrets(str(exc)),
+            )
 
     def _retry_unsaved(self) -> None:
         for record, jpeg in list(self.unsaved.items()):
@@ -213,8 +232,13 @@ class CaptureWorker:
         try:
             self.store.put_manifest(manifest)
         except Exception as exc:  # noqa: BLE001 - the next manifest or a restore recovers
-            log_event(log, "store.manifest_failed", logging.WARNING, stream_id=self.stream_id,
-                      error=mask_secrets(str(exc)))
+            log_event(
+                log,
+                "store.manifest_failed",
+                logging.WARNING,
+                stream_id=self.stream_id,
+                error=mask_secrets(str(exc)),
+            )
 
     def finish(self, state: StreamState) -> None:
         """Flush everything kept and the final manifest; idempotent."""
@@ -226,9 +250,15 @@ class CaptureWorker:
             self.state = state
             self._write_manifest(final=True)
             self._report(state, self.reason)
-            log_event(log, "worker.finished", stream_id=self.stream_id, state=state.value,
-                      frames_captured=self.frames_captured, kept=len(self.topk),
-                      unsaved=len(self.unsaved))
+            log_event(
+                log,
+                "worker.finished",
+                stream_id=self.stream_id,
+                state=state.value,
+                frames_captured=self.frames_captured,
+                kept=len(self.topk),
+                unsaved=len(self.unsaved),
+            )
 
     def _report(self, state: StreamState, reason: str = "") -> None:
         self.state = state

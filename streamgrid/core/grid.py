@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 Image = npt.NDArray[np.uint8]
 
-MAX_TILE = 2000
+MIN_TILE, MAX_TILE = 16, 2000
 MAX_CELLS = 100
 
 
@@ -28,8 +28,8 @@ class GridGeometry:
         if self.cols is not None and not 1 <= self.cols <= MAX_CELLS:
             raise ValueError(f"grid_cols must be between 1 and {MAX_CELLS}")
         for name, v in (("tile_width", self.tile_width), ("tile_height", self.tile_height)):
-            if not 16 <= v <= MAX_TILE:
-                raise ValueError(f"{name} must be between 16 and {MAX_TILE}")
+            if not MIN_TILE <= v <= MAX_TILE:
+                raise ValueError(f"{name} must be between {MIN_TILE} and {MAX_TILE}")
         return self
 
     def layout(self, frames: int, k: int) -> tuple[int, int]:
@@ -83,4 +83,4 @@ def decode_jpeg(data: bytes) -> Image:
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError("not a decodable image")
-    return image
+    return np.asarray(image, dtype=np.uint8)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 STREAM_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -15,7 +15,7 @@ def is_valid_stream_id(stream_id: str) -> bool:
     return bool(STREAM_ID_RE.match(stream_id))
 
 
-class StreamState(str, Enum):
+class StreamState(StrEnum):
     CONNECTING = "Connecting"
     ACTIVE = "Active"
     RECONNECTING = "Reconnecting"

@@ -57,7 +57,7 @@ class ObjectStore(ABC):
     def describe(self) -> str:
         return type(self).__name__
 
-    def ensure_ready(self) -> None:
+    def ensure_ready(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Create what must exist before the first write (S3: the bucket)."""
 
 

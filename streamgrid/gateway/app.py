@@ -87,8 +87,13 @@ def create_app(make_backend: Callable[[], StreamBackend]) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log_event(log, "request.error", logging.ERROR, path=request.url.path,
-                  error=f"{type(exc).__name__}: {exc}")
+        log_event(
+            log,
+            "request.error",
+            logging.ERROR,
+            path=request.url.path,
+            error=f"{type(exc).__name__}: {exc}",
+        )
         return _text(500, "Internal server error")
 
     @app.post("/start")

@@ -13,9 +13,7 @@ from .backend import GridFailed, NoFramesCaptured
 log = logging.getLogger("streamgrid.gateway")
 
 
-def grid_for_stream(
-    store: FrameStore, stream_id: str, top_k: int, geometry: GridGeometry
-) -> bytes:
+def grid_for_stream(store: FrameStore, stream_id: str, top_k: int, geometry: GridGeometry) -> bytes:
     records = best(store.list_frames(stream_id), top_k)
     if not records:
         raise NoFramesCaptured(stream_id)

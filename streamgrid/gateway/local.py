@@ -9,6 +9,7 @@ backoff, up to a limit), and leaves one that failed for good (exit 3) alone.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -41,10 +42,8 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:
     """In the child: get SIGTERM if the supervisor thread's process dies, so a
     killed server leaves no orphan workers."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 @dataclass
@@ -119,8 +118,14 @@ class LocalBackend:
             target=self._supervise, args=(stream,), name=f"supervise-{stream_id}", daemon=True
         )
         stream.supervisor.start()
-        log_event(log, "stream.started", stream_id=stream_id, url=stream.masked_url,
-                  interval=request.capture_interval, top_k=request.top_k)
+        log_event(
+            log,
+            "stream.started",
+            stream_id=stream_id,
+            url=stream.masked_url,
+            interval=request.capture_interval,
+            top_k=request.top_k,
+        )
         return stream_id
 
     def active(self) -> list[StreamInfo]:
@@ -167,7 +172,8 @@ class LocalBackend:
         horizon = time.monotonic() - self.settings.stopped_retention_seconds
         with self._lock:
             expired = [
-                s for s in self._streams.values()
+                s
+                for s in self._streams.values()
                 if s.stopped_mono is not None and s.stopped_mono < horizon
             ]
             for s in expired:
@@ -176,8 +182,13 @@ class LocalBackend:
             try:
                 self.store.delete_stream(s.stream_id)
             except Exception as exc:  # noqa: BLE001 - retried by nobody; logged
-                log_event(log, "stream.purge_failed", logging.WARNING, stream_id=s.stream_id,
-                          error=str(exc))
+                log_event(
+                    log,
+                    "stream.purge_failed",
+                    logging.WARNING,
+                    stream_id=s.stream_id,
+                    error=str(exc),
+                )
             log_event(log, "stream.expired", stream_id=s.stream_id)
 
     def _stop_worker(self, stream: LocalStream) -> None:
@@ -199,8 +210,12 @@ class LocalBackend:
             stream.stopped_at = time.time()
             stream.stopped_mono = time.monotonic()
             stream.state = StreamState.STOPPED
-            log_event(log, "stream.stopped", stream_id=stream.stream_id,
-                      frames_captured=stream.frames_captured)
+            log_event(
+                log,
+                "stream.stopped",
+                stream_id=stream.stream_id,
+                frames_captured=stream.frames_captured,
+            )
 
     def _worker_env(self, stream: LocalStream) -> dict[str, str]:
         s, r = self.settings, stream.request
@@ -241,8 +256,13 @@ class LocalBackend:
                 preexec_fn=_die_with_parent,
             )
             stream.process = process
-            log_event(log, "worker.spawned", stream_id=stream.stream_id, pid=process.pid,
-                      restarts=stream.restarts)
+            log_event(
+                log,
+                "worker.spawned",
+                stream_id=stream.stream_id,
+                pid=process.pid,
+                restarts=stream.restarts,
+            )
             assert process.stdout is not None
             for line in process.stdout:
                 self._on_progress(stream, line)
@@ -251,20 +271,36 @@ class LocalBackend:
                 return
             if code == EXIT_FAILED:
                 stream.state = StreamState.FAILED
-                log_event(log, "stream.failed", logging.ERROR, stream_id=stream.stream_id,
-                          reason=stream.reason)
+                log_event(
+                    log,
+                    "stream.failed",
+                    logging.ERROR,
+                    stream_id=stream.stream_id,
+                    reason=stream.reason,
+                )
                 return
             stream.restarts += 1
             if stream.restarts > self.settings.worker_restart_limit:
                 stream.state = StreamState.FAILED
                 stream.reason = f"worker exited {stream.restarts} times (last code {code})"
-                log_event(log, "stream.failed", logging.ERROR, stream_id=stream.stream_id,
-                          reason=stream.reason)
+                log_event(
+                    log,
+                    "stream.failed",
+                    logging.ERROR,
+                    stream_id=stream.stream_id,
+                    reason=stream.reason,
+                )
                 return
             stream.state = StreamState.RECONNECTING
             stream.reason = f"worker exited with code {code}; restarting"
-            log_event(log, "worker.exited", logging.WARNING, stream_id=stream.stream_id,
-                      code=code, restarts=stream.restarts)
+            log_event(
+                log,
+                "worker.exited",
+                logging.WARNING,
+                stream_id=stream.stream_id,
+                code=code,
+                restarts=stream.restarts,
+            )
             stream.stopping.wait(backoff.next())
 
     def _on_progress(self, stream: LocalStream, line: str) -> None:

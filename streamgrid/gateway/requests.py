@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..core.grid import GridGeometry
+from ..core.grid import MAX_CELLS, MAX_TILE, MIN_TILE, GridGeometry
 from ..core.models import (
     INTERVAL_DEFAULT,
     INTERVAL_MAX,
@@ -33,7 +33,7 @@ class StartRequest:
     capture_interval: float = INTERVAL_DEFAULT
     top_k: int = TOP_K_DEFAULT
     rtsp_transport: str = "tcp"
-    geometry: GridGeometry = GridGeometry()
+    geometry: GridGeometry = field(default_factory=GridGeometry)
 
 
 def _number(params: Mapping[str, str], name: str) -> float | None:
@@ -60,10 +60,10 @@ def _integer(params: Mapping[str, str], name: str, low: int, high: int) -> int |
 
 def parse_geometry(params: Mapping[str, str], base: GridGeometry | None = None) -> GridGeometry:
     base = base or GridGeometry()
-    cols = _integer(params, "grid_cols", 1, 100)
-    width = _integer(params, "tile_width", 16, 2000)
-    height = _integer(params, "tile_height", 16, 2000)
-    size = _integer(params, "tile_size", 16, 2000)  # square tiles in one parameter
+    cols = _integer(params, "grid_cols", 1, MAX_CELLS)
+    width = _integer(params, "tile_width", MIN_TILE, MAX_TILE)
+    height = _integer(params, "tile_height", MIN_TILE, MAX_TILE)
+    size = _integer(params, "tile_size", MIN_TILE, MAX_TILE)  # square tiles, one parameter
     return GridGeometry(
         cols=cols if cols is not None else base.cols,
         tile_width=width or size or base.tile_width,
@@ -81,7 +81,8 @@ def parse_start(rtsp_url: str | None, params: Mapping[str, str]) -> StartRequest
     interval = _number(params, "capture_interval")
     if interval is not None and not INTERVAL_MIN <= interval <= INTERVAL_MAX:
         raise BadRequest(
-            f"Invalid capture_interval: must be between {INTERVAL_MIN:g} and {INTERVAL_MAX:g} seconds"
+            "Invalid capture_interval: must be between "
+            f"{INTERVAL_MIN:g} and {INTERVAL_MAX:g} seconds"
         )
     top_k = _integer(params, "top_k", TOP_K_MIN, TOP_K_MAX)
     transport = (params.get("rtsp_transport") or "tcp").strip().lower()

@@ -81,5 +81,5 @@ def test_s3_rejects_a_wrong_secret(s3: S3Server) -> None:
     """Auth is real: the server refuses a bad signature."""
     from botocore.exceptions import ClientError
 
-    with pytest.raises(ClientError, match="SignatureDoesNotMatch|AccessDenied|InvalidAccessKey"):
+    with pytest.raises(ClientError, match=r"SignatureDoesNotMatch|AccessDenied|InvalidAccessKey"):
         s3.client(secret_key="wrong-secret").list_buckets()

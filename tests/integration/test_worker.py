@@ -21,14 +21,6 @@ from ..support.s3 import S3Server
 from ..support.worker import capture_settings, dir_store, read_clock_ms, start_worker
 
 
-def near_level(camera: Camera, brightness: float, at: float) -> bool:
-    """The score matches the camera's level at sample time (or just before it,
-    for a sample taken right after a level change)."""
-    return any(
-        abs(brightness - camera.level_at(at - lag)) <= 2.0 for lag in (0.0, 0.1, 0.2, 0.3)
-    )
-
-
 def test_samples_follow_the_camera_and_the_top_k_is_in_the_store(
     camera: Camera, tmp_path: Path
 ) -> None:
@@ -43,7 +35,7 @@ def test_samples_follow_the_camera_and_the_top_k_is_in_the_store(
     assert len(kept) == 9
     assert best(kept, 9) == manifest.kept
     for record in kept:
-        assert near_level(camera, record.brightness, record.captured_at), record
+        assert camera.near_level(record.brightness, record.captured_at), record
         image = decode_jpeg(store.get_frame("test", record) or b"")
         assert abs(float(image.mean()) - record.brightness) < 3.0
     assert run.progress.states()[0] == StreamState.CONNECTING

@@ -31,6 +31,13 @@ class Camera:
     def level_at(self, unix_time: float) -> int:
         return self.levels[int(unix_time // self.period) % len(self.levels)]
 
+    def near_level(self, brightness: float, at: float, tolerance: float = 2.0) -> bool:
+        """Whether a score matches the level shown at ``at`` (or just before,
+        for a sample taken right after a level change)."""
+        return any(
+            abs(brightness - self.level_at(at - lag)) <= tolerance for lag in (0, 0.1, 0.2, 0.3)
+        )
+
     def start(self) -> Camera:
         self.process.start()
         self.process.wait_for_log("READY", 20)
@@ -44,8 +51,19 @@ def make_camera(log_dir: Path, port: int | None = None, name: str = "camera") ->
     port = port or free_port()
     secure_port = free_port()
     argv = [
-        SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--port", str(port), "--secure-port", str(secure_port),
-        "--levels", ",".join(map(str, LEVELS)), "--period", str(PERIOD),
-        "--user", USER, "--password", PASSWORD,
+        SYSTEM_PYTHON,
+        str(CAMERA_SCRIPT),
+        "--port",
+        str(port),
+        "--secure-port",
+        str(secure_port),
+        "--levels",
+        ",".join(map(str, LEVELS)),
+        "--period",
+        str(PERIOD),
+        "--user",
+        USER,
+        "--password",
+        PASSWORD,
     ]
     return Camera(ManagedProcess(name, argv, log_dir / f"{name}-{port}.log"), port, secure_port)

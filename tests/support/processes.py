@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -98,10 +99,8 @@ class ManagedProcess:
         if self.process is None:
             return
         if self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)  # the group we created, by PID
-            except ProcessLookupError:
-                pass
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

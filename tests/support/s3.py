@@ -60,17 +60,32 @@ def start_s3(work: Path) -> S3Server:
     ports = {name: free_port(also_free=(10000,)) for name in ("master", "volume", "filer", "s3")}
     config = work / "s3.json"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(json.dumps({"identities": [{
-        "name": "ci",
-        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }]}))
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "ci",
+                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
     data = work / "weed-data"
     data.mkdir(parents=True, exist_ok=True)
     argv = [
-        weed_binary(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
-        f"-filer.port={ports['filer']}", f"-s3.port={ports['s3']}", f"-s3.config={config}",
+        weed_binary(),
+        "mini",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={ports['master']}",
+        f"-volume.port={ports['volume']}",
+        f"-filer.port={ports['filer']}",
+        f"-s3.port={ports['s3']}",
+        f"-s3.config={config}",
     ]
     process = ManagedProcess("seaweedfs", argv, work / "seaweedfs.log").start()
     server = S3Server(process, f"http://127.0.0.1:{ports['s3']}")

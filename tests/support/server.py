@@ -26,8 +26,12 @@ class Server:
         return self.process.log_text()
 
 
-def start_server(work: Path, name: str, store_env: dict[str, str] | None = None,
-                 extra_env: dict[str, str] | None = None) -> Server:
+def start_server(
+    work: Path,
+    name: str,
+    store_env: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Server:
     port = free_port()
     data = work / f"{name}-data"
     env = dict(os.environ)

@@ -42,8 +42,9 @@ class RunningWorker:
     result: dict[str, int]
 
     def wait_for(self, predicate: Any, timeout: float, what: str) -> None:
-        wait_until(lambda: bool(self.progress.reports) and predicate(self.progress.last()),
-                   timeout, what)
+        wait_until(
+            lambda: bool(self.progress.reports) and predicate(self.progress.last()), timeout, what
+        )
 
     def stop(self, timeout: float = 15.0) -> int:
         self.stop_event.set()
@@ -54,9 +55,16 @@ class RunningWorker:
 
 def capture_settings(url: str, stream_id: str = "test", **overrides: Any) -> CaptureSettings:
     values: dict[str, Any] = {
-        "stream_id": stream_id, "source_url": url, "capture_interval": 0.2, "top_k": 9,
-        "open_timeout": 5.0, "read_timeout": 3.0, "backoff_initial": 0.2, "backoff_max": 1.0,
-        "manifest_interval": 1.0, "progress": "none",
+        "stream_id": stream_id,
+        "source_url": url,
+        "capture_interval": 0.2,
+        "top_k": 9,
+        "open_timeout": 5.0,
+        "read_timeout": 3.0,
+        "backoff_initial": 0.2,
+        "backoff_max": 1.0,
+        "manifest_interval": 1.0,
+        "progress": "none",
     }
     values.update(overrides)
     return CaptureSettings(**values)

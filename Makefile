@@ -1,0 +1,46 @@
+# The README's two commands: `make serve` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.PHONY: serve test check unit demo-camera system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || { scripts/install-system-deps.sh && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml $(VENV)/.runtime
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+## Run the service, embedded runtime, on 127.0.0.1:8080 (frames in ./streamgrid-data).
+serve: $(VENV)/.runtime
+	$(BIN)/streamgrid serve $(ARGS)
+
+## A live RTSP test camera on rtsp://127.0.0.1:8554/demo (and /gray, /clock).
+demo-camera: system-deps $(VENV)/.runtime
+	$(BIN)/streamgrid demo-camera $(ARGS)
+
+system-deps:
+	scripts/install-system-deps.sh
+
+## Lint, types, then every test (the fixtures start the RTSP camera and S3 server).
+test: system-deps $(VENV)/.test check
+	$(BIN)/pytest $(ARGS)
+
+check: $(VENV)/.test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: $(VENV)/.test
+	$(BIN)/pytest tests/unit $(ARGS)
+
+clean:
+	rm -rf $(VENV) streamgrid-data .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,165 @@
+"""The HTTP API end to end: a real `streamgrid serve`, a real RTSP camera, and
+the grid decoded and checked tile by tile. Runs once per store (dir, S3)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from streamgrid.core.topk import best
+
+from ..conftest import store_of
+from ..support.api import details, start, tile_means, wait_for
+from ..support.camera import Camera
+from ..support.processes import free_port
+from ..support.server import Server
+
+
+def test_the_grid_holds_the_brightest_samples_brightest_first(
+    any_server: Server, camera: Camera
+) -> None:
+    with any_server.client() as client:
+        stream_id = start(client, camera.url("/gray"), capture_interval=0.2)
+        # 0.5 s per level, 12 levels: 7 s of samples see every level at least twice.
+        wait_for(client, stream_id, lambda d: d["frames_captured"] >= 35, 30, "35 samples")
+        listed = client.get("/list").json()["active_streams"][stream_id]
+        assert set(listed) >= {"frames_captured", "url", "running_time"}
+        assert listed["url"] == camera.url("/gray")
+        assert client.post(f"/status/{stream_id}").json() == "Stream status: Active"
+        response = client.post(f"/stop/{stream_id}")
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "image/jpeg"
+        grid = response.content
+
+        shape, means = tile_means(grid)
+        assert shape == (3, 3)
+        manifest = store_of(any_server).get_manifest(stream_id)
+        assert manifest is not None and manifest.final
+        assert manifest.frames_captured >= 35
+        kept = manifest.kept
+        assert kept == best(kept, 9) and len(kept) == 9
+        # Tiles are the kept frames, brightest first, row by row.
+        for mean, record in zip(means, kept, strict=True):
+            assert abs(mean - record.brightness) < 3.0, (means, kept)
+        assert all(a >= b - 1.0 for a, b in itertools.pairwise(means)), means
+        # Each kept frame shows the level the camera showed when it was sampled,
+        # and together they are the brightest levels, without a gap.
+        for record in kept:
+            assert camera.near_level(record.brightness, record.captured_at), record
+        shown = sorted({min(camera.levels, key=lambda v: abs(v - r.brightness)) for r in kept})
+        assert shown == sorted(camera.levels)[-len(shown) :]
+        assert max(means) == pytest.approx(max(camera.levels), abs=3)
+
+        # A repeated stop returns the stored grid, byte for byte.
+        again = client.post(f"/stop/{stream_id}")
+        assert again.status_code == 200 and again.content == grid
+        assert stream_id not in client.get("/list").json()["active_streams"]
+        assert client.post(f"/status/{stream_id}").json() == "Stream status: Stopped"
+
+
+def test_fewer_frames_than_k_and_custom_tiles(server: Server, camera: Camera) -> None:
+    with server.client() as client:
+        stream_id = start(client, camera.url(), capture_interval=1, tile_size=100)
+        wait_for(client, stream_id, lambda d: d["frames_captured"] >= 2, 15, "2 samples")
+        response = client.post(f"/stop/{stream_id}")
+        assert response.status_code == 200
+        frames = details(client, stream_id)["kept"]
+        assert 2 <= frames <= 3
+        (rows, cols), _ = tile_means(response.content, tile=100)
+        assert (rows, cols) == (1, frames)
+        # Grid geometry can be chosen again at stop time.
+        tall = client.post(f"/stop/{stream_id}", params={"grid_cols": 1, "tile_size": 50})
+        (rows, cols), _ = tile_means(tall.content, tile=50)
+        assert (rows, cols) == (frames, 1)
+
+
+def test_dead_camera_reports_why_and_stop_says_no_frames(server: Server) -> None:
+    with server.client() as client:
+        stream_id = start(client, f"rtsp://127.0.0.1:{free_port()}/gone")
+        wait_for(client, stream_id, lambda d: d["state"] == "Reconnecting", 15, "reconnecting")
+        status = client.post(f"/status/{stream_id}").json()
+        assert status.startswith("Stream status: Reconnecting (") and "refused" in status
+        response = client.post(f"/stop/{stream_id}")
+        assert (response.status_code, response.text) == (400, "No frames captured")
+
+
+def test_killed_worker_is_restarted_and_loses_no_kept_frame(server: Server, camera: Camera) -> None:
+    store = store_of(server)
+    with server.client() as client:
+        stream_id = start(client, camera.url(), capture_interval=0.2, top_k=4)
+        wait_for(client, stream_id, lambda d: d["frames_captured"] >= 10, 20, "10 samples")
+        before = store.list_frames(stream_id)
+        pid = details(client, stream_id)["worker"]["pid"]
+        count = details(client, stream_id)["frames_captured"]
+        os.kill(pid, signal.SIGKILL)
+        wait_for(
+            client,
+            stream_id,
+            lambda d: (
+                d["worker"]["restarts"] == 1
+                and d["worker"]["pid"] not in (None, pid)
+                and d["frames_captured"] >= count + 5
+            ),
+            30,
+            "a restarted worker sampling",
+        )
+        assert client.post(f"/stop/{stream_id}").status_code == 200
+        manifest = store.get_manifest(stream_id)
+        assert manifest is not None and manifest.frames_captured >= count + 5
+        kept = manifest.kept
+        for record in before:
+            beaten = sum(1 for r in kept if r.rank_key < record.rank_key)
+            assert record in kept or beaten >= 4, (record, kept)
+        seqs = [r.seq for r in kept]
+        assert len(seqs) == len(set(seqs))
+
+
+def test_stop_all_stops_every_stream_in_parallel(server: Server, camera: Camera) -> None:
+    with server.client() as client:
+        ids = [start(client, camera.url(), capture_interval=0.5) for _ in range(3)]
+        for stream_id in ids:
+            wait_for(client, stream_id, lambda d: d["frames_captured"] >= 1, 20, "a sample")
+        response = client.post("/stop")
+        assert response.status_code == 200
+        results = response.json()["results"]
+        assert {k: results[k] for k in ids} == dict.fromkeys(ids, "Stopped")
+        assert not set(ids) & set(client.get("/list").json()["active_streams"])
+        with ThreadPoolExecutor(3) as pool:
+            grids = list(pool.map(lambda i: client.post(f"/stop/{i}"), ids))
+        assert all(g.status_code == 200 and g.content[:2] == b"\xff\xd8" for g in grids)
+        assert client.post("/stop").json() == {"results": {}}
+
+
+def test_credentials_never_reach_logs_list_or_status(server: Server, camera: Camera) -> None:
+    from ..support.camera import PASSWORD
+
+    wrong = "Not-The-Pw-42"
+    with server.client() as client:
+        good = start(client, camera.secure_url(), capture_interval=0.5)
+        bad = start(client, camera.secure_url(password=wrong))
+        wait_for(client, good, lambda d: d["frames_captured"] >= 2, 20, "samples")
+        wait_for(client, bad, lambda d: d["state"] == "Failed", 20, "auth failure")
+        pid = details(client, good)["worker"]["pid"]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            assert PASSWORD.encode() not in f.read()  # not on the command line (ps)
+        seen = [
+            client.get("/list").text,
+            client.post(f"/status/{good}").text,
+            client.post(f"/status/{bad}").text,
+            client.get(f"/streams/{good}").text,
+            client.get(f"/streams/{bad}").text,
+        ]
+        assert "401" in seen[2]
+        assert f"viewer:***@127.0.0.1:{camera.secure_port}" in seen[0]
+        client.post(f"/stop/{good}")
+        client.post(f"/stop/{bad}")
+    time.sleep(0.5)
+    log = server.log_text()
+    assert "worker.active" in log and "stream.failed" in log  # the log is really captured
+    for text in [*seen, log]:
+        assert PASSWORD not in text and wrong not in text
