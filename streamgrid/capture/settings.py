@@ -13,6 +13,7 @@ from ..core.models import (
     TOP_K_MIN,
 )
 from ..core.settings import CommonSettings
+from .sampling import DecodeMode
 
 
 class CaptureSettings(CommonSettings):
@@ -31,5 +32,8 @@ class CaptureSettings(CommonSettings):
     manifest_interval: float = Field(5.0, gt=0, le=3600)
     jpeg_quality: int = Field(90, ge=10, le=100)
     probe_seconds: float = Field(0.5, ge=0, le=10)  # FFmpeg's analyzeduration at connect
+    # auto: decode only keyframes when the interval is at least a GOP, else only
+    # the packets up to each tick (see capture/sampling.py); all: decode all.
+    decode_mode: DecodeMode = DecodeMode.AUTO
     decode_threads: int = Field(1, ge=0, le=16)  # 0: FFmpeg picks
     progress: Literal["stdout", "none"] = "stdout"

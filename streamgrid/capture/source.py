@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import av
 import av.error
@@ -21,6 +22,7 @@ import numpy as np
 from ..core.brightness import brightness_of_luma
 from ..core.grid import Image
 from ..core.urls import mask_secrets, url_secrets
+from .sampling import Arrival, LivenessTracker
 
 _LUMA_FIRST = ("yuv", "yuvj", "nv12", "nv21", "gray")
 
@@ -35,12 +37,14 @@ class SourceFatalError(SourceError):
 
 @dataclass
 class Picture:
-    """A decoded picture: its score now, its pixels only if asked for."""
+    """A decoded picture: its score now, its pixels only if it is kept."""
 
     frame: av.VideoFrame
-    # False while the decoder drains a backlog (the probe buffer after connect,
-    # a burst after a network stall): only a live picture is the newest one.
-    live: bool = True
+
+    @property
+    def pts_time(self) -> float | None:
+        t = self.frame.time
+        return None if t is None else float(t)
 
     def brightness(self) -> float:
         frame = self.frame
@@ -56,6 +60,30 @@ class Picture:
 
     def to_bgr(self) -> Image:
         return np.asarray(self.frame.to_ndarray(format="bgr24"), dtype=np.uint8)
+
+
+class PyAVDecoder:
+    """The Decoder protocol over one PyAV codec context."""
+
+    def __init__(self, codec_context: Any) -> None:
+        self.codec_context = codec_context
+
+    def decode(self, packet: Any) -> list[Any]:
+        try:
+            return list(self.codec_context.decode(packet))
+        except av.error.InvalidDataError:
+            return []  # a damaged packet: later ones (or the next keyframe) recover
+
+    def drain(self) -> list[Any]:
+        try:
+            frames = list(self.codec_context.decode(None))
+        except (av.error.EOFError, av.error.InvalidDataError):
+            frames = []
+        self.codec_context.flush_buffers()
+        return frames
+
+    def reset(self) -> None:
+        self.codec_context.flush_buffers()
 
 
 def _describe(exc: BaseException, url: str, waited: float = 0.0, limit: float = 0.0) -> str:
@@ -77,14 +105,12 @@ class VideoSource:
         transport: str = "tcp",
         open_timeout: float = 10.0,
         read_timeout: float = 5.0,
-        no_frame_timeout: float = 10.0,
         decode_threads: int = 1,
         probe_seconds: float = 0.5,
     ) -> None:
         self.url = url
         self.transport = transport
         self.open_timeout, self.read_timeout = open_timeout, read_timeout
-        self.no_frame_timeout = no_frame_timeout
         self.decode_threads = decode_threads
         self.probe_seconds = probe_seconds
         self.container: av.container.InputContainer | None = None
@@ -129,39 +155,34 @@ class VideoSource:
         assert self.container is not None
         return str(self.container.streams.video[0].codec_context.name)
 
-    def pictures(self, stop: threading.Event) -> Iterator[Picture]:
-        """Every decoded picture, in order, until ``stop`` or an error.
+    def decoder(self) -> PyAVDecoder:
+        assert self.container is not None
+        context = self.container.streams.video[0].codec_context
+        context.thread_count = self.decode_threads
+        return PyAVDecoder(context)
 
-        Raises SourceError on a read timeout, a decode failure that persists, or
-        when packets arrive but no picture is decoded for ``no_frame_timeout``.
+    def arrivals(self, stop: threading.Event) -> Iterator[Arrival]:
+        """Every video packet as it arrives, until ``stop`` or an error.
+
+        Raises SourceError on a read timeout or when the stream ends.
         """
         assert self.container is not None
         stream = self.container.streams.video[0]
-        stream.codec_context.thread_count = self.decode_threads
-        last_picture = time.monotonic()
-        previous: tuple[float, float] | None = None  # (arrival, pts seconds)
+        time_base = stream.time_base
+        liveness = LivenessTracker()
+        last = time.monotonic()
         try:
             for packet in self.container.demux(stream):
                 if stop.is_set():
                     return
-                try:
-                    frames = packet.decode()
-                except av.error.InvalidDataError:
-                    frames = []  # a damaged packet: wait for the next keyframe
-                for frame in frames:
-                    last_picture = time.monotonic()
-                    pts = frame.time
-                    live = previous is not None
-                    if previous is not None and pts is not None:
-                        # Live pictures arrive at least about as far apart as
-                        # their timestamps; a backlog decodes back to back.
-                        step = pts - previous[1]
-                        live = step <= 0 or last_picture - previous[0] >= 0.5 * step
-                    previous = (last_picture, pts if pts is not None else 0.0)
-                    yield Picture(frame, live)
-                if time.monotonic() - last_picture > self.no_frame_timeout:
-                    raise SourceError(f"no picture decoded for {self.no_frame_timeout:g} s")
+                if packet.size == 0:
+                    continue  # the demuxer's end-of-stream marker
+                last = time.monotonic()
+                pts = None
+                if packet.pts is not None and time_base is not None:
+                    pts = float(packet.pts * time_base)
+                yield Arrival(packet, packet.is_keyframe, pts, last, liveness.observe(pts, last))
         except (av.error.FFmpegError, OSError) as exc:
-            waited = time.monotonic() - last_picture
+            waited = time.monotonic() - last
             raise SourceError(_describe(exc, self.url, waited, self.read_timeout)) from None
         raise SourceError("the stream ended")

@@ -23,6 +23,7 @@ from ..core.store import FrameStore
 from ..core.topk import TopK, best
 from ..core.urls import mask_secrets
 from .progress import Progress, ProgressSink
+from .sampling import TickSampler
 from .settings import CaptureSettings
 from .source import Picture, SourceError, SourceFatalError, VideoSource
 
@@ -59,7 +60,6 @@ def default_source(settings: CaptureSettings) -> VideoSource:
         transport=settings.rtsp_transport,
         open_timeout=settings.open_timeout,
         read_timeout=settings.read_timeout,
-        no_frame_timeout=settings.no_frame_timeout,
         decode_threads=settings.decode_threads,
         probe_seconds=settings.probe_seconds,
     )
@@ -89,6 +89,7 @@ class CaptureWorker:
         self._lock = threading.Lock()  # samples vs the final flush
         self._finished = False
         self._last_manifest = 0.0
+        self.sampler: TickSampler | None = None
 
     # -- restart -------------------------------------------------------------
     def restore(self) -> None:
@@ -116,13 +117,11 @@ class CaptureWorker:
     def run(self, stop: threading.Event) -> int:
         self.restore()
         self._report(StreamState.CONNECTING)
-        next_tick = [time.monotonic()]
         while not stop.is_set():
             try:
                 with self.source_factory(self.settings) as source:
                     self.codec = source.codec_name()
-                    for picture in source.pictures(stop):
-                        self._on_picture(picture, next_tick)
+                    self._capture(source, stop)
             except SourceFatalError as exc:
                 self._report(StreamState.FAILED, str(exc))
                 log_event(
@@ -149,19 +148,22 @@ class CaptureWorker:
         self.finish(StreamState.STOPPED)
         return EXIT_STOPPED
 
-    def _on_picture(self, picture: Picture, next_tick: list[float]) -> None:
-        now = time.monotonic()
-        if self.state is not StreamState.ACTIVE:
-            self.backoff.reset()
-            self._report(StreamState.ACTIVE)
-            log_event(log, "worker.active", stream_id=self.stream_id, codec=self.codec)
-        if now < next_tick[0] or not picture.live:
-            return
-        self.sample(picture)
-        # Next tick on the fixed schedule; after a stall, restart it from now.
-        next_tick[0] += self.settings.capture_interval
-        if next_tick[0] <= now:
-            next_tick[0] = now + self.settings.capture_interval
+    def _capture(self, source: VideoSource, stop: threading.Event) -> None:
+        settings = self.settings
+        sampler = TickSampler(
+            source.decoder(), settings.capture_interval, settings.decode_mode, time.monotonic()
+        )
+        self.sampler = sampler
+        for arrival in source.arrivals(stop):
+            frame = sampler.offer(arrival)
+            if frame is not None:
+                if self.state is not StreamState.ACTIVE:
+                    self.backoff.reset()
+                    self._report(StreamState.ACTIVE)
+                    log_event(log, "worker.active", stream_id=self.stream_id, codec=self.codec)
+                self.sample(Picture(frame))
+            elif sampler.overdue(arrival.arrived) > settings.no_frame_timeout + (sampler.gop or 0):
+                raise SourceError(f"no picture decoded for {settings.no_frame_timeout:g} s")
 
     def sample(self, picture: Picture) -> None:
         with self._lock:
@@ -172,6 +174,20 @@ class CaptureWorker:
             record = FrameRecord(self.frames_captured, picture.brightness(), round(time.time(), 3))
             self.frames_captured += 1
             self.last_frame_at = record.captured_at
+            if log.isEnabledFor(logging.DEBUG):  # per-sample detail, for benchmarks
+                sampler = self.sampler
+                log_event(
+                    log,
+                    "worker.sample",
+                    logging.DEBUG,
+                    stream_id=self.stream_id,
+                    seq=record.seq,
+                    brightness=record.brightness,
+                    at=record.captured_at,
+                    pts=picture.pts_time,
+                    decodes=sampler.decodes if sampler else None,
+                    mode=sampler.active_mode().value if sampler else None,
+                )
             if self.topk.would_enter(record.brightness):
                 jpeg = encode_jpeg(picture.to_bgr(), self.settings.jpeg_quality)
                 _, evicted = self.topk.offer(record)
