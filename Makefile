@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: serve test check unit demo-camera system-deps clean
+.PHONY: serve test check unit bench demo-camera system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { scripts/install-system-deps.sh && $(PYTHON) -m venv $(VENV); }
@@ -30,9 +30,15 @@ demo-camera: system-deps $(VENV)/.runtime
 system-deps:
 	scripts/install-system-deps.sh
 
-## Lint, types, then every test (the fixtures start the RTSP camera and S3 server).
+## Lint, types, every test (the fixtures start the RTSP camera and S3 server), then
+## the benchmark in its short mode, so it cannot rot (it asserts nothing about time).
 test: system-deps $(VENV)/.test check
 	$(BIN)/pytest $(ARGS)
+	$(BIN)/python -m bench --short
+
+## The full benchmark (about 25 minutes); results go to docs/benchmarks.md.
+bench: system-deps $(VENV)/.test
+	$(BIN)/python -m bench --markdown docs/benchmarks.md $(ARGS)
 
 check: $(VENV)/.test
 	$(BIN)/ruff check .

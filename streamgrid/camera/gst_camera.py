@@ -121,6 +121,21 @@ class PatternFactory(GstRtspServer.RTSPMediaFactory):  # type: ignore[misc]
         media.connect("unprepared", lambda *_: GLib.source_remove(source_id))
 
 
+class FileFactory(GstRtspServer.RTSPMediaFactory):  # type: ignore[misc]
+    """Plays an H.264/H.265 Matroska file in real time. Not shared: each client
+    gets the file from its start (same content for every benchmark contender);
+    shared: one pipeline fanned out to every client (concurrency runs)."""
+
+    def __init__(self, path: str, shared: bool) -> None:
+        super().__init__()
+        codec = "h265" if ("h265" in path or "hevc" in path) else "h264"
+        self.set_shared(shared)
+        self.set_launch(
+            f"( filesrc location={path} ! matroskademux ! {codec}parse "
+            f"! rtp{codec}pay name=pay0 pt=96 config-interval=1 )"
+        )
+
+
 def make_server(
     host: str, port: int, patterns: dict[str, Pattern], args: argparse.Namespace, auth: bool = False
 ) -> GstRtspServer.RTSPServer:
@@ -140,6 +155,9 @@ def make_server(
             )
             factory.set_permissions(permissions)
         mounts.add_factory(path, factory)
+    for spec, shared in [(f, False) for f in args.file] + [(f, True) for f in args.shared_file]:
+        mount, _, path = spec.partition("=")
+        mounts.add_factory(mount, FileFactory(path, shared))
     if auth:
         rtsp_auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
@@ -166,6 +184,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--period", type=float, default=0.5, help="seconds per level")
     parser.add_argument(
         "--secure-port", type=int, help="also serve every mount behind RTSP basic auth here"
+    )
+    parser.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="/MOUNT=PATH",
+        help="serve a .mkv (H.264, or H.265 if its name says h265) in real time, per client",
+    )
+    parser.add_argument(
+        "--shared-file",
+        action="append",
+        default=[],
+        metavar="/MOUNT=PATH",
+        help="like --file, one pipeline shared by every client",
     )
     parser.add_argument("--user", default="viewer")
     parser.add_argument("--password", default="s3cret-pass")

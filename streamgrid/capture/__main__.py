@@ -27,7 +27,7 @@ log = logging.getLogger("streamgrid.capture")
 def main() -> int:
     configure_logging("capture")
     try:
-        settings = CaptureSettings()  # type: ignore[call-arg]
+        settings = CaptureSettings()
     except ValidationError as exc:
         errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         log_event(log, "worker.bad_settings", logging.ERROR, errors=errors)

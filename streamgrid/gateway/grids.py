@@ -27,7 +27,7 @@ def grid_for_stream(store: FrameStore, stream_id: str, top_k: int, geometry: Gri
             data = store.get_frame(stream_id, record)
             if data is None:
                 raise GridFailed(f"frame {record.seq} vanished from the store")
-            images.append(decode_jpeg(data))
+            images.append(decode_jpeg(data, fit=(geometry.tile_width, geometry.tile_height)))
         jpeg = encode_jpeg(compose_grid(images, geometry, top_k))
     except (ValueError, GridFailed) as exc:
         log_event(log, "grid.failed", logging.ERROR, stream_id=stream_id, error=str(exc))

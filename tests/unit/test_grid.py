@@ -9,6 +9,7 @@ from streamgrid.core.grid import (
     decode_jpeg,
     encode_jpeg,
     fit_tile,
+    jpeg_size,
 )
 
 
@@ -69,3 +70,17 @@ def test_jpeg_round_trip_and_garbage() -> None:
     assert abs(float(image.mean()) - 123) < 1.5
     with pytest.raises(ValueError):
         decode_jpeg(b"not a jpeg")
+
+
+@pytest.mark.parametrize(("w", "h"), [(1920, 1080), (640, 480), (33, 17)])
+def test_jpeg_size_reads_the_header(w: int, h: int) -> None:
+    assert jpeg_size(encode_jpeg(gray(90, w, h))) == (w, h)
+    assert jpeg_size(b"\x89PNG....") is None
+
+
+def test_reduced_decode_still_covers_the_tile() -> None:
+    data = encode_jpeg(gray(90, 1920, 1080))
+    image = decode_jpeg(data, fit=(300, 300))
+    assert image.shape == (270, 480, 3)  # 1/4 scale: the fit is 300x169
+    assert decode_jpeg(data, fit=(1000, 1000)).shape == (1080, 1920, 3)
+    assert decode_jpeg(data, fit=(960, 540)).shape == (540, 960, 3)

@@ -1,0 +1,465 @@
+"""Capture cost per stream: our worker against ffmpeg and OpenCV, side by side.
+
+Each contender reads the same media over RTSP from a local GStreamer server
+for the same window, one at a time, and is measured from /proc: CPU (% of
+one core), peak RSS; for our worker also sample lag (picture age relative to
+the freshest sample of the run, from PTS) and start-to-first-sample. Ratios
+are against ffmpeg `-vf fps` on the same media in the same run.
+
+Then a concurrency run: N workers at once on one shared stream, N doubling
+until samples start to lag; that N over the cores is real streams per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamgrid.cli import CAMERA_SCRIPT, SYSTEM_PYTHON
+
+from .media import MediaSpec, generate
+from .procstat import CpuWindow, peak_rss_mb
+
+ROOT = Path(__file__).resolve().parent.parent
+FFMPEG = "ffmpeg"
+
+
+@dataclass
+class Result:
+    media: str
+    contender: str
+    cpu: float
+    rss_mb: float
+    samples: int = 0
+    lag_p50: float | None = None
+    lag_p95: float | None = None
+    first_sample_s: float | None = None
+    decodes_per_sample: float | None = None
+    ratio: float | None = None
+
+
+@dataclass
+class Worker:
+    """One running contender process and where its output goes."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    err_path: Path
+    started: float
+    cpu: CpuWindow = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cpu = CpuWindow(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def samples(self) -> list[dict[str, float]]:
+        out = []
+        for line in self.err_path.read_text(errors="replace").splitlines():
+            if '"worker.sample"' in line:
+                with contextlib.suppress(ValueError):
+                    out.append(json.loads(line))
+        return out
+
+
+def spawn(name: str, argv: list[str], work: Path, env: dict[str, str] | None = None) -> Worker:
+    err = work / f"{name}.err"
+    with err.open("wb") as f:
+        process = subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=f,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+    return Worker(name, process, err, time.time())
+
+
+def our_worker(url: str, interval: float, mode: str, work: Path, name: str) -> dict[str, str]:
+    return {
+        "STREAMGRID_STREAM_ID": name.replace("_", "-"),
+        "STREAMGRID_SOURCE_URL": url,
+        "STREAMGRID_CAPTURE_INTERVAL": str(interval),
+        "STREAMGRID_STORE_URL": str(work / "store"),
+        "STREAMGRID_LOG_LEVEL": "DEBUG",
+        "STREAMGRID_PROGRESS": "none",
+        "STREAMGRID_DECODE_MODE": mode,
+    }
+
+
+def contenders(
+    url: str, interval: float, work: Path, short: bool
+) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """name -> (argv, env)."""
+    out_jpg = str(work / "ffmpeg-out.jpg")
+    ff_in = [FFMPEG, "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp"]
+    fps = f"fps=1/{interval:g}"
+    py = sys.executable
+    table: dict[str, tuple[list[str], dict[str, str]]] = {
+        "streamgrid (auto)": (
+            [py, "-m", "streamgrid.capture"],
+            our_worker(url, interval, "auto", work, "sg-auto"),
+        ),
+        "ffmpeg -vf fps": ([*ff_in, "-i", url, "-vf", fps, "-update", "1", "-y", out_jpg], {}),
+    }
+    if short:
+        return table
+    table.update(
+        {
+            "streamgrid (decode all)": (
+                [py, "-m", "streamgrid.capture"],
+                our_worker(url, interval, "all", work, "sg-all"),
+            ),
+            "ffmpeg -threads 1 -vf fps": (
+                [
+                    *ff_in,
+                    "-threads",
+                    "1",
+                    "-i",
+                    url,
+                    "-filter_threads",
+                    "1",
+                    "-vf",
+                    fps,
+                    "-update",
+                    "1",
+                    "-y",
+                    out_jpg,
+                ],
+                {},
+            ),
+            "ffmpeg -skip_frame nokey": (
+                [
+                    *ff_in,
+                    "-skip_frame",
+                    "nokey",
+                    "-i",
+                    url,
+                    "-vf",
+                    fps,
+                    "-update",
+                    "1",
+                    "-y",
+                    out_jpg,
+                ],
+                {},
+            ),
+            "ffmpeg demux only (floor)": ([*ff_in, "-i", url, "-c", "copy", "-f", "null", "-"], {}),
+            "opencv read all": (
+                [py, str(ROOT / "bench" / "opencv_reader.py"), url, str(interval), "read"],
+                {},
+            ),
+            "opencv grab all, retrieve at tick": (
+                [py, str(ROOT / "bench" / "opencv_reader.py"), url, str(interval), "grab"],
+                {},
+            ),
+        }
+    )
+    return table
+
+
+def lag_stats(samples: list[dict[str, float]]) -> tuple[float | None, float | None]:
+    offsets = [s["at"] - s["pts"] for s in samples if s.get("pts") is not None]
+    if not offsets:
+        return None, None
+    base = min(offsets)
+    lags = sorted(o - base for o in offsets)
+    p95 = lags[min(len(lags) - 1, round(0.95 * (len(lags) - 1)))]
+    return statistics.median(lags), p95
+
+
+def measure(
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    media: str,
+    work: Path,
+    warmup: float,
+    window: float,
+) -> Result:
+    worker = spawn(name.replace(" ", "_").replace("/", "_"), argv, work, env)
+    try:
+        time.sleep(warmup)
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"{name} exited early:\n{worker.err_path.read_text()[-2000:]}")
+        worker.cpu.start(time.monotonic())
+        time.sleep(window)
+        cpu = worker.cpu.percent(time.monotonic())
+        rss = peak_rss_mb(worker.process.pid)
+    finally:
+        worker.stop()
+    samples = worker.samples()
+    result = Result(media, name, cpu, rss, samples=len(samples))
+    if samples:
+        result.lag_p50, result.lag_p95 = lag_stats(samples)
+        result.first_sample_s = samples[0]["at"] - worker.started
+        result.decodes_per_sample = samples[-1]["decodes"] / len(samples)
+    return result
+
+
+@dataclass
+class ConcurrencyStep:
+    workers: int
+    cpu_total: float
+    worst_p95_lag: float
+    min_samples: int
+    expected: int
+    ok: bool
+
+
+def concurrency(
+    url: str,
+    steps: list[int],
+    interval: float,
+    work: Path,
+    warmup: float,
+    window: float,
+    max_lag: float,
+) -> list[ConcurrencyStep]:
+    out: list[ConcurrencyStep] = []
+    for n in steps:
+        available_mb = _available_mb()
+        if n * 150 > available_mb:
+            print(
+                f"  {n:4d} workers: skipped, {available_mb:.0f} MB of memory available", flush=True
+            )
+            break
+        workers = []
+        for i in range(n):
+            argv = [sys.executable, "-m", "streamgrid.capture"]
+            env = our_worker(url, interval, "auto", work / f"c{n}", f"c{n}-{i}")
+            workers.append(spawn(f"c{n}-{i}", argv, work, env))
+        try:
+            # N interpreters import on two cores: wait until every worker has sampled.
+            deadline = time.monotonic() + warmup + 3.0 * n
+            while time.monotonic() < deadline and not all(w.samples() for w in workers):
+                time.sleep(0.5)
+            time.sleep(warmup)
+            t0 = time.monotonic()
+            for w in workers:
+                w.cpu.start(t0)
+            wall0 = time.time()
+            time.sleep(window)
+            now = time.monotonic()
+            cpu_total = sum(w.cpu.percent(now) for w in workers)
+            wall1 = time.time()
+        finally:
+            for w in workers:
+                w.process.send_signal(signal.SIGTERM)
+            for w in workers:
+                w.stop()
+        lags, counts = [], []
+        for w in workers:
+            in_window = [s for s in w.samples() if wall0 <= s["at"] <= wall1]
+            counts.append(len(in_window))
+            lags.append(lag_stats(w.samples())[1] or 0.0)
+        expected = int(window / interval)
+        ok = min(counts) >= 0.9 * expected - 1 and max(lags) <= max_lag
+        out.append(ConcurrencyStep(n, cpu_total, max(lags), min(counts), expected, ok))
+        print(
+            f"  {n:4d} workers: {cpu_total:6.1f}% CPU in all, worst p95 lag "
+            f"{max(lags):.2f} s, fewest samples {min(counts)}/{expected} "
+            f"-> {'ok' if ok else 'LAGGING'}",
+            flush=True,
+        )
+        if not ok:
+            break
+    return out
+
+
+def _available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def start_camera(
+    files: dict[str, Path], shared: dict[str, Path], port: int, work: Path
+) -> subprocess.Popen[bytes]:
+    argv = [SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--port", str(port)]
+    for mount, path in files.items():
+        argv += ["--file", f"/{mount}={path}"]
+    for mount, path in shared.items():
+        argv += ["--shared-file", f"/{mount}={path}"]
+    log = (work / "camera.log").open("wb")
+    camera = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while "READY" not in (work / "camera.log").read_text():
+        if camera.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("camera did not start:\n" + (work / "camera.log").read_text())
+        time.sleep(0.1)
+    return camera
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import av
+
+    ff = subprocess.run([FFMPEG, "-version"], capture_output=True, text=True).stdout.split("\n")[0]
+    return (
+        f"{model}, {os.cpu_count()} cores, Linux {platform.release()}; "
+        f"PyAV {av.__version__} (FFmpeg {av.library_versions['libavcodec']}); {ff}"
+    )
+
+
+def fmt(v: float | None, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def table(results: list[Result]) -> str:
+    head = (
+        "| media | contender | CPU % of a core | x ffmpeg fps | streams/core | "
+        "lag p50 / p95 s | first sample s | decodes/sample | peak RSS MB |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    rows = []
+    for r in results:
+        rows.append(
+            f"| {r.media} | {r.contender} | {r.cpu:.2f} | {fmt(r.ratio, '.2f')} | "
+            f"{100 / r.cpu if r.cpu > 0 else float('inf'):.0f} | "
+            f"{fmt(r.lag_p50, '.3f')} / {fmt(r.lag_p95, '.3f')} | "
+            f"{fmt(r.first_sample_s, '.2f')} | {fmt(r.decodes_per_sample, '.1f')} | "
+            f"{r.rss_mb:.0f} |"
+        )
+    return head + "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--short", action="store_true", help="a few seconds, for CI")
+    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--window", type=float, help="measured seconds per contender")
+    parser.add_argument("--markdown", type=Path, help="also write the results here")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "bench-media")
+    parser.add_argument("--skip-api", action="store_true")
+    args = parser.parse_args(argv)
+
+    if args.short:
+        specs = [MediaSpec(720, "h264", 1)]
+        seconds, warmup, window = 12, 3.0, args.window or 3.0
+        steps = [2]
+    else:
+        specs = [
+            MediaSpec(720, "h264", 1),
+            MediaSpec(720, "h264", 2),
+            MediaSpec(1080, "h264", 2),
+            MediaSpec(720, "h265", 2),
+            MediaSpec(1080, "h265", 1),
+        ]
+        seconds, warmup, window = 40, 5.0, args.window or 20.0
+        steps = [8, 16, 32, 64, 128]
+    shared_spec = MediaSpec(720, "h264", 1)
+
+    print(f"machine: {machine()}", flush=True)
+    print("generating media (cached) ...", flush=True)
+    files = {spec.name: generate(spec, seconds, args.cache) for spec in specs}
+    conc_seconds = 30 if args.short else 600
+    shared = {"shared": generate(shared_spec, conc_seconds, args.cache)}
+
+    with tempfile.TemporaryDirectory(prefix="streamgrid-bench-") as tmp:
+        work = Path(tmp)
+        port = 18000 + os.getpid() % 2000
+        camera = start_camera(files, shared, port, work)
+        results: list[Result] = []
+        try:
+            for spec in specs:
+                url = f"rtsp://127.0.0.1:{port}/{spec.name}"
+                print(f"{spec.name}: interval {args.interval:g} s", flush=True)
+                for name, (cmd, env) in contenders(url, args.interval, work, args.short).items():
+                    r = measure(name, cmd, env, spec.name, work, warmup, window)
+                    results.append(r)
+                    print(
+                        f"  {name:36s} {r.cpu:6.2f}% CPU  {r.rss_mb:5.0f} MB"
+                        + (f"  lag p95 {r.lag_p95:.3f} s" if r.lag_p95 is not None else ""),
+                        flush=True,
+                    )
+                base = next(
+                    r for r in results if r.media == spec.name and r.contender == "ffmpeg -vf fps"
+                )
+                for r in results:
+                    if r.media == spec.name:
+                        r.ratio = r.cpu / base.cpu if base.cpu > 0 else None
+            print(
+                f"concurrency: {shared_spec.name}, interval {args.interval:g} s, one shared stream",
+                flush=True,
+            )
+            steps_out = concurrency(
+                f"rtsp://127.0.0.1:{port}/shared",
+                steps,
+                args.interval,
+                work,
+                warmup,
+                window,
+                max_lag=shared_spec.gop_seconds,
+            )
+        finally:
+            camera.send_signal(signal.SIGTERM)
+            camera.wait(10)
+
+    api_lines: list[str] = []
+    if not args.skip_api:
+        from .api import run_api_bench
+
+        api_lines = run_api_bench(short=args.short)
+
+    report = ["## Capture cost per stream", "", table(results), ""]
+    passed = [s for s in steps_out if s.ok]
+    report += [
+        "## Concurrency",
+        "",
+        "| workers | CPU % in all | worst p95 lag s | fewest samples | ok |",
+        "|---:|---:|---:|---:|---|",
+    ]
+    report += [
+        f"| {s.workers} | {s.cpu_total:.1f} | {s.worst_p95_lag:.2f} | "
+        f"{s.min_samples}/{s.expected} | {'yes' if s.ok else 'no'} |"
+        for s in steps_out
+    ]
+    cores = os.cpu_count() or 1
+    if passed:
+        report += [
+            "",
+            f"Real streams per core: at least {passed[-1].workers / cores:.0f} "
+            f"({passed[-1].workers} workers kept up on {cores} cores).",
+        ]
+    report += ["", "## API", "", *api_lines]
+    text = "\n".join(report)
+    print()
+    print(text)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(
+            f"Measured {time.strftime('%Y-%m-%d')} on: {machine()}\n\n"
+            f"Command: `python -m bench{' --short' if args.short else ''}`\n\n{text}\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
