@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: serve test check unit bench demo-camera system-deps clean
+.PHONY: serve test check unit bench demo-camera system-deps kube-tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { scripts/install-system-deps.sh && $(PYTHON) -m venv $(VENV); }
@@ -30,9 +30,13 @@ demo-camera: system-deps $(VENV)/.runtime
 system-deps:
 	scripts/install-system-deps.sh
 
+## kube-apiserver, kube-controller-manager, kubectl, helm from the pinned Go modules.
+kube-tools:
+	bash tools/kube/build.sh
+
 ## Lint, types, every test (the fixtures start the RTSP camera and S3 server), then
 ## the benchmark in its short mode, so it cannot rot (it asserts nothing about time).
-test: system-deps $(VENV)/.test check
+test: system-deps kube-tools $(VENV)/.test check
 	$(BIN)/pytest $(ARGS)
 	$(BIN)/python -m bench --short
 

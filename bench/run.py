@@ -38,6 +38,7 @@ FFMPEG = "ffmpeg"
 @dataclass
 class Result:
     media: str
+    interval: float
     contender: str
     cpu: float
     rss_mb: float
@@ -176,6 +177,18 @@ def contenders(
     return table
 
 
+def plan_runs(
+    specs: list[MediaSpec], interval: float, short: bool
+) -> list[tuple[MediaSpec, float, tuple[str, ...]]]:
+    """Every media at the chosen interval; in the full run, the GOP-2 s H.264
+    media also at a 2 s interval (interval >= GOP: the keyframe path)."""
+    runs: list[tuple[MediaSpec, float, tuple[str, ...]]] = [(s, interval, ()) for s in specs]
+    if not short:
+        few = ("streamgrid (auto)", "ffmpeg -vf fps", "ffmpeg -skip_frame nokey")
+        runs += [(s, 2.0, few) for s in specs if s.codec == "h264" and s.gop_seconds == 2]
+    return runs
+
+
 def lag_stats(samples: list[dict[str, float]]) -> tuple[float | None, float | None]:
     offsets = [s["at"] - s["pts"] for s in samples if s.get("pts") is not None]
     if not offsets:
@@ -191,6 +204,7 @@ def measure(
     argv: list[str],
     env: dict[str, str],
     media: str,
+    interval: float,
     work: Path,
     warmup: float,
     window: float,
@@ -207,7 +221,7 @@ def measure(
     finally:
         worker.stop()
     samples = worker.samples()
-    result = Result(media, name, cpu, rss, samples=len(samples))
+    result = Result(media, interval, name, cpu, rss, samples=len(samples))
     if samples:
         result.lag_p50, result.lag_p95 = lag_stats(samples)
         result.first_sample_s = samples[0]["at"] - worker.started
@@ -341,7 +355,7 @@ def table(results: list[Result]) -> str:
     rows = []
     for r in results:
         rows.append(
-            f"| {r.media} | {r.contender} | {r.cpu:.2f} | {fmt(r.ratio, '.2f')} | "
+            f"| {r.media} | {r.interval:g} | {r.contender} | {r.cpu:.2f} | {fmt(r.ratio, '.2f')} | "
             f"{100 / r.cpu if r.cpu > 0 else float('inf'):.0f} | "
             f"{fmt(r.lag_p50, '.3f')} / {fmt(r.lag_p95, '.3f')} | "
             f"{fmt(r.first_sample_s, '.2f')} | {fmt(r.decodes_per_sample, '.1f')} | "
@@ -356,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--window", type=float, help="measured seconds per contender")
     parser.add_argument("--markdown", type=Path, help="also write the results here")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "bench-media")
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    parser.add_argument("--cache", type=Path, default=cache_home / "streamgrid" / "bench-media")
     parser.add_argument("--skip-api", action="store_true")
     args = parser.parse_args(argv)
 
@@ -388,23 +403,21 @@ def main(argv: list[str] | None = None) -> int:
         camera = start_camera(files, shared, port, work)
         results: list[Result] = []
         try:
-            for spec in specs:
+            for spec, interval, only in plan_runs(specs, args.interval, args.short):
                 url = f"rtsp://127.0.0.1:{port}/{spec.name}"
-                print(f"{spec.name}: interval {args.interval:g} s", flush=True)
-                for name, (cmd, env) in contenders(url, args.interval, work, args.short).items():
-                    r = measure(name, cmd, env, spec.name, work, warmup, window)
-                    results.append(r)
-                    print(
-                        f"  {name:36s} {r.cpu:6.2f}% CPU  {r.rss_mb:5.0f} MB"
-                        + (f"  lag p95 {r.lag_p95:.3f} s" if r.lag_p95 is not None else ""),
-                        flush=True,
-                    )
-                base = next(
-                    r for r in results if r.media == spec.name and r.contender == "ffmpeg -vf fps"
-                )
-                for r in results:
-                    if r.media == spec.name:
-                        r.ratio = r.cpu / base.cpu if base.cpu > 0 else None
+                print(f"{spec.name}: interval {interval:g} s", flush=True)
+                run: list[Result] = []
+                for name, (cmd, env) in contenders(url, interval, work, args.short).items():
+                    if only and name not in only:
+                        continue
+                    r = measure(name, cmd, env, spec.name, interval, work, warmup, window)
+                    run.append(r)
+                    lag = f"  lag p95 {r.lag_p95:.3f} s" if r.lag_p95 is not None else ""
+                    print(f"  {name:36s} {r.cpu:6.2f}% CPU  {r.rss_mb:5.0f} MB{lag}", flush=True)
+                base = next(r for r in run if r.contender == "ffmpeg -vf fps")
+                for r in run:
+                    r.ratio = r.cpu / base.cpu if base.cpu > 0 else None
+                results += run
             print(
                 f"concurrency: {shared_spec.name}, interval {args.interval:g} s, one shared stream",
                 flush=True,
@@ -453,12 +466,27 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(
+        write_results(
+            args.markdown,
             f"Measured {time.strftime('%Y-%m-%d')} on: {machine()}\n\n"
-            f"Command: `python -m bench{' --short' if args.short else ''}`\n\n{text}\n"
+            f"Command: `python -m bench{' --short' if args.short else ''}`\n\n{text}\n",
         )
     return 0
+
+
+START, END = "<!-- results: written by python -m bench --markdown -->", "<!-- /results -->"
+
+
+def write_results(path: Path, results: str) -> None:
+    """Replaces only the results section, keeping the prose around it."""
+    block = f"{START}\n{results}{END}"
+    text = path.read_text() if path.exists() else ""
+    if START in text and END in text:
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
+    else:
+        text = (text + "\n" if text else "# Benchmarks\n\n") + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages the tests (and the demo camera) need: GStreamer's RTSP server
 # with PyGObject for the camera, x264 for H.264, ffmpeg for the benchmarks'
-# baselines, python3-venv for the virtualenv. Installs only what is missing.
+# baselines, python3-venv for the virtualenv, etcd and openssl for the test
+# Kubernetes control plane. Installs only what is missing.
 set -euo pipefail
 
 packages=(
   python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly gstreamer1.0-tools ffmpeg make
+  gstreamer1.0-plugins-ugly gstreamer1.0-tools ffmpeg make etcd-server openssl
 )
 missing=()
 for p in "${packages[@]}"; do

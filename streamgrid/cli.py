@@ -41,7 +41,19 @@ def serve(args: argparse.Namespace) -> int:
         store=store.describe(),
         max_streams=settings.max_streams,
     )
-    app = create_app(lambda: LocalBackend(settings, store))
+    if settings.backend == "kube":
+        from .gateway.kube import KubeBackend
+        from .operator.kubeapi import load_kube_config
+
+        load_kube_config(settings.kubeconfig)
+        # Capture pods write under <store>/<namespace>/; read from the same place.
+        ns_settings = settings.model_copy(
+            update={"store_url": f"{settings.store_url.rstrip('/')}/{settings.kube_namespace}"}
+        )
+        ns_store = ns_settings.open_store()
+        app = create_app(lambda: KubeBackend(settings, ns_store))
+    else:
+        app = create_app(lambda: LocalBackend(settings, store))
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=30
     )

@@ -16,6 +16,8 @@ from streamgrid.core.settings import CommonSettings
 from streamgrid.core.store import FrameStore
 
 from .support.camera import Camera, make_camera
+from .support.cluster import ClusterRuntime, start_cluster_runtime
+from .support.kube import KubeCluster, start_cluster
 from .support.s3 import S3Server, start_s3
 from .support.server import Server, start_server
 
@@ -62,21 +64,52 @@ def server_s3(work_dir: Path, s3: S3Server) -> Iterator[Server]:
     srv.process.stop()
 
 
-@pytest.fixture(params=["dir", "s3"])
+@pytest.fixture(scope="session")
+def kube(work_dir: Path) -> Iterator[KubeCluster]:
+    """etcd + kube-apiserver + kube-controller-manager, real and local."""
+    cluster = start_cluster(work_dir / "kube")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(kube: KubeCluster, s3: S3Server, work_dir: Path) -> Iterator[ClusterRuntime]:
+    """The cluster runtime: CRD, operator, gateway (kube backend), node stand-in."""
+    runtime = start_cluster_runtime(kube, s3, work_dir / "cluster")
+    yield runtime
+    runtime.gateway.process.stop()
+    runtime.node.stop()
+    runtime.operator.stop()
+
+
+RUNTIMES = {"dir": "server", "s3": "server_s3", "kube": "cluster"}
+
+
+@pytest.fixture(params=list(RUNTIMES))
 def any_server(request: pytest.FixtureRequest) -> Server:
-    """Each API test that takes this runs once per store."""
-    name = "server" if request.param == "dir" else "server_s3"
-    srv: Server = request.getfixturevalue(name)
-    return srv
+    """Each API test that takes this runs on the embedded runtime (directory
+    store, S3 store) and on the cluster runtime."""
+    found = request.getfixturevalue(RUNTIMES[request.param])
+    return found.gateway if isinstance(found, ClusterRuntime) else found
+
+
+@pytest.fixture(params=["local", "kube"])
+def api_server(request: pytest.FixtureRequest) -> Server:
+    """The embedded runtime (directory store) and the cluster runtime."""
+    if request.param == "local":
+        srv: Server = request.getfixturevalue("server")
+        return srv
+    runtime: ClusterRuntime = request.getfixturevalue("cluster")
+    return runtime.gateway
 
 
 def store_of(server: Server) -> FrameStore:
-    """The store a server writes to, opened the way its workers open it."""
+    """The store a server's workers write to, opened the way they open it."""
     keys = (
-        "STREAMGRID_STORE_URL",
         "STREAMGRID_S3_ENDPOINT_URL",
         "STREAMGRID_S3_ACCESS_KEY_ID",
         "STREAMGRID_S3_SECRET_ACCESS_KEY",
     )
     values = {k.removeprefix("STREAMGRID_").lower(): server.env[k] for k in keys if k in server.env}
+    values["store_url"] = server.store_url
     return CommonSettings.model_validate(values).open_store()

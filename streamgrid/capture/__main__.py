@@ -24,6 +24,31 @@ from .worker import EXIT_CRASHED, EXIT_STOPPED, CaptureWorker
 log = logging.getLogger("streamgrid.capture")
 
 
+def make_progress(settings: CaptureSettings) -> ProgressSink:
+    if settings.progress == "stdout":
+        return JsonLinesProgress()
+    if settings.progress == "none":
+        return NoProgress()
+    import os
+
+    from .kube_progress import KubeStatusProgress, StatusEndpoint
+
+    api = settings.kube_api_url
+    if not api:
+        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+        api = f"https://{host}:{port}"
+    if not settings.kube_namespace or not settings.kube_name:
+        raise ValueError("progress=kube needs STREAMGRID_KUBE_NAMESPACE and STREAMGRID_KUBE_NAME")
+    endpoint = StatusEndpoint(
+        api,
+        settings.kube_namespace,
+        settings.kube_name,
+        settings.kube_token_file,
+        settings.kube_ca_file,
+    )
+    return KubeStatusProgress(endpoint, settings.progress_interval)
+
+
 def main() -> int:
     configure_logging("capture")
     try:
@@ -32,10 +57,13 @@ def main() -> int:
         errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         log_event(log, "worker.bad_settings", logging.ERROR, errors=errors)
         return 2
-    url = settings.source_url.get_secret_value()
+    url = settings.camera_url()
     register_secret(*url_secrets(url))
+    for secret in (settings.source_password, settings.source_full_url):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
     logging.getLogger().setLevel(settings.log_level.upper())
-    progress: ProgressSink = JsonLinesProgress() if settings.progress == "stdout" else NoProgress()
+    progress = make_progress(settings)
     worker = CaptureWorker(settings, settings.open_store(), progress)
 
     stop = threading.Event()
@@ -75,8 +103,8 @@ def main() -> int:
     if stop.is_set():
         thread.join(settings.read_timeout + 1.0)
         worker.finish(StreamState.STOPPED)
-        return result.get("code", EXIT_STOPPED)
-    return result.get("code", EXIT_CRASHED)
+    progress.close()
+    return result.get("code", EXIT_STOPPED if stop.is_set() else EXIT_CRASHED)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ class Progress:
 class ProgressSink(Protocol):
     def report(self, progress: Progress) -> None: ...
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is pending (the final state) before the process exits."""
+
 
 class JsonLinesProgress:
     """One JSON object per line; the supervisor parses them."""
@@ -43,7 +46,13 @@ class JsonLinesProgress:
         except (BrokenPipeError, ValueError):
             pass  # the supervisor went away; the store still has everything
 
+    def close(self, timeout: float = 10.0) -> None:
+        pass
+
 
 class NoProgress:
     def report(self, progress: Progress) -> None:
+        pass
+
+    def close(self, timeout: float = 10.0) -> None:
         pass

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr
 
@@ -36,4 +38,27 @@ class CaptureSettings(CommonSettings):
     # the packets up to each tick (see capture/sampling.py); all: decode all.
     decode_mode: DecodeMode = DecodeMode.AUTO
     decode_threads: int = Field(1, ge=0, le=16)  # 0: FFmpeg picks
-    progress: Literal["stdout", "none"] = "stdout"
+    progress: Literal["stdout", "none", "kube"] = "stdout"
+    progress_interval: float = Field(5.0, ge=0.5, le=300)  # kube: seconds between PATCHes
+    # In a pod, credentials come from the stream's Secret, never from the spec.
+    source_username: SecretStr | None = None
+    source_password: SecretStr | None = None
+    source_full_url: SecretStr | None = None  # the Secret's `url` key, when set
+    kube_namespace: str | None = None
+    kube_name: str | None = None
+    kube_api_url: str | None = None  # default: the in-cluster service
+    kube_token_file: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+    kube_ca_file: Path | None = Path("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
+
+    def camera_url(self) -> str:
+        """The URL to open: the Secret's whole URL, or the spec's with its user."""
+        if self.source_full_url and self.source_full_url.get_secret_value():
+            return self.source_full_url.get_secret_value()
+        url = self.source_url.get_secret_value()
+        if not self.source_username or not self.source_username.get_secret_value():
+            return url
+        user = quote(self.source_username.get_secret_value(), safe="")
+        password = self.source_password.get_secret_value() if self.source_password else ""
+        userinfo = f"{user}:{quote(password, safe='')}" if password else user
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://{userinfo}@{rest}"

@@ -56,7 +56,7 @@ SourceFactory = Callable[[CaptureSettings], VideoSource]
 
 def default_source(settings: CaptureSettings) -> VideoSource:
     return VideoSource(
-        settings.source_url.get_secret_value(),
+        settings.camera_url(),
         transport=settings.rtsp_transport,
         open_timeout=settings.open_timeout,
         read_timeout=settings.read_timeout,

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from ..core.settings import CommonSettings
@@ -17,3 +19,8 @@ class GatewaySettings(CommonSettings):
     stop_timeout_seconds: float = Field(15.0, gt=0, le=300)  # SIGTERM, then SIGKILL
     worker_restart_limit: int = Field(20, ge=0)  # unexpected worker exits per stream
     worker_log_level: str = "INFO"
+    # The cluster runtime: streams are VideoStream resources in this namespace.
+    backend: Literal["local", "kube"] = "local"
+    kube_namespace: str = "default"
+    kubeconfig: str | None = None  # default: in-cluster, else ~/.kube/config
+    kube_stop_timeout_seconds: float = Field(60.0, gt=0, le=600)

@@ -28,17 +28,17 @@ URL = "rtsp://127.0.0.1:9/x"
     ],
 )
 def test_start_rejects(
-    server: Server, data: dict[str, str] | None, params: dict[str, str], status: int, body: str
+    api_server: Server, data: dict[str, str] | None, params: dict[str, str], status: int, body: str
 ) -> None:
-    with server.client() as client:
+    with api_server.client() as client:
         response = client.post("/start", data=data, params=params)
     assert response.status_code == status
     assert response.headers["content-type"].startswith("text/plain")
     assert response.text.startswith(body) and "\n" not in response.text
 
 
-def test_json_body_is_accepted_and_bad_json_is_a_400(server: Server) -> None:
-    with server.client() as client:
+def test_json_body_is_accepted_and_bad_json_is_a_400(api_server: Server) -> None:
+    with api_server.client() as client:
         bad = client.post("/start", content=b"{nope", headers={"content-type": "application/json"})
         assert (bad.status_code, bad.text) == (400, "Invalid JSON body")
         ok = client.post("/start", json={"rtsp_url": URL})
@@ -47,22 +47,22 @@ def test_json_body_is_accepted_and_bad_json_is_a_400(server: Server) -> None:
         assert client.post(f"/stop/{stream_id}").text == "No frames captured"
 
 
-def test_oversized_body_is_refused(server: Server) -> None:
-    with server.client() as client:
+def test_oversized_body_is_refused(api_server: Server) -> None:
+    with api_server.client() as client:
         response = client.post("/start", data={"rtsp_url": URL, "pad": "x" * 100_000})
     assert (response.status_code, response.text) == (400, "Request body too large")
 
 
 @pytest.mark.parametrize("stream_id", ["0123456789abcdef", "a..b", "UPPER", "a" * 200, "x;rm"])
-def test_unknown_ids_are_404_with_the_spec_strings(server: Server, stream_id: str) -> None:
-    with server.client() as client:
+def test_unknown_ids_are_404_with_the_spec_strings(api_server: Server, stream_id: str) -> None:
+    with api_server.client() as client:
         status = client.post(f"/status/{stream_id}")
         stop = client.post(f"/stop/{stream_id}")
     assert (status.status_code, status.text) == (404, f"Stream not found with id {stream_id}")
     assert (stop.status_code, stop.text) == (404, f"Stream ID {stream_id} not found")
 
 
-def test_wrong_method_is_a_405_not_a_500(server: Server) -> None:
-    with server.client() as client:
+def test_wrong_method_is_a_405_not_a_500(api_server: Server) -> None:
+    with api_server.client() as client:
         assert client.get("/start").status_code == 405
         assert client.get("/stop").status_code == 405

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -18,12 +18,19 @@ class Server:
     base_url: str
     store_url: str
     env: dict[str, str]
+    # Other logs that belong to this runtime (cluster: operator, capture pods).
+    extra_logs: list[Path] = field(default_factory=list)
 
-    def client(self, timeout: float = 30.0) -> httpx.Client:
+    def client(self, timeout: float = 60.0) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=timeout)
 
     def log_text(self) -> str:
-        return self.process.log_text()
+        """Every log of the runtime: the gateway's, and any extra (files or folders)."""
+        texts = [self.process.log_text()]
+        for path in self.extra_logs:
+            files = sorted(path.glob("*.log")) if path.is_dir() else [path]
+            texts += [f.read_text(errors="replace") for f in files if f.exists()]
+        return "\n".join(texts)
 
 
 def start_server(

@@ -26,6 +26,9 @@ class RecordingProgress:
     def report(self, progress: Progress) -> None:
         self.reports.append(progress)
 
+    def close(self, timeout: float = 10.0) -> None:
+        pass
+
     def states(self) -> list[StreamState]:
         return [p.state for p in self.reports]
 

@@ -1,0 +1,374 @@
+"""The cluster runtime's backend: streams are VideoStream custom resources.
+
+``/start`` creates a Secret (when the URL carries credentials) and the
+VideoStream; ``/list`` and ``/status`` read a cache fed by a watch (one LIST
+at start, then a WATCH; never a LIST per request); ``/stop/<id>`` sets
+``spec.state: Stopped``, waits (bounded) for the operator to report Stopped,
+then composes the grid from S3. Stateless: several replicas can run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from ..core.grid import GridGeometry
+from ..core.logs import log_event, register_secret
+from ..core.models import StreamState
+from ..core.store import FrameStore
+from ..core.urls import SECRET_PARAMS, mask_url, url_secrets
+from ..operator.settings import GROUP, PLURAL, VERSION
+from .backend import StreamInfo, StreamNotFound, TooManyStreams
+from .grids import grid_for_stream
+from .requests import BadRequest, StartRequest
+from .settings import GatewaySettings
+
+log = logging.getLogger("streamgrid.gateway")
+DISPLAY_URL = "streamgrid.io/display-url"
+Obj = dict[str, Any]
+
+
+def split_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """(URL safe for the spec, Secret data). The spec never holds a credential."""
+    parts = urlsplit(url)
+    data: dict[str, str] = {}
+    if parts.username:
+        data["username"] = unquote(parts.username)
+    if parts.password:
+        data["password"] = unquote(parts.password)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k.lower() in SECRET_PARAMS for k, _ in query):
+        data = {"url": url}  # credentials in the query: the Secret holds the whole URL
+        query = [(k, v) for k, v in query if k.lower() not in SECRET_PARAMS]
+    host = parts.netloc.rsplit("@", 1)[-1]
+    clean = urlunsplit((parts.scheme, host, parts.path or "/", urlencode(query), ""))
+    return clean, data
+
+
+def _time(value: str | None) -> float | None:
+    if not value:
+        return None
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def info_of(stream: Obj) -> StreamInfo:
+    meta, spec, status = stream["metadata"], stream.get("spec", {}), stream.get("status") or {}
+    started = _time(status.get("startedAt")) or _time(meta.get("creationTimestamp")) or time.time()
+    stopped = _time(status.get("stoppedAt"))
+    state = StreamState(status.get("state", "Pending"))
+    end = (
+        stopped
+        if stopped is not None and state in (StreamState.STOPPED, StreamState.FAILED)
+        else (time.time())
+    )
+    url = (meta.get("annotations") or {}).get(DISPLAY_URL) or spec["source"]["url"]
+    return StreamInfo(
+        stream_id=meta["name"],
+        url=mask_url(url),
+        state=state,
+        frames_captured=int(status.get("framesCaptured", 0)),
+        running_time=max(0.0, end - started),
+        started_at=started,
+        reason=status.get("reason", ""),
+        stopped_at=stopped,
+        last_frame_at=_time(status.get("lastFrameAt")),
+        capture_interval=float(spec.get("captureInterval", 1)),
+        top_k=int(spec.get("topK", 9)),
+        details={
+            "kept": int(status.get("kept", 0)),
+            "pod": status.get("podName"),
+            "restarts": int(status.get("restarts", 0)),
+            "desired_state": spec.get("state", "Running"),
+        },
+    )
+
+
+class StreamCache:
+    """The namespace's VideoStreams, kept current by a watch."""
+
+    def __init__(self, custom: client.CustomObjectsApi, namespace: str) -> None:
+        self.custom, self.namespace = custom, namespace
+        self._items: dict[str, Obj] = {}
+        self._changed = threading.Condition()
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stream-watch", daemon=True)
+
+    def start(self) -> StreamCache:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def get(self, name: str) -> Obj | None:
+        with self._changed:
+            return self._items.get(name)
+
+    def values(self) -> list[Obj]:
+        with self._changed:
+            return list(self._items.values())
+
+    def put(self, stream: Obj) -> None:
+        """Our own writes, so a read right after a write sees it."""
+        self._store(stream)
+
+    def wait_for(self, name: str, check: Callable[[Obj | None], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not check(self._items.get(name)):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(min(left, 1.0))
+        return True
+
+    def _store(self, stream: Obj) -> None:
+        name = stream["metadata"]["name"]
+        with self._changed:
+            old = self._items.get(name)
+            newer = old is None or int(stream["metadata"].get("resourceVersion", 0)) >= int(
+                old["metadata"].get("resourceVersion", 0)
+            )
+            if newer:
+                self._items[name] = stream
+            self._changed.notify_all()
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                listing = self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL
+                )
+                with self._changed:
+                    self._items = {s["metadata"]["name"]: s for s in listing["items"]}
+                    self._changed.notify_all()
+                self.ready.set()
+                version = listing["metadata"]["resourceVersion"]
+                for event in watch.Watch().stream(
+                    self.custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    resource_version=version,
+                    timeout_seconds=240,
+                ):
+                    if self._stop.is_set():
+                        return
+                    obj = event["object"]
+                    if event["type"] == "DELETED":
+                        with self._changed:
+                            self._items.pop(obj["metadata"]["name"], None)
+                            self._changed.notify_all()
+                    elif event["type"] in ("ADDED", "MODIFIED"):
+                        self._store(obj)
+                backoff = 0.5
+            except ApiException as exc:
+                if exc.status != 410:  # 410 Gone: our version expired, list again
+                    log_event(log, "watch.error", logging.WARNING, status=exc.status)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 30)
+            except Exception as exc:  # noqa: BLE001 - network trouble: list again, later
+                log_event(log, "watch.error", logging.WARNING, error=str(exc)[:200])
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30)
+
+
+class KubeBackend:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        store: FrameStore,
+        api_client: client.ApiClient | None = None,
+    ) -> None:
+        self.settings, self.store = settings, store
+        self.namespace = settings.kube_namespace
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.cache = StreamCache(self.custom, self.namespace).start()
+        self.cache.ready.wait(30)
+
+    # -- the API -------------------------------------------------------------
+    def start(self, request: StartRequest) -> str:
+        running = [
+            s
+            for s in self.cache.values()
+            if (s.get("spec") or {}).get("state", "Running") == "Running"
+        ]
+        if len(running) >= self.settings.max_streams:
+            raise TooManyStreams(self.settings.max_streams)
+        name = secrets.token_hex(8)
+        url, secret_data = split_credentials(request.rtsp_url)
+        register_secret(*url_secrets(request.rtsp_url))
+        source: Obj = {"url": url, "transport": request.rtsp_transport}
+        secret_name = f"{name}-credentials"
+        if secret_data:
+            self.core.create_namespaced_secret(
+                self.namespace,
+                client.V1Secret(
+                    metadata=client.V1ObjectMeta(name=secret_name, labels=self._labels()),
+                    string_data=secret_data,
+                    type="Opaque",
+                ),
+            )
+            source["credentialsSecretRef"] = {"name": secret_name}
+        grid: Obj = {
+            "tileWidth": request.geometry.tile_width,
+            "tileHeight": request.geometry.tile_height,
+        }
+        if request.geometry.cols:
+            grid["columns"] = request.geometry.cols
+        body: Obj = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "VideoStream",
+            "metadata": {
+                "name": name,
+                "labels": self._labels(),
+                "annotations": {DISPLAY_URL: mask_url(request.rtsp_url)},
+            },
+            "spec": {
+                "source": source,
+                "captureInterval": request.capture_interval,
+                "topK": request.top_k,
+                "grid": grid,
+                "state": "Running",
+            },
+        }
+        try:
+            created: Obj = self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, body
+            )
+        except ApiException as exc:
+            if secret_data:
+                self._delete_secret(secret_name)
+            if exc.status in (400, 422):
+                raise BadRequest(f"Invalid request: {_api_message(exc)}") from None
+            raise
+        self.cache.put(created)
+        if secret_data:  # garbage-collected with its stream
+            self.core.patch_namespaced_secret(
+                secret_name,
+                self.namespace,
+                {
+                    "metadata": {
+                        "ownerReferences": [
+                            {
+                                "apiVersion": f"{GROUP}/{VERSION}",
+                                "kind": "VideoStream",
+                                "name": name,
+                                "uid": created["metadata"]["uid"],
+                            }
+                        ]
+                    }
+                },
+            )
+        log_event(
+            log,
+            "stream.started",
+            stream_id=name,
+            url=mask_url(request.rtsp_url),
+            interval=request.capture_interval,
+            top_k=request.top_k,
+        )
+        return name
+
+    def active(self) -> list[StreamInfo]:
+        return [
+            info_of(s)
+            for s in self.cache.values()
+            if (s.get("status") or {}).get("state") != StreamState.STOPPED.value
+        ]
+
+    def info(self, stream_id: str) -> StreamInfo:
+        return info_of(self._get(stream_id))
+
+    def stop(self, stream_id: str, geometry: GridGeometry | None) -> bytes:
+        stream = self._stop(stream_id)
+        spec = stream.get("spec", {})
+        grid = spec.get("grid") or {}
+        default = GridGeometry(
+            grid.get("columns"), grid.get("tileWidth", 300), grid.get("tileHeight", 300)
+        )
+        return grid_for_stream(self.store, stream_id, int(spec.get("topK", 9)), geometry or default)
+
+    def stop_all(self) -> dict[str, str]:
+        names = [
+            s["metadata"]["name"]
+            for s in self.cache.values()
+            if (s.get("status") or {}).get("state") != StreamState.STOPPED.value
+        ]
+        if not names:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(32, len(names))) as pool:
+            done = list(pool.map(self._stop, names))
+        return {s["metadata"]["name"]: info_of(s).state.value for s in done}
+
+    def close(self) -> None:
+        self.cache.close()
+
+    # -- internals -----------------------------------------------------------
+    def _labels(self) -> dict[str, str]:
+        return {
+            "app.kubernetes.io/name": "streamgrid",
+            "app.kubernetes.io/managed-by": "streamgrid-gateway",
+        }
+
+    def _get(self, name: str) -> Obj:
+        stream = self.cache.get(name)
+        if stream is None:
+            try:
+                stream = self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, name
+                )
+            except ApiException as exc:
+                if exc.status in (404, 422, 400):
+                    raise StreamNotFound(name) from None
+                raise
+            self.cache.put(stream)
+        return stream
+
+    def _stop(self, name: str) -> Obj:
+        stream = self._get(name)
+        if stream.get("spec", {}).get("state") != "Stopped":
+            patched: Obj = self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name, {"spec": {"state": "Stopped"}}
+            )
+            self.cache.put(patched)
+
+        def finished(s: Obj | None) -> bool:
+            # Desired Stopped: the operator reports Stopped once the pod is gone
+            # (a Failed stream too), so that is the one state to wait for.
+            state = ((s or {}).get("status") or {}).get("state")
+            return s is None or state == StreamState.STOPPED.value
+
+        if not self.cache.wait_for(name, finished, self.settings.kube_stop_timeout_seconds):
+            # Frames are in the store as they are kept: the grid is still right,
+            # it may just miss the last sample or two.
+            log_event(log, "stop.timeout", logging.WARNING, stream_id=name)
+        return self.cache.get(name) or stream
+
+    def _delete_secret(self, name: str) -> None:
+        with contextlib.suppress(ApiException):
+            self.core.delete_namespaced_secret(name, self.namespace)
+
+
+def _api_message(exc: ApiException) -> str:
+    import json
+
+    try:
+        return str(json.loads(exc.body or "{}").get("message", exc.reason))[:300]
+    except ValueError:
+        return str(exc.reason)

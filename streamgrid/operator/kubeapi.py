@@ -1,0 +1,116 @@
+"""StreamApi over the official kubernetes client."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from ..core.urls import mask_secrets
+from .settings import GROUP, PLURAL, VERSION
+
+log = logging.getLogger("streamgrid.operator")
+
+
+def load_kube_config(kubeconfig: str | None) -> None:
+    """In a pod: the service account; elsewhere: the kubeconfig."""
+    from kubernetes import config
+
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+    else:
+        config.load_kube_config(config_file=kubeconfig)
+
+
+def _ignore(status: int, exc: ApiException) -> None:
+    if exc.status != status:
+        raise exc
+
+
+class KubernetesStreamApi:
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    def get_stream(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            stream: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            )
+            return stream
+        except ApiException as exc:
+            _ignore(404, exc)
+            return None
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            response = self.core.read_namespaced_pod(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            _ignore(404, exc)
+            return None
+        import json
+
+        pod: dict[str, Any] = json.loads(response.data)
+        return pod
+
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> None:
+        try:
+            self.core.create_namespaced_pod(namespace, body)
+        except ApiException as exc:
+            _ignore(409, exc)  # already there: deterministic names make this success
+
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> None:
+        try:
+            self.core.delete_namespaced_pod(
+                name,
+                namespace,
+                grace_period_seconds=grace_seconds,
+                body=client.V1DeleteOptions(grace_period_seconds=grace_seconds),
+            )
+        except ApiException as exc:
+            _ignore(404, exc)
+
+    def delete_stream(self, namespace: str, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as exc:
+            _ignore(404, exc)
+
+    def patch_stream_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+            )
+        except ApiException as exc:
+            _ignore(404, exc)
+
+    def event(self, stream: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = stream["metadata"]
+        now = datetime.now(UTC)
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{meta['name']}.", namespace=meta["namespace"]
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind="VideoStream",
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta["uid"],
+            ),
+            type=type_,
+            reason=reason,
+            message=mask_secrets(message)[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component="streamgrid-operator"),
+        )
+        try:
+            self.core.create_namespaced_event(meta["namespace"], body)
+        except ApiException as exc:  # events are best effort
+            log.warning("event not recorded: %s", exc.reason)

@@ -1,0 +1,138 @@
+"""The capture Pod of a VideoStream: a pure function of the resource and settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .settings import GROUP, KIND, VERSION, OperatorSettings
+
+COMPONENT_LABEL = "app.kubernetes.io/component"
+STREAM_LABEL = "streamgrid.io/stream"
+CAPTURE = "capture"
+
+
+def pod_name(stream_name: str) -> str:
+    """Deterministic, so a second create is a harmless 409."""
+    return f"{stream_name}-capture"[:253]
+
+
+def store_url_for(settings: OperatorSettings, namespace: str) -> str:
+    """One prefix per namespace; the stream's name is its prefix below it."""
+    return f"{settings.store_url.rstrip('/')}/{namespace}"
+
+
+def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": secret, "key": key}
+    if optional:
+        ref["optional"] = True
+    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
+
+
+def capture_pod(stream: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    meta, spec = stream["metadata"], stream["spec"]
+    name, namespace = meta["name"], meta["namespace"]
+    source = spec["source"]
+    env: list[dict[str, Any]] = [
+        {"name": "STREAMGRID_STREAM_ID", "value": name},
+        {"name": "STREAMGRID_SOURCE_URL", "value": source["url"]},
+        {
+            "name": "STREAMGRID_CAPTURE_INTERVAL",
+            "value": repr(float(spec.get("captureInterval", 1))),
+        },
+        {"name": "STREAMGRID_TOP_K", "value": str(int(spec.get("topK", 9)))},
+        {"name": "STREAMGRID_RTSP_TRANSPORT", "value": source.get("transport", "tcp")},
+        {"name": "STREAMGRID_STORE_URL", "value": store_url_for(settings, namespace)},
+        {"name": "STREAMGRID_S3_REGION", "value": settings.s3_region},
+        {"name": "STREAMGRID_PROGRESS", "value": "kube"},
+        {"name": "STREAMGRID_PROGRESS_INTERVAL", "value": str(settings.progress_interval_seconds)},
+        {"name": "STREAMGRID_KUBE_NAMESPACE", "value": namespace},
+        {"name": "STREAMGRID_KUBE_NAME", "value": name},
+        {"name": "STREAMGRID_LOG_LEVEL", "value": settings.log_level},
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    if settings.s3_endpoint_url:
+        env.append({"name": "STREAMGRID_S3_ENDPOINT_URL", "value": settings.s3_endpoint_url})
+    if settings.s3_secret_name:
+        env.append(
+            _secret_env(
+                "STREAMGRID_S3_ACCESS_KEY_ID", settings.s3_secret_name, settings.s3_access_key_key
+            )
+        )
+        env.append(
+            _secret_env(
+                "STREAMGRID_S3_SECRET_ACCESS_KEY",
+                settings.s3_secret_name,
+                settings.s3_secret_key_key,
+            )
+        )
+    credentials = source.get("credentialsSecretRef")
+    if credentials:
+        secret = credentials["name"]
+        env += [
+            _secret_env("STREAMGRID_SOURCE_USERNAME", secret, "username", optional=True),
+            _secret_env("STREAMGRID_SOURCE_PASSWORD", secret, "password", optional=True),
+            _secret_env("STREAMGRID_SOURCE_FULL_URL", secret, "url", optional=True),
+        ]
+    labels = {
+        "app.kubernetes.io/name": "streamgrid",
+        "app.kubernetes.io/managed-by": "streamgrid-operator",
+        COMPONENT_LABEL: CAPTURE,
+        STREAM_LABEL: name,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(name),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": KIND,
+                    "name": name,
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            # The operator decides about restarts: a worker that exits 3 was
+            # refused for good and must not be restarted.
+            "restartPolicy": "Never",
+            "serviceAccountName": settings.capture_service_account,
+            "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+            "enableServiceLinks": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "runAsGroup": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": CAPTURE,
+                    "image": settings.capture_image,
+                    "imagePullPolicy": settings.capture_image_pull_policy,
+                    "command": ["python", "-m", "streamgrid.capture"],
+                    "env": env,
+                    "resources": {
+                        "requests": {
+                            "cpu": settings.capture_cpu_request,
+                            "memory": settings.capture_memory_request,
+                        },
+                        "limits": {"memory": settings.capture_memory_limit},
+                    },
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                }
+            ],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        },
+    }

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from ..core.settings import CommonSettings
+
+GROUP, VERSION, PLURAL, KIND = "streamgrid.io", "v1alpha1", "videostreams", "VideoStream"
+
+
+class OperatorSettings(CommonSettings):
+    """``STREAMGRID_<NAME>``; the store settings are what capture pods get."""
+
+    namespace: str | None = None  # None: every namespace
+    kubeconfig: str | None = None  # default: in-cluster, else $KUBECONFIG / ~/.kube/config
+    capture_image: str = "localhost/streamgrid-capture:dev"
+    capture_image_pull_policy: str = "IfNotPresent"
+    capture_service_account: str = "streamgrid-capture"
+    # Secret with the S3 credentials for capture pods (keys below).
+    s3_secret_name: str | None = None
+    s3_access_key_key: str = "accessKeyId"
+    s3_secret_key_key: str = "secretAccessKey"
+    default_ttl_seconds: int = Field(86400, ge=0)  # stopped streams are deleted after this
+    pod_restart_limit: int = Field(20, ge=0)
+    termination_grace_seconds: int = Field(30, ge=1, le=600)
+    progress_interval_seconds: float = Field(5.0, ge=0.5, le=300)
+    capture_cpu_request: str = "20m"
+    capture_memory_request: str = "96Mi"
+    capture_memory_limit: str = "256Mi"
+    reconcile_interval_seconds: float = Field(30.0, ge=0.5, le=3600)
+    liveness_host: str = "0.0.0.0"  # probes come from the node
+    liveness_port: int = 8080
