@@ -29,7 +29,7 @@ from pathlib import Path
 from streamgrid.cli import CAMERA_SCRIPT, SYSTEM_PYTHON
 
 from .media import MediaSpec, generate
-from .procstat import CpuWindow, peak_rss_mb
+from .procstat import CpuWindow, peak_rss_mb, private_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 FFMPEG = "ffmpeg"
@@ -42,6 +42,7 @@ class Result:
     contender: str
     cpu: float
     rss_mb: float
+    private_mb: float
     samples: int = 0
     lag_p50: float | None = None
     lag_p95: float | None = None
@@ -218,10 +219,11 @@ def measure(
         time.sleep(window)
         cpu = worker.cpu.percent(time.monotonic())
         rss = peak_rss_mb(worker.process.pid)
+        private = private_mb(worker.process.pid)
     finally:
         worker.stop()
     samples = worker.samples()
-    result = Result(media, interval, name, cpu, rss, samples=len(samples))
+    result = Result(media, interval, name, cpu, rss, private, samples=len(samples))
     if samples:
         result.lag_p50, result.lag_p95 = lag_stats(samples)
         result.first_sample_s = samples[0]["at"] - worker.started
@@ -348,9 +350,9 @@ def fmt(v: float | None, spec: str) -> str:
 
 def table(results: list[Result]) -> str:
     head = (
-        "| media | contender | CPU % of a core | x ffmpeg fps | streams/core | "
-        "lag p50 / p95 s | first sample s | decodes/sample | peak RSS MB |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| media | interval s | contender | CPU % of a core | x ffmpeg fps | streams/core | "
+        "lag p50 / p95 s | first sample s | decodes/sample | private MB | peak RSS MB |\n"
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     rows = []
     for r in results:
@@ -359,7 +361,7 @@ def table(results: list[Result]) -> str:
             f"{100 / r.cpu if r.cpu > 0 else float('inf'):.0f} | "
             f"{fmt(r.lag_p50, '.3f')} / {fmt(r.lag_p95, '.3f')} | "
             f"{fmt(r.first_sample_s, '.2f')} | {fmt(r.decodes_per_sample, '.1f')} | "
-            f"{r.rss_mb:.0f} |"
+            f"{r.private_mb:.0f} | {r.rss_mb:.0f} |"
         )
     return head + "\n".join(rows)
 
@@ -413,7 +415,12 @@ def main(argv: list[str] | None = None) -> int:
                     r = measure(name, cmd, env, spec.name, interval, work, warmup, window)
                     run.append(r)
                     lag = f"  lag p95 {r.lag_p95:.3f} s" if r.lag_p95 is not None else ""
-                    print(f"  {name:36s} {r.cpu:6.2f}% CPU  {r.rss_mb:5.0f} MB{lag}", flush=True)
+                    print(
+                        f"  {name:36s} {r.cpu:6.2f}% CPU  {r.private_mb:4.0f} MB private  "
+                        f"{r.rss_mb:4.0f} MB RSS{lag}",
+                        flush=True,
+                    )
+
                 base = next(r for r in run if r.contender == "ffmpeg -vf fps")
                 for r in run:
                     r.ratio = r.cpu / base.cpu if base.cpu > 0 else None

@@ -19,7 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..core.logs import log_event
-from .backend import GridFailed, NoFramesCaptured, StreamBackend, StreamNotFound, TooManyStreams
+from .backend import (
+    GridFailed,
+    NoFramesCaptured,
+    StreamBackend,
+    StreamInfo,
+    StreamNotFound,
+    TooManyStreams,
+)
 from .requests import BadRequest, parse_geometry, parse_start
 
 log = logging.getLogger("streamgrid.gateway")
@@ -108,22 +115,23 @@ def create_app(make_backend: Callable[[], StreamBackend]) -> FastAPI:
         infos = await run_in_threadpool(backend(request).active)
         return {"active_streams": {i.stream_id: i.list_entry() for i in infos}}
 
-    @app.post("/status/{stream_id}")
-    async def status(stream_id: str, request: Request) -> Response:
+    async def find(request: Request, stream_id: str) -> StreamInfo | Response:
         try:
-            info = await run_in_threadpool(backend(request).info, stream_id)
+            info: StreamInfo = await run_in_threadpool(backend(request).info, stream_id)
         except StreamNotFound:
             return _text(404, f"Stream not found with id {stream_id}")
-        return JSONResponse(info.status_line())
+        return info
+
+    @app.post("/status/{stream_id}")
+    async def status(stream_id: str, request: Request) -> Response:
+        info = await find(request, stream_id)
+        return info if isinstance(info, Response) else JSONResponse(info.status_line())
 
     @app.get("/streams/{stream_id}")
     async def details(stream_id: str, request: Request) -> Response:
         """Extension: everything known about one stream, as JSON."""
-        try:
-            info = await run_in_threadpool(backend(request).info, stream_id)
-        except StreamNotFound:
-            return _text(404, f"Stream not found with id {stream_id}")
-        return JSONResponse(info.to_json())
+        info = await find(request, stream_id)
+        return info if isinstance(info, Response) else JSONResponse(info.to_json())
 
     @app.post("/stop/{stream_id}")
     async def stop(stream_id: str, request: Request) -> Response:

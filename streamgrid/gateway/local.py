@@ -269,27 +269,12 @@ class LocalBackend:
             code = process.wait()
             if stream.stopping.is_set() or code == EXIT_STOPPED:
                 return
-            if code == EXIT_FAILED:
-                stream.state = StreamState.FAILED
-                log_event(
-                    log,
-                    "stream.failed",
-                    logging.ERROR,
-                    stream_id=stream.stream_id,
-                    reason=stream.reason,
-                )
+            if code == EXIT_FAILED:  # the camera refused us for good: no restart
+                self._fail(stream, stream.reason)
                 return
             stream.restarts += 1
             if stream.restarts > self.settings.worker_restart_limit:
-                stream.state = StreamState.FAILED
-                stream.reason = f"worker exited {stream.restarts} times (last code {code})"
-                log_event(
-                    log,
-                    "stream.failed",
-                    logging.ERROR,
-                    stream_id=stream.stream_id,
-                    reason=stream.reason,
-                )
+                self._fail(stream, f"worker exited {stream.restarts} times (last code {code})")
                 return
             stream.state = StreamState.RECONNECTING
             stream.reason = f"worker exited with code {code}; restarting"
@@ -303,7 +288,12 @@ class LocalBackend:
             )
             stream.stopping.wait(backoff.next())
 
+    def _fail(self, stream: LocalStream, reason: str) -> None:
+        stream.state, stream.reason = StreamState.FAILED, reason
+        log_event(log, "stream.failed", logging.ERROR, stream_id=stream.stream_id, reason=reason)
+
     def _on_progress(self, stream: LocalStream, line: str) -> None:
+
         try:
             data = json.loads(line)
             state = StreamState(data["state"])
