@@ -289,6 +289,19 @@ def concurrency(
             lags.append(lag_stats(w.samples())[1] or 0.0)
         expected = int(window / interval)
         ok = min(counts) >= 0.9 * expected - 1 and max(lags) <= max_lag
+        if not ok:  # say why: the worst worker's own events, samples aside
+            worst = workers[counts.index(min(counts))]
+            events = [
+                line
+                for line in worst.err_path.read_text(errors="replace").splitlines()
+                if '"worker.sample"' not in line
+            ]
+            print(
+                f"  {worst.name}, {min(counts)} samples in the window:",
+                *events[-6:],
+                sep="\n    ",
+                flush=True,
+            )
         out.append(ConcurrencyStep(n, cpu_total, max(lags), min(counts), expected, ok))
         print(
             f"  {n:4d} workers: {cpu_total:6.1f}% CPU in all, worst p95 lag "
@@ -375,6 +388,13 @@ def main(argv: list[str] | None = None) -> int:
     cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     parser.add_argument("--cache", type=Path, default=cache_home / "streamgrid" / "bench-media")
     parser.add_argument("--skip-api", action="store_true")
+    parser.add_argument("--steps", help="concurrency steps, e.g. 8,16,32")
+    parser.add_argument(
+        "--concurrency-only",
+        action="store_true",
+        help="only the concurrency run (no per-contender table)",
+    )
+
     args = parser.parse_args(argv)
 
     if args.short:
@@ -390,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             MediaSpec(1080, "h265", 1),
         ]
         seconds, warmup, window = 40, 5.0, args.window or 20.0
-        steps = [8, 16, 32, 64, 128]
+        steps = [int(n) for n in args.steps.split(",")] if args.steps else [8, 16, 32, 64, 128]
     shared_spec = MediaSpec(720, "h264", 1)
 
     print(f"machine: {machine()}", flush=True)
@@ -405,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         camera = start_camera(files, shared, port, work)
         results: list[Result] = []
         try:
-            for spec, interval, only in plan_runs(specs, args.interval, args.short):
+            runs = [] if args.concurrency_only else plan_runs(specs, args.interval, args.short)
+            for spec, interval, only in runs:
                 url = f"rtsp://127.0.0.1:{port}/{spec.name}"
                 print(f"{spec.name}: interval {interval:g} s", flush=True)
                 run: list[Result] = []

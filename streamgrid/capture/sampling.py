@@ -47,8 +47,9 @@ class Decoder(Protocol):
         """Drop all decoder state (before starting again from a keyframe)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Arrival:
+
     packet: Any
     keyframe: bool
     pts_time: float | None  # seconds, stream clock
@@ -106,7 +107,9 @@ class TickSampler:
     def active_mode(self) -> DecodeMode:
         if self.mode is not DecodeMode.AUTO:
             return self.mode
-        if self.samples == 0 or self.gop is None or self.gop > self.interval:
+        # 10 % slack: with GOP == interval, timestamp jitter must not flip the
+        # mode sample by sample (a GOP a little longer only delays a sample).
+        if self.samples == 0 or self.gop is None or self.gop > self.interval * 1.1:
             return DecodeMode.LAZY
         return DecodeMode.KEYFRAME
 
@@ -207,6 +210,8 @@ class TickSampler:
         if picture is None:
             return None  # decoder delay or a damaged packet: the next packet serves the tick
         self.samples += 1
+        self._armed_for_keyframe = False  # whatever served the tick, it is served
+
         # Fixed schedule; after a stall (or a late keyframe), restart it from now.
         base = self.next_tick if self.next_tick is not None else now
         self.next_tick = base + self.interval

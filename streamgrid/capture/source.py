@@ -168,7 +168,9 @@ class VideoSource:
         """
         assert self.container is not None
         stream = self.container.streams.video[0]
-        time_base = stream.time_base
+        # A float once: Fraction arithmetic on every packet is measurable.
+        time_base = float(stream.time_base) if stream.time_base is not None else None
+
         liveness = LivenessTracker()
         last = time.monotonic()
         try:
@@ -180,7 +182,8 @@ class VideoSource:
                 last = time.monotonic()
                 pts = None
                 if packet.pts is not None and time_base is not None:
-                    pts = float(packet.pts * time_base)
+                    pts = packet.pts * time_base
+
                 yield Arrival(packet, packet.is_keyframe, pts, last, liveness.observe(pts, last))
         except (av.error.FFmpegError, OSError) as exc:
             waited = time.monotonic() - last

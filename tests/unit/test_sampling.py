@@ -147,3 +147,21 @@ def test_liveness_follows_arrival_pace() -> None:
     assert tracker.observe(0.04, 10.001) is False  # a backlog: back to back
     assert tracker.observe(0.08, 10.041) is True  # real-time pace
     assert tracker.observe(None, 10.08) is False
+
+
+def test_gop_jitter_around_the_interval_keeps_one_sample_per_tick() -> None:
+    """GOP == interval with jittery timestamps must not flip the mode while a
+    keyframe is awaited (that once made every packet a sample)."""
+    decoder = CountingDecoder()
+    sampler = TickSampler(decoder, 1.0, DecodeMode.AUTO, started=100.0)
+    samples = 0
+    for n in range(60 * FPS):
+        jitter = 0.001 if (n // FPS) % 2 else -0.001  # the GOP swings 0.998 / 1.002 s
+
+        arrival = Arrival(Packet(n, n % FPS == 0), n % FPS == 0, n / FPS + jitter,
+                          100.0 + n / FPS, live=n > 0)
+        if sampler.offer(arrival) is not None:
+            samples += 1
+    assert 55 <= samples <= 61, samples
+    assert sampler.active_mode() is DecodeMode.KEYFRAME
+    assert len(decoder.fed) <= samples + 30  # one decode per sample, after the lazy start

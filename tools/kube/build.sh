@@ -10,6 +10,11 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${KUBE_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/streamgrid/kube/bin}
 mkdir -p "$out"
 export GOFLAGS=${GOFLAGS:--mod=mod}
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+  export PATH=$PATH:/usr/local/go/bin  # where this machine kind installs Go
+fi
+command -v go >/dev/null || { echo "kube-build: Go >= 1.24 is needed (https://go.dev/dl)" >&2; exit 1; }
+
 
 kube_version=$(cd "$root/tools/kube" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
 minor=$(echo "$kube_version" | cut -d. -f2)
