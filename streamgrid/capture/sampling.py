@@ -12,8 +12,10 @@ decides what to decode:
 ``keyframe``  at a tick, wait for the next keyframe and decode only it: one
               decode per sample. The picture is live when sampled; the sample
               is taken at most one GOP after its tick. Needs interval >= GOP.
-``auto``      ``keyframe`` while the measured GOP fits in the interval, else
-              ``lazy``. The first sample is always ``lazy``, for a quick start.
+``auto``      ``keyframe`` while the measured GOP fits in the interval (10 %
+              slack for timestamp jitter), else ``lazy``. The first sample is
+              always ``lazy``, for a quick start.
+
 
 A tick is only served by a *live* packet, one that arrived at real-time pace
 rather than drained from a backlog (the probe buffer after connecting, a burst
