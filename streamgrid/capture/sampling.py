@@ -51,7 +51,6 @@ class Decoder(Protocol):
 
 @dataclass(slots=True)
 class Arrival:
-
     packet: Any
     keyframe: bool
     pts_time: float | None  # seconds, stream clock

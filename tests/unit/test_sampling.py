@@ -158,8 +158,9 @@ def test_gop_jitter_around_the_interval_keeps_one_sample_per_tick() -> None:
     for n in range(60 * FPS):
         jitter = 0.001 if (n // FPS) % 2 else -0.001  # the GOP swings 0.998 / 1.002 s
 
-        arrival = Arrival(Packet(n, n % FPS == 0), n % FPS == 0, n / FPS + jitter,
-                          100.0 + n / FPS, live=n > 0)
+        arrival = Arrival(
+            Packet(n, n % FPS == 0), n % FPS == 0, n / FPS + jitter, 100.0 + n / FPS, live=n > 0
+        )
         if sampler.offer(arrival) is not None:
             samples += 1
     assert 55 <= samples <= 61, samples
