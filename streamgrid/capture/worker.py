@@ -78,7 +78,7 @@ class CaptureWorker:
         self.progress = progress
         self.source_factory = source_factory
         self.stream_id = settings.stream_id
-        self.topk: TopK[bytes] = TopK(settings.top_k)
+        self.topk: TopK = TopK(settings.top_k)
         self.unsaved: dict[FrameRecord, bytes] = {}  # kept, but the store refused it
         self.frames_captured = 0
         self.state = StreamState.CONNECTING

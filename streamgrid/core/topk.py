@@ -5,25 +5,21 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
 
 from .models import FrameRecord
 
-T = TypeVar("T")
-
 
 @dataclass(order=True)
-class _Entry(Generic[T]):
+class _Entry:
     # Heap order: the weakest entry (lowest brightness, and among equals the
     # latest frame, since earlier frames win ties) sits at the root.
     brightness: float
     neg_seq: int
     record: FrameRecord = field(compare=False)
-    payload: T | None = field(compare=False, default=None)
 
 
-class TopK(Generic[T]):
-    """Keeps the ``k`` best FrameRecords (with an optional payload each).
+class TopK:
+    """Keeps the ``k`` best FrameRecords.
 
     ``offer`` returns ``(entered, evicted)``: whether the new record was kept,
     and which record (if any) it pushed out.
@@ -33,7 +29,7 @@ class TopK(Generic[T]):
         if k < 1:
             raise ValueError("k must be at least 1")
         self.k = k
-        self._heap: list[_Entry[T]] = []
+        self._heap: list[_Entry] = []
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -42,10 +38,8 @@ class TopK(Generic[T]):
         """Whether a frame newer than all kept ones with this score would be kept."""
         return len(self._heap) < self.k or brightness > self._heap[0].brightness
 
-    def offer(
-        self, record: FrameRecord, payload: T | None = None
-    ) -> tuple[bool, FrameRecord | None]:
-        entry = _Entry(record.brightness, -record.seq, record, payload)
+    def offer(self, record: FrameRecord) -> tuple[bool, FrameRecord | None]:
+        entry = _Entry(record.brightness, -record.seq, record)
         if len(self._heap) < self.k:
             heapq.heappush(self._heap, entry)
             return True, None
@@ -57,17 +51,6 @@ class TopK(Generic[T]):
     def records(self) -> list[FrameRecord]:
         """Kept records, brightest first (earlier first among equals)."""
         return sorted((e.record for e in self._heap), key=lambda r: r.rank_key)
-
-    def payload(self, record: FrameRecord) -> T | None:
-        for e in self._heap:
-            if e.record == record:
-                return e.payload
-        return None
-
-    def set_payload(self, record: FrameRecord, payload: T | None) -> None:
-        for e in self._heap:
-            if e.record == record:
-                e.payload = payload
 
 
 def best(records: Iterable[FrameRecord], k: int) -> list[FrameRecord]:

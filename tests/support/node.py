@@ -79,11 +79,6 @@ class NodeStandIn:
             except subprocess.TimeoutExpired:
                 pod.process.kill()
 
-    def process_of(self, pod_name: str) -> subprocess.Popen[bytes] | None:
-        with self._lock:
-            running = self.pods.get(pod_name)
-        return running.process if running else None
-
     # -- the "kubelet" loop --------------------------------------------------
     def _watch(self) -> None:
         while not self._stop.is_set():

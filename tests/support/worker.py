@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,7 +98,3 @@ def read_clock_ms(image: np.ndarray) -> int:
     for bit in range(bits):
         value = (value << 1) | int(row[bit * 16 + 8] > 128)
     return value
-
-
-def run_for(seconds: float) -> None:
-    time.sleep(seconds)

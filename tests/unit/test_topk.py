@@ -13,14 +13,14 @@ def rec(seq: int, brightness: float) -> FrameRecord:
 
 
 def test_keeps_the_k_brightest_in_rank_order() -> None:
-    top: TopK[bytes] = TopK(3)
+    top: TopK = TopK(3)
     for i, b in enumerate([10, 50, 30, 70, 20, 60]):
         top.offer(rec(i, b))
     assert [r.brightness for r in top.records()] == [70, 60, 50]
 
 
 def test_offer_reports_entry_and_eviction() -> None:
-    top: TopK[bytes] = TopK(2)
+    top: TopK = TopK(2)
     assert top.offer(rec(0, 10)) == (True, None)
     assert top.offer(rec(1, 20)) == (True, None)
     assert top.offer(rec(2, 5)) == (False, None)
@@ -28,7 +28,7 @@ def test_offer_reports_entry_and_eviction() -> None:
 
 
 def test_ties_go_to_the_earlier_frame() -> None:
-    top: TopK[bytes] = TopK(2)
+    top: TopK = TopK(2)
     top.offer(rec(0, 50))
     top.offer(rec(1, 40))
     entered, evicted = top.offer(rec(2, 40))  # same score as seq 1, but later
@@ -39,7 +39,7 @@ def test_ties_go_to_the_earlier_frame() -> None:
 
 
 def test_would_enter_agrees_with_offer() -> None:
-    top: TopK[bytes] = TopK(2)
+    top: TopK = TopK(2)
     top.offer(rec(0, 10))
     top.offer(rec(1, 20))
     assert not top.would_enter(10)
@@ -47,9 +47,10 @@ def test_would_enter_agrees_with_offer() -> None:
 
 
 def test_memory_is_bounded_by_k() -> None:
-    top: TopK[bytes] = TopK(9)
+    top: TopK = TopK(9)
     for i in range(10_000):
-        top.offer(rec(i, float(i % 251)), payload=b"x")
+        top.offer(rec(i, float(i % 251)))
+
     assert len(top) == 9
 
 
@@ -58,7 +59,7 @@ def test_matches_a_full_sort(seed: int) -> None:
     rng = random.Random(seed)
     k = rng.randint(1, 12)
     records = [rec(i, float(rng.randint(0, 20))) for i in range(rng.randint(0, 60))]
-    top: TopK[bytes] = TopK(k)
+    top: TopK = TopK(k)
     for r in records:
         top.offer(r)
     assert top.records() == best(records, k)
