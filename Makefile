@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: serve test check unit bench demo-camera system-deps kube-tools clean
+.PHONY: serve test check unit bench demo-camera system-deps kube-tools node-images clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { scripts/install-system-deps.sh && $(PYTHON) -m venv $(VENV); }
@@ -30,13 +30,20 @@ demo-camera: system-deps $(VENV)/.runtime
 system-deps:
 	scripts/install-system-deps.sh
 
-## kube-apiserver, kube-controller-manager, kubectl, helm from the pinned Go modules.
+## kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy,
+## kubectl and helm from the pinned Go modules.
 kube-tools:
 	bash tools/kube/build.sh
 
-## Lint, types, every test (the fixtures start the RTSP camera and S3 server), then
-## the benchmark in its short mode, so it cannot rot (it asserts nothing about time).
-test: system-deps kube-tools $(VENV)/.test check
+## The test node's images: a debootstrap Debian base, the Containerfiles built
+## with podman, saved as OCI archives (cached in ~/.cache/streamgrid/node).
+node-images: system-deps $(VENV)/.runtime
+	bash tools/node/images.sh
+
+## Lint, types, every test (the fixtures start the RTSP camera, S3 server, control
+## planes and the real node), then the benchmark in its short mode, so it cannot
+## rot (it asserts nothing about time).
+test: system-deps kube-tools node-images $(VENV)/.test check
 	$(BIN)/pytest $(ARGS)
 	$(BIN)/python -m bench --short
 

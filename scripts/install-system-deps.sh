@@ -9,6 +9,9 @@ packages=(
   python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-tools ffmpeg make etcd-server openssl
+  # The test node (issue 5): containers, pod networking, image builds.
+  containerd runc containernetworking-plugins podman buildah catatonit debootstrap
+  iptables conntrack iproute2 ethtool socat
 )
 missing=()
 for p in "${packages[@]}"; do

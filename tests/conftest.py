@@ -6,6 +6,7 @@ out loudly instead of skipping.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,12 @@ from streamgrid.core.store import FrameStore
 from .support.camera import Camera, make_camera
 from .support.cluster import ClusterRuntime, start_cluster_runtime
 from .support.kube import KubeCluster, start_cluster
+from .support.kubenode import BringUp, NodeNetwork, build_images, start_node
+from .support.release import NodeCluster, install
 from .support.s3 import S3Server, start_s3
 from .support.server import Server, start_server
+
+BRING_UP = BringUp()  # the real node's bring-up times, printed after the run
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +85,49 @@ def cluster(kube: KubeCluster, s3: S3Server, work_dir: Path) -> Iterator[Cluster
     runtime.gateway.process.stop()
     runtime.node.stop()
     runtime.operator.stop()
+
+
+@pytest.fixture(scope="session")
+def node_cluster(work_dir: Path) -> Iterator[NodeCluster]:
+    """A real node (containerd, runc, CNI bridge, kubelet, kube-proxy,
+    kube-scheduler) on its own control plane, the chart installed by Helm, S3
+    and the camera on the node's address. Torn down in reverse, by PID."""
+    work = work_dir / "node-cluster"
+    work.mkdir(parents=True, exist_ok=True)
+    with BRING_UP.step("images (tools/node/images.sh)"):
+        build_images(work / "images.log")
+    BRING_UP.details += [
+        "  " + line
+        for line in (work / "images.log").read_text().splitlines()
+        if "node-images:" in line
+    ]
+    with contextlib.ExitStack() as teardown:
+        network = NodeNetwork()
+        with BRING_UP.step("bridge, service route, forward guard"):
+            network.up()
+        teardown.callback(network.down)
+        with BRING_UP.step("etcd, kube-apiserver, kube-controller-manager"):
+            kube = start_cluster(work / "kube", host=network.node_ip, with_node=True)
+        teardown.callback(kube.stop)
+        with BRING_UP.step("S3 (SeaweedFS) and camera on the node address"):
+            s3 = start_s3(work / "s3", host=network.node_ip)
+            teardown.callback(s3.process.stop)
+            camera = make_camera(work, name="node-camera", host=network.node_ip).start()
+            teardown.callback(camera.stop)
+        node = start_node(kube, network, work / "node", BRING_UP)
+        teardown.callback(node.stop)
+        cluster = NodeCluster(kube, node, s3, camera, work)
+        teardown.callback(cluster.uninstall_if_installed)
+        with BRING_UP.step("helm install --wait, gateway answering"):
+            install(cluster)
+        yield cluster
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if BRING_UP.steps:
+        terminalreporter.section("real node bring-up")
+        for line in BRING_UP.lines():
+            terminalreporter.write_line(line)
 
 
 RUNTIMES = {"dir": "server", "s3": "server_s3", "kube": "cluster"}

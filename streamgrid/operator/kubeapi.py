@@ -74,7 +74,20 @@ class KubernetesStreamApi:
         except ApiException as exc:
             _ignore(404, exc)
 
+    def list_streams(self, namespace: str) -> list[str]:
+        listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        return [item["metadata"]["name"] for item in listing["items"]]
+
+    def clear_finalizers(self, namespace: str, name: str) -> None:
+        try:
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"finalizers": None}}
+            )
+        except ApiException as exc:
+            _ignore(404, exc)
+
     def delete_stream(self, namespace: str, name: str) -> None:
+
         try:
             self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         except ApiException as exc:

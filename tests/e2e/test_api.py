@@ -3,18 +3,20 @@ the grid decoded and checked tile by tile. Runs once per store (dir, S3)."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
-from streamgrid.core.topk import best
-
 from ..conftest import store_of
-from ..support.api import details, start, tile_means, wait_for
+from ..support.api import (
+    assert_grid_of_brightest,
+    assert_no_kept_frame_lost,
+    details,
+    start,
+    tile_means,
+    wait_for,
+)
 from ..support.camera import Camera
 from ..support.processes import free_port
 from ..support.server import Server
@@ -36,24 +38,9 @@ def test_the_grid_holds_the_brightest_samples_brightest_first(
         assert response.headers["content-type"] == "image/jpeg"
         grid = response.content
 
-        shape, means = tile_means(grid)
-        assert shape == (3, 3)
         manifest = store_of(any_server).get_manifest(stream_id)
-        assert manifest is not None and manifest.final
-        assert manifest.frames_captured >= 35
-        kept = manifest.kept
-        assert kept == best(kept, 9) and len(kept) == 9
-        # Tiles are the kept frames, brightest first, row by row.
-        for mean, record in zip(means, kept, strict=True):
-            assert abs(mean - record.brightness) < 3.0, (means, kept)
-        assert all(a >= b - 1.0 for a, b in itertools.pairwise(means)), means
-        # Each kept frame shows the level the camera showed when it was sampled,
-        # and together they are the brightest levels, without a gap.
-        for record in kept:
-            assert camera.near_level(record.brightness, record.captured_at), record
-        shown = sorted({min(camera.levels, key=lambda v: abs(v - r.brightness)) for r in kept})
-        assert shown == sorted(camera.levels)[-len(shown) :]
-        assert max(means) == pytest.approx(max(camera.levels), abs=3)
+        assert manifest is not None and manifest.frames_captured >= 35
+        assert_grid_of_brightest(grid, manifest, camera)
 
         # A repeated stop returns the stored grid, byte for byte.
         again = client.post(f"/stop/{stream_id}")
@@ -111,12 +98,7 @@ def test_killed_worker_is_restarted_and_loses_no_kept_frame(server: Server, came
         assert client.post(f"/stop/{stream_id}").status_code == 200
         manifest = store.get_manifest(stream_id)
         assert manifest is not None and manifest.frames_captured >= count + 5
-        kept = manifest.kept
-        for record in before:
-            beaten = sum(1 for r in kept if r.rank_key < record.rank_key)
-            assert record in kept or beaten >= 4, (record, kept)
-        seqs = [r.seq for r in kept]
-        assert len(seqs) == len(set(seqs))
+        assert_no_kept_frame_lost(before, manifest.kept, 4)
 
 
 def test_stop_all_stops_every_stream_in_parallel(api_server: Server, camera: Camera) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import httpx
 import numpy as np
 
 from streamgrid.core.grid import decode_jpeg
+from streamgrid.core.models import FrameRecord, Manifest
+from streamgrid.core.topk import best
 
+from .camera import Camera
 from .processes import wait_until
 
 
@@ -43,3 +47,31 @@ def tile_means(jpeg: bytes, tile: int = 300) -> tuple[tuple[int, int], list[floa
             centre = cell[tile // 3 : 2 * tile // 3, tile // 3 : 2 * tile // 3]
             means.append(float(np.mean(centre)))
     return (rows, cols), means
+
+
+def assert_grid_of_brightest(grid: bytes, manifest: Manifest, camera: Camera, k: int = 9) -> None:
+    """The 3x3 grid shows the K brightest samples, brightest first, each the
+    level the camera showed when it was sampled, the top levels without a gap."""
+    shape, means = tile_means(grid)
+    assert shape == (3, 3)
+    assert manifest.final
+    kept = manifest.kept
+    assert kept == best(kept, k) and len(kept) == k
+    # Tiles are the kept frames, brightest first, row by row.
+    for mean, record in zip(means, kept, strict=True):
+        assert abs(mean - record.brightness) < 3.0, (means, kept)
+    assert all(a >= b - 1.0 for a, b in itertools.pairwise(means)), means
+    for record in kept:
+        assert camera.near_level(record.brightness, record.captured_at), record
+    shown = sorted({min(camera.levels, key=lambda v: abs(v - r.brightness)) for r in kept})
+    assert shown == sorted(camera.levels)[-len(shown) :]
+    assert abs(max(means) - max(camera.levels)) <= 3
+
+
+def assert_no_kept_frame_lost(before: list[FrameRecord], kept: list[FrameRecord], k: int) -> None:
+    """Every frame kept before a crash is still kept, unless K brighter ones beat it."""
+    for record in before:
+        beaten = sum(1 for r in kept if r.rank_key < record.rank_key)
+        assert record in kept or beaten >= k, (record, kept)
+    seqs = [r.seq for r in kept]
+    assert len(seqs) == len(set(seqs))

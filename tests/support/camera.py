@@ -21,12 +21,13 @@ class Camera:
     secure_port: int
     levels: list[int] = field(default_factory=lambda: list(LEVELS))
     period: float = PERIOD
+    host: str = "127.0.0.1"
 
     def url(self, path: str = "/gray") -> str:
-        return f"rtsp://127.0.0.1:{self.port}{path}"
+        return f"rtsp://{self.host}:{self.port}{path}"
 
     def secure_url(self, path: str = "/gray", password: str = PASSWORD) -> str:
-        return f"rtsp://{USER}:{password}@127.0.0.1:{self.secure_port}{path}"
+        return f"rtsp://{USER}:{password}@{self.host}:{self.secure_port}{path}"
 
     def level_at(self, unix_time: float) -> int:
         return self.levels[int(unix_time // self.period) % len(self.levels)]
@@ -47,7 +48,10 @@ class Camera:
         self.process.stop()
 
 
-def make_camera(log_dir: Path, port: int | None = None, name: str = "camera") -> Camera:
+def make_camera(
+    log_dir: Path, port: int | None = None, name: str = "camera", host: str = "127.0.0.1"
+) -> Camera:
+
     port = port or free_port()
     secure_port = free_port()
     argv = [
@@ -65,5 +69,8 @@ def make_camera(log_dir: Path, port: int | None = None, name: str = "camera") ->
         USER,
         "--password",
         PASSWORD,
+        "--host",
+        host,
     ]
-    return Camera(ManagedProcess(name, argv, log_dir / f"{name}-{port}.log"), port, secure_port)
+    process = ManagedProcess(name, argv, log_dir / f"{name}-{port}.log")
+    return Camera(process, port, secure_port, host=host)

@@ -86,7 +86,10 @@ def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
-def start_cluster(work: Path) -> KubeCluster:
+def start_cluster(work: Path, host: str = "127.0.0.1", with_node: bool = False) -> KubeCluster:
+    """``with_node``: settings a real kubelet's pods need: the API server on
+    ``host`` (the node's bridge address, which pods reach), every default
+    controller (deployments, endpoints, the root CA ConfigMap...)."""
     require_binaries()
     work.mkdir(parents=True, exist_ok=True)
     processes: list[ManagedProcess] = []
@@ -128,8 +131,8 @@ def start_cluster(work: Path) -> KubeCluster:
             [
                 str(BIN / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={host}",
+                f"--advertise-address={host}",
                 f"--secure-port={port}",
                 f"--cert-dir={certs}",
                 f"--token-auth-file={work / 'tokens.csv'}",
@@ -146,11 +149,13 @@ def start_cluster(work: Path) -> KubeCluster:
                 # Debian's etcd 3.4 does not send the progress notifications the
                 # cache needs to catch up on its own.
                 "--watch-cache=false",
+                # The node's name resolves nowhere: reach kubelets by address.
+                "--kubelet-preferred-address-types=InternalIP",
             ],
             work / "kube-apiserver.log",
         ).start()
         processes.append(apiserver)
-        url = f"https://127.0.0.1:{port}"
+        url = f"https://{host}:{port}"
         ca_file = certs / "apiserver.crt"
         wait_until(
             lambda: ca_file.exists() and _ready(url, ca_file),
@@ -182,11 +187,14 @@ def start_cluster(work: Path) -> KubeCluster:
             [
                 str(BIN / "kube-controller-manager"),
                 f"--kubeconfig={kubeconfig}",
-                "--controllers=garbagecollector,serviceaccount,namespace",
+                "--controllers="
+                + ("*" if with_node else "garbagecollector,serviceaccount,namespace"),
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
                 "--secure-port=0",
                 "--use-service-account-credentials=false",
+                f"--root-ca-file={ca_file}",
+                f"--service-account-private-key-file={work / 'sa.key'}",
             ],
             work / "kube-controller-manager.log",
         ).start()

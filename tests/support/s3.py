@@ -55,7 +55,7 @@ def weed_binary() -> str:
     return found
 
 
-def start_s3(work: Path) -> S3Server:
+def start_s3(work: Path, host: str = "127.0.0.1") -> S3Server:
     """Every port chosen free, with its +10000 gRPC twin free as well."""
     ports = {name: free_port(also_free=(10000,)) for name in ("master", "volume", "filer", "s3")}
     config = work / "s3.json"
@@ -79,8 +79,8 @@ def start_s3(work: Path) -> S3Server:
         weed_binary(),
         "mini",
         f"-dir={data}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
+        f"-ip={host}",
+        f"-ip.bind={host}",
         f"-master.port={ports['master']}",
         f"-volume.port={ports['volume']}",
         f"-filer.port={ports['filer']}",
@@ -88,7 +88,7 @@ def start_s3(work: Path) -> S3Server:
         f"-s3.config={config}",
     ]
     process = ManagedProcess("seaweedfs", argv, work / "seaweedfs.log").start()
-    server = S3Server(process, f"http://127.0.0.1:{ports['s3']}")
+    server = S3Server(process, f"http://{host}:{ports['s3']}")
 
     def answers() -> bool:
         if not process.alive():

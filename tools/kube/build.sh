@@ -43,6 +43,7 @@ build() {
 }
 
 build tools/kube "$version_flags" k8s.io/kubernetes/cmd/kube-apiserver \
+  k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy \
   k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
 build tools/helm "" helm.sh/helm/v3/cmd/helm
 "$out/kube-apiserver" --version

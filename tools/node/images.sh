@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Images for the test node, without a registry:
+#   streamgrid-debian:bookworm   a minbase Debian rootfs from debootstrap, `podman import`ed
+#   streamgrid-runtime:dev       + a virtualenv with the dependencies (offline, from a wheelhouse)
+#   streamgrid-{gateway,operator,capture}:dev   the repository's Containerfiles on top
+#   streamgrid-pause:dev         the pod sandbox (tools/node/pause.c, static)
+# then saved as OCI archives into $NODE_CACHE/images, which the test fixture
+# imports into its containerd. Slow steps are cached by the hash of their
+# inputs (the rootfs tarball, the wheelhouse) or by podman's layer cache.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+here=$root/tools/node
+cache=${NODE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamgrid/node}
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+export CONTAINERS_CONF=$here/containers.conf
+mkdir -p "$cache/images"
+log() { echo "node-images: $*"; }
+step_started=$SECONDS
+timed() { log "$1 in $((SECONDS - step_started)) s"; step_started=$SECONDS; }
+
+# 1. Debian rootfs (debootstrap), cached as a tarball.
+packages=python3,python3-venv,ca-certificates
+rootfs_tar=$cache/debian-bookworm-$(echo "$packages $mirror" | sha256sum | cut -c1-12).tar
+if [ ! -s "$rootfs_tar" ]; then
+  tmp=$(mktemp -d "$cache/rootfs.XXXXXX")
+  debootstrap --variant=minbase --include="$packages" bookworm "$tmp/rootfs" "$mirror" >"$tmp/debootstrap.log" 2>&1 \
+    || { tail -20 "$tmp/debootstrap.log" >&2; exit 1; }
+  rm -rf "$tmp/rootfs/var/cache/apt/archives/"*.deb "$tmp/rootfs/var/lib/apt/lists/"*
+  tar -C "$tmp/rootfs" --numeric-owner -cf "$rootfs_tar.part" .
+  mv "$rootfs_tar.part" "$rootfs_tar"
+  rm -rf "$tmp"
+  timed "debootstrap bookworm"
+else
+  log "debootstrap bookworm cached"
+fi
+base=localhost/streamgrid-debian:bookworm
+base_key=$(basename "$rootfs_tar")
+if [ "$(podman image inspect --format '{{index .Config.Labels "io.streamgrid.rootfs"}}' "$base" 2>/dev/null)" != "$base_key" ]; then
+  podman import --quiet --change "LABEL io.streamgrid.rootfs=$base_key" --change 'CMD ["/bin/bash"]' \
+    "$rootfs_tar" "$base" >/dev/null
+  timed "podman import base"
+fi
+
+# 2. Wheelhouse: the project's dependencies and build backend, for offline installs.
+wheels=$cache/wheels-$(cat "$root/pyproject.toml" | sha256sum | cut -c1-12)
+if [ ! -s "$wheels/requirements.txt" ]; then
+  python=${PYTHON:-$root/.venv/bin/python}
+  rm -rf "$wheels.part" && mkdir -p "$wheels.part"
+  "$python" -m pip wheel -q --wheel-dir "$wheels.part" "$root" "setuptools>=68" wheel
+  rm -f "$wheels.part"/streamgrid-*.whl
+  # Everything but the build backend is a runtime dependency.
+  # Paths as the build sees the wheelhouse (mounted at /wheels).
+  (cd "$wheels.part" && ls ./*.whl | sed 's|^\./||' | grep -v -E '^(setuptools|wheel)-' | sed 's|^|/wheels/|' > requirements.txt)
+  rm -rf "$wheels" && mv "$wheels.part" "$wheels"
+  timed "wheelhouse"
+fi
+
+# 3. Images, each through podman's layer cache; builds have no network.
+build() {
+  local tag=$1 file=$2 from=$3
+  podman build --quiet --network=none --volume "$wheels:/wheels:ro" \
+    --build-arg "BASE=$from" --build-arg "PIP_ARGS=--no-index --find-links /wheels" \
+    -f "$file" -t "$tag" "$root" >/dev/null
+  timed "build $tag"
+}
+build localhost/streamgrid-runtime:dev "$here/Containerfile.runtime" "$base"
+for component in gateway operator capture; do
+  dir=$component; [ "$component" = capture ] && dir=capture-pod
+  build "localhost/streamgrid-$component:dev" "$root/$dir/Containerfile" localhost/streamgrid-runtime:dev
+done
+
+pause_key=$(sha256sum "$here/pause.c" | cut -c1-12)
+if [ "$(podman image inspect --format '{{index .Config.Labels "io.streamgrid.pause"}}' localhost/streamgrid-pause:dev 2>/dev/null)" != "$pause_key" ]; then
+  tmp=$(mktemp -d)
+  gcc -static -O2 -o "$tmp/pause" "$here/pause.c"
+  tar -C "$tmp" -cf "$tmp/pause.tar" pause
+  podman import --quiet --change "LABEL io.streamgrid.pause=$pause_key" --change 'ENTRYPOINT ["/pause"]' \
+    --change 'USER 65535:65535' "$tmp/pause.tar" localhost/streamgrid-pause:dev >/dev/null
+  rm -rf "$tmp"
+  timed "pause image"
+fi
+
+# 4. OCI archives, rewritten only when the image changed.
+for name in pause gateway operator capture; do
+  image=localhost/streamgrid-$name:dev
+  id=$(podman image inspect --format '{{.Id}}' "$image")
+  archive=$cache/images/$name.tar
+  if [ "$(cat "$archive.id" 2>/dev/null)" != "$id" ]; then
+    rm -f "$archive"
+    podman save --quiet --format oci-archive -o "$archive" "$image"
+    echo "$id" > "$archive.id"
+    timed "save $name"
+  fi
+done
+log "images ready in $cache/images"
