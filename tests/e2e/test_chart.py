@@ -1,6 +1,6 @@
 """The Helm chart: lint, render, and the rendered manifests validated by the
-real API server (server-side dry run). Installing it on a real node with
-real pods is the next rung (a kubelet; see the issues)."""
+real API server (server-side dry run). test_node.py installs it on a real
+node with real pods."""
 
 from __future__ import annotations
 

@@ -120,6 +120,37 @@ def test_a_killed_capture_pod_is_recreated_and_no_kept_frame_is_lost(
         assert_no_kept_frame_lost(before, manifest.kept, 4)
 
 
+def test_camera_credentials_stay_in_their_secret(node_cluster: NodeCluster) -> None:
+    """Not in /list, the stream's status, the VideoStream, the pod spec, the
+    events, or any container's log: only in the Secret the pod's env refers to."""
+    from ..support.camera import PASSWORD
+
+    camera = node_cluster.camera
+    with node_cluster.client() as client:
+        stream_id = start(client, camera.secure_url(), capture_interval=0.5)
+        wait_until(
+            lambda: details(client, stream_id)["frames_captured"] >= 2,
+            60,
+            "samples through RTSP auth",
+            step=0.5,
+        )
+        pod = pod_of(node_cluster, stream_id)
+        assert running(pod)
+        seen = {
+            "list": client.get("/list").text,
+            "stream": client.get(f"/streams/{stream_id}").text,
+            "pod": json.dumps(pod),
+            "vstream": node_cluster.kubectl("get", "vstream", stream_id, "-o", "json"),
+            "events": node_cluster.kubectl("get", "events", "-o", "json"),
+            "logs": node_cluster.logs(),
+        }
+        assert client.post(f"/stop/{stream_id}").status_code == 200
+    assert f"viewer:***@{camera.host}:{camera.secure_port}" in seen["list"]
+    assert "worker.active" in seen["logs"]  # the capture pod's log really was read
+    for where, text in seen.items():
+        assert PASSWORD not in text, where
+
+
 def test_uninstall_leaves_no_pods_behind(node_cluster: NodeCluster) -> None:
     """Even with a stream still capturing: its pod goes with the release."""
     with node_cluster.client() as client:

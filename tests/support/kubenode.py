@@ -52,8 +52,8 @@ class BringUp:
 
     def lines(self) -> list[str]:
         total = sum(seconds for _, seconds in self.steps)
-        rows = [f"{name:<44} {seconds:7.1f} s" for name, seconds in self.steps]
-        return [*rows, f"{'total':<44} {total:7.1f} s", *self.details]
+        rows = [f"{name:<50} {seconds:7.1f} s" for name, seconds in self.steps]
+        return [*rows, f"{'total':<50} {total:7.1f} s", *self.details]
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
