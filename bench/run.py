@@ -394,8 +394,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the concurrency run (no per-contender table)",
     )
+    parser.add_argument(
+        "--attribute",
+        action="store_true",
+        help="where the keyframe path's CPU goes (720p H.264, GOP 2 s, interval 2 s)",
+    )
 
     args = parser.parse_args(argv)
+    if args.attribute:
+        return attribute(args.cache, args.window or 20.0)
 
     if args.short:
         specs = [MediaSpec(720, "h264", 1)]
@@ -503,6 +510,43 @@ def main(argv: list[str] | None = None) -> int:
 
 
 START, END = "<!-- results: written by python -m bench --markdown -->", "<!-- /results -->"
+
+
+def attribution_contenders(url: str, work: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    loops = [sys.executable, str(ROOT / "bench" / "demux_loops.py"), url]
+    ffmpeg_in = [FFMPEG, "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url]
+    return {
+        "ffmpeg demux only (floor)": ([*ffmpeg_in, "-c", "copy", "-f", "null", "-"], {}),
+        "ctypes av_read_frame loop (PyAV's libavformat)": ([*loops, "ctypes", "2"], {}),
+        "PyAV demux, empty loop": ([*loops, "pyav", "2"], {}),
+        "PyAV demux + a keyframe per 2 s": ([*loops, "pyav-keyframe", "2"], {}),
+        "streamgrid (auto)": (
+            [sys.executable, "-m", "streamgrid.capture"],
+            {**our_worker(url, 2.0, "auto", work, "sg-auto"), "STREAMGRID_LOG_LEVEL": "INFO"},
+        ),
+    }
+
+
+def attribute(cache: Path, window: float, rounds: int = 2) -> int:
+    """Each contender in turn, ``rounds`` times, on one stream: see
+    docs/benchmarks.md, "Where the 1.80% goes"."""
+    spec = MediaSpec(720, "h264", 2)
+    media = generate(spec, 40, cache)
+    print(f"machine: {machine()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="streamgrid-bench-") as tmp:
+        work = Path(tmp)
+        port = 18000 + os.getpid() % 2000
+        camera = start_camera({spec.name: media}, {}, port, work)
+        try:
+            url = f"rtsp://127.0.0.1:{port}/{spec.name}"
+            for round_ in range(rounds):
+                for name, (cmd, env) in attribution_contenders(url, work).items():
+                    r = measure(name, cmd, env, spec.name, 2.0, work, 5.0, window)
+                    print(f"  round {round_ + 1}  {name:48s} {r.cpu:5.2f}% CPU", flush=True)
+        finally:
+            camera.send_signal(signal.SIGTERM)
+            camera.wait(10)
+    return 0
 
 
 def write_results(path: Path, results: str) -> None:
