@@ -19,7 +19,14 @@ from streamgrid.core.store import FrameStore
 from .support.camera import Camera, make_camera
 from .support.cluster import ClusterRuntime, start_cluster_runtime
 from .support.kube import KubeCluster, start_cluster
-from .support.kubenode import BringUp, NodeNetwork, build_images, start_node
+from .support.kubenode import (
+    CONTAINERD_ROOT,
+    BringUp,
+    NodeNetwork,
+    ProcessRecord,
+    build_images,
+    start_node,
+)
 from .support.release import NodeCluster, install
 from .support.s3 import S3Server, start_s3
 from .support.server import Server, start_server
@@ -101,20 +108,29 @@ def node_cluster(work_dir: Path) -> Iterator[NodeCluster]:
         for line in (work / "images.log").read_text().splitlines()
         if "node-images:" in line
     ]
+    record = ProcessRecord(CONTAINERD_ROOT.parent / "processes")
+    record.stop_recorded()  # what a killed run left running
     with contextlib.ExitStack() as teardown:
+        teardown.callback(record.clear)
         network = NodeNetwork()
         with BRING_UP.step("bridge, service route, forward guard"):
             network.up()
         teardown.callback(network.down)
         with BRING_UP.step("etcd, kube-apiserver, kube-controller-manager"):
             kube = start_cluster(work / "kube", host=network.node_ip, with_node=True)
+        record.add(*kube.processes)
         teardown.callback(kube.stop)
         with BRING_UP.step("S3 (SeaweedFS) and camera on the node address"):
             s3 = start_s3(work / "s3", host=network.node_ip)
+            record.add(s3.process)
             teardown.callback(s3.process.stop)
-            camera = make_camera(work, name="node-camera", host=network.node_ip).start()
+            camera = make_camera(work, name="node-camera", host=network.node_ip)
             teardown.callback(camera.stop)
-        node = start_node(kube, network, work / "node", BRING_UP)
+            camera.start()
+            record.add(camera.process)
+
+        node = start_node(kube, network, work / "node", BRING_UP, record)
+
         teardown.callback(node.stop)
         cluster = NodeCluster(kube, node, s3, camera, work)
         teardown.callback(cluster.uninstall_if_installed)

@@ -17,6 +17,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import tarfile
 import time
@@ -32,6 +33,9 @@ IMAGES = CACHE / "node" / "images"
 IMAGE_NAMES = ("pause", "gateway", "operator", "capture")
 PAUSE_IMAGE = "localhost/streamgrid-pause:dev"
 CONTAINERD_ROOT = CACHE / "node" / "containerd"
+# Fixed, and short: unix socket paths are limited to 108 bytes, and a fixed
+# state directory lets a new containerd find the containers of a killed run.
+RUN_DIR = Path("/run/streamgrid-node")
 GUARD = "STREAMGRID-NODE-GUARD"
 
 
@@ -133,25 +137,87 @@ class KubeletNode:
     def running_containers(self) -> list[str]:
         return self.ctr("tasks", "ls", "-q", check=False).split()
 
+    def _running(self, name: str) -> ManagedProcess | None:
+        return next((p for p in self.processes if p.name == name and p.alive()), None)
+
     def stop(self) -> None:
-        kubelet, proxy = self.processes[1], self.processes[2]
-        kubelet.stop()
+        """Also after a failed start: whatever of the node is running."""
+        kubelet = self._running("kubelet")
+        if kubelet is not None:
+            kubelet.stop()
         # Containers outlive containerd (their shims are their own sessions):
         # kill what is left by its task, so no pod process survives the run.
-        for task in self.running_containers():
-            self.ctr("tasks", "kill", "-s", "SIGKILL", task, check=False)
-        wait_until(lambda: not self.running_containers(), 30, "containers to exit", step=0.3)
+        if self._running("containerd") is not None:
+            for task in self.running_containers():
+                self.ctr("tasks", "kill", "-s", "SIGKILL", task, check=False)
+            wait_until(lambda: not self.running_containers(), 30, "containers to exit", step=0.3)
         for process in reversed(self.processes):
-            if process is not proxy:
-                process.stop()
+            process.stop()
         _run(str(BIN / "kube-proxy"), "--cleanup", "--proxy-mode=iptables", check=False)
-        proxy.stop()
         _unmount_under(self.work)
         _unmount_under(self.socket.parent)
         _unmount_under(CONTAINERD_ROOT)  # rootfs overlays of killed containers
         for netns in _pod_netns() - self.netns_before:  # what CNI DEL never got to
             _run("ip", "netns", "delete", netns, check=False)
         shutil.rmtree(self.socket.parent, ignore_errors=True)
+
+
+@dataclass
+class ProcessRecord:
+    """The node cluster's processes, by PID, in a file outside the run's work
+    directory. Each runs in its own session, so a test run killed before its
+    teardown leaves them all running; the next run stops them by their PIDs,
+    each checked against its command line first (a PID may have been reused)."""
+
+    path: Path
+
+    def stop_recorded(self) -> None:
+        if not self.path.exists():
+            return
+        lines = self.path.read_text().splitlines()
+        for line in lines:
+            pid, _, program = line.partition(" ")
+            if pid == "mounts":
+                continue
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            except OSError:
+                continue  # gone
+            if " ".join(argv[:2]) == program:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(int(pid), signal.SIGKILL)
+        for line in lines:  # then the kubelet's volume mounts the dead run left
+            kind, _, path = line.partition(" ")
+            if kind == "mounts":
+                _unmount_under(Path(path))
+        self.path.unlink()
+
+    def add(self, *processes: ManagedProcess) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as out:
+            out.writelines(f"{p.pid} {' '.join(p.argv[:2])}\n" for p in processes)
+
+    def add_mounts(self, root: Path) -> None:
+        """Mounts under ``root`` are the run's: unmounted if it is killed."""
+        with self.path.open("a") as out:
+            out.write(f"mounts {root.resolve()}\n")
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _delete_orphaned_netns() -> None:
+    """Pod network namespaces no process is in any more: a killed run's,
+    whose sandboxes died without CNI's DEL."""
+    in_use = set()
+    for ns in Path("/proc").glob("[0-9]*/ns/net"):
+        with contextlib.suppress(OSError):
+            in_use.add(ns.stat().st_ino)
+    netns = Path("/var/run/netns")
+    for path in netns.glob("cni-*") if netns.is_dir() else []:
+        with contextlib.suppress(OSError):
+            if path.stat().st_ino not in in_use:
+                _run("ip", "netns", "delete", path.name, check=False)
 
 
 def _pod_netns() -> set[str]:
@@ -330,20 +396,30 @@ def _scheduler(kube: KubeCluster, work: Path) -> ManagedProcess:
 
 
 def start_node(
-    kube: KubeCluster, network: NodeNetwork, work: Path, bring_up: BringUp
+    kube: KubeCluster,
+    network: NodeNetwork,
+    work: Path,
+    bring_up: BringUp,
+    record: ProcessRecord,
 ) -> KubeletNode:
     work.mkdir(parents=True, exist_ok=True)
-    # A short path: unix socket names are limited to 108 bytes.
-    run_dir = Path(f"/run/streamgrid-{os.getpid()}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    socket = run_dir / "containerd.sock"
+    record.add_mounts(work)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+
+    socket = RUN_DIR / "containerd.sock"
+    socket.unlink(missing_ok=True)
     processes: list[ManagedProcess] = []
     node = KubeletNode(kube, network, socket, work, processes, _pod_netns())
 
+    def started(process: ManagedProcess) -> None:
+        processes.append(process)
+        record.add(process)
+
     try:
         with bring_up.step("containerd"):
-            processes.append(_containerd(work, socket, network))
+            started(_containerd(work, socket, network))
         _remove_leftover_containers(node)
+        _delete_orphaned_netns()
         with bring_up.step("import images into containerd (changed ones)"):
             present = _image_digests(node)
             for name in IMAGE_NAMES:
@@ -352,14 +428,13 @@ def start_node(
                 if present.get(ref) != digest:
                     node.ctr("images", "import", str(archive))
         with bring_up.step("kubelet, kube-proxy, kube-scheduler: node Ready"):
-            processes.append(_kubelet(kube, work, socket, network))
-            processes.append(_kube_proxy(kube, work, network))
-            processes.append(_scheduler(kube, work))
+            started(_kubelet(kube, work, socket, network))
+            started(_kube_proxy(kube, work, network))
+            started(_scheduler(kube, work))
             wait_until(lambda: _node_ready(node), 120, "the node to be Ready", step=0.5)
         return node
     except BaseException:
-        for process in reversed(processes):
-            process.stop()
+        node.stop()
         raise
 
 
