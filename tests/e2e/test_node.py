@@ -58,7 +58,31 @@ def test_the_release_runs_on_the_node_and_helm_test_passes(node_cluster: NodeClu
     assert "Phase:          Succeeded" in out, out
 
 
+def test_pods_resolve_services_by_name_and_nothing_else(node_cluster: NodeCluster) -> None:
+    """CoreDNS: a Service's name gives its ClusterIP, the Service answers at
+    it (kube-proxy), and a name outside the cluster does not resolve, since
+    nothing is forwarded off the machine."""
+    gateway = f"{RELEASE}-streamgrid-gateway"
+    service = json.loads(node_cluster.kubectl("get", "service", gateway, "-o", "json"))
+    code = "\n".join(
+        [
+            "import socket, urllib.request",
+            f"ip = socket.gethostbyname({gateway!r})",
+            f"body = urllib.request.urlopen(f'http://{gateway}:8080/healthz', timeout=5).read()",
+            "try:",
+            "    socket.gethostbyname('example.com')",
+            "    outside = 'resolved'",
+            "except socket.gaierror:",
+            "    outside = 'NXDOMAIN'",
+            "print(ip, body.decode(), outside)",
+        ]
+    )
+    out = node_cluster.kubectl("exec", f"deploy/{gateway}", "--", "python", "-c", code)
+    assert out.split() == [service["spec"]["clusterIP"], '{"status":"ok"}', "NXDOMAIN"], out
+
+
 def test_a_stream_through_the_service_keeps_the_brightest(
+
     node_cluster: NodeCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
     camera = node_cluster.camera

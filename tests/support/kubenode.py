@@ -1,6 +1,8 @@
 """A real node for the test cluster: containerd and runc from Debian, CNI's
-bridge plugin, and kubelet, kube-proxy and kube-scheduler built from the same
-pinned upstream modules as kube-apiserver (tools/kube).
+bridge plugin, kubelet, kube-proxy and kube-scheduler built from the same
+pinned upstream modules as kube-apiserver (tools/kube), and CoreDNS from its
+own (tools/coredns) as the cluster DNS.
+
 
 Everything stays inside this machine. The run creates a bridge (``sgbr0``,
 10.244.0.1/24) that is the node's address and the pods' gateway; host
@@ -21,6 +23,7 @@ import signal
 import subprocess
 import tarfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +32,8 @@ from .kube import BIN, CACHE, ROOT, KubeCluster
 from .processes import ManagedProcess, free_port, wait_until
 
 NODE_NAME = "streamgrid-node"
+CLUSTER_DOMAIN = "cluster.local"
+
 IMAGES = CACHE / "node" / "images"
 IMAGE_NAMES = ("pause", "gateway", "operator", "capture")
 PAUSE_IMAGE = "localhost/streamgrid-pause:dev"
@@ -309,8 +314,9 @@ state = "{socket.parent / "state"}"
 
 
 def _kubelet(kube: KubeCluster, work: Path, socket: Path, network: NodeNetwork) -> ManagedProcess:
+    # For pods with dnsPolicy Default: no resolver at all, so no lookup leaves.
     resolv = work / "resolv.conf"
-    resolv.write_text("# no DNS on the test node: pods find Services by environment variables\n")
+    resolv.write_text("# no upstream DNS on the test node\n")
     config = work / "kubelet.yaml"
     config.write_text(
         json.dumps(
@@ -331,6 +337,8 @@ def _kubelet(kube: KubeCluster, work: Path, socket: Path, network: NodeNetwork) 
                 "oomScoreAdj": 0,  # -999 needs CAP_SYS_RESOURCE, which root lacks here
                 "containerRuntimeEndpoint": f"unix://{socket}",
                 "resolvConf": str(resolv),
+                "clusterDNS": [network.node_ip],  # CoreDNS, on the host (_coredns)
+                "clusterDomain": CLUSTER_DOMAIN,
                 "evictionHard": {
                     "memory.available": "100Mi",
                     "nodefs.available": "1%",
@@ -358,6 +366,47 @@ def _kubelet(kube: KubeCluster, work: Path, socket: Path, network: NodeNetwork) 
         ],
         work / "kubelet.log",
     ).start()
+
+
+def _coredns(kube: KubeCluster, work: Path, network: NodeNetwork) -> ManagedProcess:
+    """Cluster DNS for the pods, on the node's address: Services and pods of
+    cluster.local from the API server; every other name is NXDOMAIN, so no
+    query is forwarded off the machine."""
+    ready_port = free_port()
+    corefile = work / "Corefile"
+    corefile.write_text(
+        f"""{CLUSTER_DOMAIN}:53 in-addr.arpa:53 {{
+    bind {network.node_ip}
+    errors
+    ready 127.0.0.1:{ready_port}
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa {{
+        kubeconfig {kube.kubeconfig} test
+        pods insecure
+    }}
+}}
+.:53 {{
+    bind {network.node_ip}
+    template ANY ANY {{
+        rcode NXDOMAIN
+    }}
+}}
+"""
+    )
+    process = ManagedProcess(
+        "coredns", [str(BIN / "coredns"), "-conf", str(corefile)], work / "coredns.log"
+    ).start()
+
+    def ready() -> bool:
+        if not process.alive():
+            raise RuntimeError("coredns exited:\n" + process.log_text()[-3000:])
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ready_port}/ready", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    wait_until(ready, 30, "CoreDNS ready", step=0.2)
+    return process
 
 
 def _kube_proxy(kube: KubeCluster, work: Path, network: NodeNetwork) -> ManagedProcess:
@@ -427,6 +476,8 @@ def start_node(
                 ref, digest = _archive_image(archive)
                 if present.get(ref) != digest:
                     node.ctr("images", "import", str(archive))
+        with bring_up.step("CoreDNS"):
+            started(_coredns(kube, work, network))
         with bring_up.step("kubelet, kube-proxy, kube-scheduler: node Ready"):
             started(_kubelet(kube, work, socket, network))
             started(_kube_proxy(kube, work, network))

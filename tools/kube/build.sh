@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the test cluster's binaries from the pinned Go modules (tools/kube,
-# tools/helm): kube-apiserver, kube-controller-manager (garbage collection of
-# owned pods and secrets), kubectl, helm. They go to ~/.cache/streamgrid/kube/bin,
-# outside the clone, since CI clones afresh each run. A binary already built
-# from the same go.mod/go.sum is kept, and Go's build and module caches make a
-# rebuild cheap.
+# tools/helm, tools/coredns): kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubelet, kube-proxy, kubectl, helm, CoreDNS. They go to
+# ~/.cache/streamgrid/kube/bin, outside the clone, since CI clones afresh each
+# run. A binary already built from the same go.mod/go.sum is kept, and Go's
+# build and module caches make a rebuild cheap.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${KUBE_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/streamgrid/kube/bin}
@@ -46,5 +46,6 @@ build tools/kube "$version_flags" k8s.io/kubernetes/cmd/kube-apiserver \
   k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy \
   k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
 build tools/helm "" helm.sh/helm/v3/cmd/helm
+build tools/coredns "" github.com/coredns/coredns
 "$out/kube-apiserver" --version
 "$out/helm" version --short
