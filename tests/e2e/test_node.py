@@ -82,7 +82,6 @@ def test_pods_resolve_services_by_name_and_nothing_else(node_cluster: NodeCluste
 
 
 def test_a_stream_through_the_service_keeps_the_brightest(
-
     node_cluster: NodeCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
     camera = node_cluster.camera
