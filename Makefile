@@ -31,13 +31,13 @@ system-deps:
 	scripts/install-system-deps.sh
 
 ## kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy,
-## kubectl and helm from the pinned Go modules.
+## kubectl, helm, CoreDNS and MinIO from the pinned Go modules.
 kube-tools:
 	bash tools/kube/build.sh
 
 ## The test node's images: a debootstrap Debian base, the Containerfiles built
-## with podman, saved as OCI archives (cached in ~/.cache/streamgrid/node).
-node-images: system-deps $(VENV)/.runtime
+## with podman, MinIO's, saved as OCI archives (cached in ~/.cache/streamgrid/node).
+node-images: system-deps kube-tools $(VENV)/.runtime
 	bash tools/node/images.sh
 
 ## Lint, types, every test (the fixtures start the RTSP camera, S3 server, control

@@ -97,8 +97,10 @@ def cluster(kube: KubeCluster, s3: S3Server, work_dir: Path) -> Iterator[Cluster
 @pytest.fixture(scope="session")
 def node_cluster(work_dir: Path) -> Iterator[NodeCluster]:
     """A real node (containerd, runc, CNI bridge, kubelet, kube-proxy,
-    kube-scheduler) on its own control plane, the chart installed by Helm, S3
-    and the camera on the node's address. Torn down in reverse, by PID."""
+    kube-scheduler, CoreDNS) on its own control plane, the chart installed by
+    Helm with its own MinIO, the camera on the node's address. Torn down in
+    reverse, by PID."""
+
     work = work_dir / "node-cluster"
     work.mkdir(parents=True, exist_ok=True)
     with BRING_UP.step("images (tools/node/images.sh)"):
@@ -120,10 +122,7 @@ def node_cluster(work_dir: Path) -> Iterator[NodeCluster]:
             kube = start_cluster(work / "kube", host=network.node_ip, with_node=True)
         record.add(*kube.processes)
         teardown.callback(kube.stop)
-        with BRING_UP.step("S3 (SeaweedFS) and camera on the node address"):
-            s3 = start_s3(work / "s3", host=network.node_ip)
-            record.add(s3.process)
-            teardown.callback(s3.process.stop)
+        with BRING_UP.step("camera on the node address"):
             camera = make_camera(work, name="node-camera", host=network.node_ip)
             teardown.callback(camera.stop)
             camera.start()
@@ -132,7 +131,8 @@ def node_cluster(work_dir: Path) -> Iterator[NodeCluster]:
         node = start_node(kube, network, work / "node", BRING_UP, record)
 
         teardown.callback(node.stop)
-        cluster = NodeCluster(kube, node, s3, camera, work)
+        cluster = NodeCluster(kube, node, camera, work)
+
         teardown.callback(cluster.uninstall_if_installed)
         with BRING_UP.step("helm install --wait, gateway answering"):
             install(cluster)

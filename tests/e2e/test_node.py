@@ -46,7 +46,8 @@ def vstream(cluster: NodeCluster, stream_id: str) -> dict[str, Any]:
 def test_the_release_runs_on_the_node_and_helm_test_passes(node_cluster: NodeCluster) -> None:
     pods = node_cluster.pods()
     components = {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods}  # type: ignore[index]
-    assert components >= {"gateway", "operator"}
+    assert components >= {"gateway", "operator", "minio"}
+
     for pod in pods:
         assert pod["spec"]["nodeName"] == "streamgrid-node"  # type: ignore[index]
         assert pod["status"]["phase"] == "Running", pod["status"]  # type: ignore[index]

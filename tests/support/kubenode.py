@@ -35,7 +35,7 @@ NODE_NAME = "streamgrid-node"
 CLUSTER_DOMAIN = "cluster.local"
 
 IMAGES = CACHE / "node" / "images"
-IMAGE_NAMES = ("pause", "gateway", "operator", "capture")
+IMAGE_NAMES = ("pause", "gateway", "operator", "capture", "minio")
 PAUSE_IMAGE = "localhost/streamgrid-pause:dev"
 CONTAINERD_ROOT = CACHE / "node" / "containerd"
 # Fixed, and short: unix socket paths are limited to 108 bytes, and a fixed

@@ -1,5 +1,5 @@
 """The chart installed by Helm on the real node (kubenode.py): the user's path,
-with SeaweedFS standing in for MinIO as the chart's external S3."""
+the chart's own MinIO included (built from its Go module, tools/minio)."""
 
 from __future__ import annotations
 
@@ -16,21 +16,30 @@ from .camera import Camera
 from .kube import ROOT, KubeCluster
 from .kubenode import KubeletNode
 from .processes import wait_until
-from .s3 import S3Server
 
 CHART = ROOT / "charts" / "streamgrid"
 RELEASE, NAMESPACE = "sg", "streamgrid-node"
 BUCKET, PREFIX = "node", "frames"
 NODE_PORT = 30080
+# The chart makes its MinIO's root user from these (MinIO wants 8+ characters).
+ACCESS_KEY, SECRET_KEY = "streamgrid-node", "minio-test-secret-9c1f"
 
 
 @dataclass
 class NodeCluster:
     kube: KubeCluster
     node: KubeletNode
-    s3: S3Server
     camera: Camera
     work: Path
+
+    @property
+    def s3_endpoint(self) -> str:
+        """The chart's MinIO, by its Service's ClusterIP (kube-proxy's rules
+        serve the host too)."""
+        service = json.loads(
+            self.kubectl("get", "service", f"{RELEASE}-streamgrid-minio", "-o", "json")
+        )
+        return f"http://{service['spec']['clusterIP']}:9000"
 
     @property
     def gateway_url(self) -> str:
@@ -57,9 +66,9 @@ class NodeCluster:
         return CommonSettings.model_validate(
             {
                 "store_url": f"s3://{BUCKET}/{PREFIX}/{NAMESPACE}",
-                "s3_endpoint_url": self.s3.endpoint,
-                "s3_access_key_id": self.s3.access_key,
-                "s3_secret_access_key": self.s3.secret_key,
+                "s3_endpoint_url": self.s3_endpoint,
+                "s3_access_key_id": ACCESS_KEY,
+                "s3_secret_access_key": SECRET_KEY,
             }
         ).open_store()
 
@@ -79,27 +88,26 @@ class NodeCluster:
         return "\n".join(out)
 
 
-def values(s3: S3Server) -> dict[str, object]:
+def values() -> dict[str, object]:
     return {
         # Built by tools/node/images.sh and imported into the node's containerd.
         "image": {"registry": "localhost", "tag": "dev", "pullPolicy": "Never"},
-        "minio": {"enabled": False},
-        "s3": {
-            "endpoint": s3.endpoint,
-            "bucket": BUCKET,
-            "prefix": PREFIX,
-            "accessKeyId": s3.access_key,
-            "secretAccessKey": s3.secret_key,
+        "minio": {
+            "enabled": True,
+            "image": "localhost/streamgrid-minio:dev",
+            "rootUser": ACCESS_KEY,
+            "rootPassword": SECRET_KEY,
         },
+        "s3": {"bucket": BUCKET, "prefix": PREFIX},
         "gateway": {"service": {"type": "NodePort", "nodePort": NODE_PORT}},
         "operator": {"progressIntervalSeconds": 1},
     }
 
 
 def install(cluster: NodeCluster) -> None:
-    cluster.s3.create_bucket(BUCKET)
     values_file = cluster.work / "values.json"
-    values_file.write_text(json.dumps(values(cluster.s3)))
+    values_file.write_text(json.dumps(values()))
+
     cluster.kube.helm(
         "install",
         RELEASE,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the test cluster's binaries from the pinned Go modules (tools/kube,
-# tools/helm, tools/coredns): kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubelet, kube-proxy, kubectl, helm, CoreDNS. They go to
+# tools/helm, tools/coredns, tools/minio): kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubelet, kube-proxy, kubectl, helm, CoreDNS, MinIO. They go to
 # ~/.cache/streamgrid/kube/bin, outside the clone, since CI clones afresh each
 # run. A binary already built from the same go.mod/go.sum is kept, and Go's
 # build and module caches make a rebuild cheap.
@@ -47,5 +47,6 @@ build tools/kube "$version_flags" k8s.io/kubernetes/cmd/kube-apiserver \
   k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
 build tools/helm "" helm.sh/helm/v3/cmd/helm
 build tools/coredns "" github.com/coredns/coredns
+build tools/minio "" github.com/minio/minio
 "$out/kube-apiserver" --version
 "$out/helm" version --short

@@ -4,6 +4,7 @@
 #   streamgrid-runtime:dev       + a virtualenv with the dependencies (offline, from a wheelhouse)
 #   streamgrid-{gateway,operator,capture}:dev   the repository's Containerfiles on top
 #   streamgrid-pause:dev         the pod sandbox (tools/node/pause.c, static)
+#   streamgrid-minio:dev         the chart's S3: MinIO built by tools/kube/build.sh
 # then saved as OCI archives into $NODE_CACHE/images, which the test fixture
 # imports into its containerd. Slow steps are cached by the hash of their
 # inputs (the rootfs tarball, the wheelhouse) or by podman's layer cache.
@@ -69,6 +70,15 @@ for component in gateway operator capture; do
   build "localhost/streamgrid-$component:dev" "$root/$dir/Containerfile" localhost/streamgrid-runtime:dev
 done
 
+bin=${KUBE_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/streamgrid/kube/bin}
+[ -x "$bin/minio" ] || { echo "node-images: $bin/minio missing: run tools/kube/build.sh" >&2; exit 1; }
+context=$(mktemp -d)
+cp "$bin/minio" "$context/minio"
+podman build --quiet --network=none --build-arg "BASE=$base" \
+  -f "$here/Containerfile.minio" -t localhost/streamgrid-minio:dev "$context" >/dev/null
+rm -rf "$context"
+timed "build localhost/streamgrid-minio:dev"
+
 pause_key=$(sha256sum "$here/pause.c" | cut -c1-12)
 if [ "$(podman image inspect --format '{{index .Config.Labels "io.streamgrid.pause"}}' localhost/streamgrid-pause:dev 2>/dev/null)" != "$pause_key" ]; then
   tmp=$(mktemp -d)
@@ -81,7 +91,7 @@ if [ "$(podman image inspect --format '{{index .Config.Labels "io.streamgrid.pau
 fi
 
 # 4. OCI archives, rewritten only when the image changed.
-for name in pause gateway operator capture; do
+for name in pause gateway operator capture minio; do
   image=localhost/streamgrid-$name:dev
   id=$(podman image inspect --format '{{.Id}}' "$image")
   archive=$cache/images/$name.tar
