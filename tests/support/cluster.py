@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from .kube import ROOT, KubeCluster, wait_for_crd
 from .node import NodeStandIn
-from .processes import ManagedProcess, free_port, wait_until
+from .processes import ManagedProcess, free_port
 from .s3 import S3Server
 from .server import Server, start_server
 
@@ -54,17 +53,7 @@ def start_operator(env: dict[str, str], work: Path, name: str = "operator") -> M
         name, [sys.executable, "-m", "streamgrid.operator"], work / f"{name}.log", env=env
     ).start()
     url = f"http://127.0.0.1:{env['STREAMGRID_LIVENESS_PORT']}/healthz"
-
-    def alive() -> bool:
-        if not process.alive():
-            raise RuntimeError(f"operator exited:\n{process.log_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    wait_until(alive, 60, "the operator's liveness endpoint", step=0.3)
+    process.wait_for_http(url, 60, "the operator's liveness endpoint")
     return process
 
 

@@ -23,7 +23,6 @@ import signal
 import subprocess
 import tarfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -395,17 +394,7 @@ def _coredns(kube: KubeCluster, work: Path, network: NodeNetwork) -> ManagedProc
     process = ManagedProcess(
         "coredns", [str(BIN / "coredns"), "-conf", str(corefile)], work / "coredns.log"
     ).start()
-
-    def ready() -> bool:
-        if not process.alive():
-            raise RuntimeError("coredns exited:\n" + process.log_text()[-3000:])
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{ready_port}/ready", timeout=1) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    wait_until(ready, 30, "CoreDNS ready", step=0.2)
+    process.wait_for_http(f"http://127.0.0.1:{ready_port}/ready", 30, "CoreDNS ready", step=0.2)
     return process
 
 

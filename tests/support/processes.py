@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -95,7 +96,22 @@ class ManagedProcess:
 
         wait_until(ready, timeout, f"{self.name} to print {needle!r}")
 
+    def wait_for_http(self, url: str, timeout: float, what: str, step: float = 0.3) -> None:
+        """Until ``url`` answers 200; fails at once if the process exits."""
+
+        def answers() -> bool:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited:\n{self.log_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        wait_until(answers, timeout, what, step=step)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+
         if self.process is None:
             return
         if self.process.poll() is None:
