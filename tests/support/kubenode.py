@@ -77,7 +77,7 @@ class NodeNetwork:
     node_ip: str = "10.244.0.1"
     pod_cidr: str = "10.244.0.0/24"
     service_cidr: str = "10.96.0.0/24"
-    _ip_forward: str = "0"
+    _ip_forward: str | None = None  # what it was before up(), restored by down()
 
     def up(self) -> NodeNetwork:
         if os.geteuid() != 0:
@@ -94,11 +94,14 @@ class NodeNetwork:
         _run("iptables", "-I", "FORWARD", "1", "-j", GUARD)
         forward = Path("/proc/sys/net/ipv4/ip_forward")
         self._ip_forward = forward.read_text().strip()
-        forward.write_text("1")  # kubelet and kube-proxy need it; restored by down()
+        forward.write_text("1")  # kubelet and kube-proxy need it
         return self
 
     def down(self) -> None:
-        Path("/proc/sys/net/ipv4/ip_forward").write_text(self._ip_forward)
+        if self._ip_forward is not None:
+            Path("/proc/sys/net/ipv4/ip_forward").write_text(self._ip_forward)
+            self._ip_forward = None
+
         _run("ip", "route", "del", self.service_cidr, check=False)
         _run("ip", "link", "del", self.bridge, check=False)
         _sweep_chains()
@@ -133,7 +136,6 @@ class KubeletNode:
     socket: Path
     work: Path
     processes: list[ManagedProcess]
-    netns_before: set[str] = field(default_factory=set)
 
     def ctr(self, *args: str, check: bool = True) -> str:
         return _run("ctr", "--address", str(self.socket), "-n", "k8s.io", *args, check=check).stdout
@@ -161,8 +163,7 @@ class KubeletNode:
         _unmount_under(self.work)
         _unmount_under(self.socket.parent)
         _unmount_under(CONTAINERD_ROOT)  # rootfs overlays of killed containers
-        for netns in _pod_netns() - self.netns_before:  # what CNI DEL never got to
-            _run("ip", "netns", "delete", netns, check=False)
+        _delete_orphaned_netns()  # the killed sandboxes' (CNI's DEL never ran)
         shutil.rmtree(self.socket.parent, ignore_errors=True)
 
 
@@ -222,11 +223,6 @@ def _delete_orphaned_netns() -> None:
         with contextlib.suppress(OSError):
             if path.stat().st_ino not in in_use:
                 _run("ip", "netns", "delete", path.name, check=False)
-
-
-def _pod_netns() -> set[str]:
-    netns = Path("/var/run/netns")
-    return {p.name for p in netns.glob("cni-*")} if netns.is_dir() else set()
 
 
 def _unmount_under(path: Path) -> None:
@@ -447,7 +443,7 @@ def start_node(
     socket = RUN_DIR / "containerd.sock"
     socket.unlink(missing_ok=True)
     processes: list[ManagedProcess] = []
-    node = KubeletNode(kube, network, socket, work, processes, _pod_netns())
+    node = KubeletNode(kube, network, socket, work, processes)
 
     def started(process: ManagedProcess) -> None:
         processes.append(process)
