@@ -2,7 +2,9 @@
 # Debian packages the tests (and the demo camera) need: GStreamer's RTSP server
 # with PyGObject for the camera, x264 for H.264, ffmpeg for the benchmarks'
 # baselines, python3-venv for the virtualenv, etcd and openssl for the test
-# Kubernetes control plane. Installs only what is missing.
+# Kubernetes control plane; containerd, runc, CNI plugins, podman, buildah,
+# debootstrap, iptables and gcc (the static pause binary) for the test node.
+# Installs only what is missing.
 set -euo pipefail
 
 packages=(
@@ -11,7 +13,7 @@ packages=(
   gstreamer1.0-plugins-ugly gstreamer1.0-tools ffmpeg make etcd-server openssl
   # The test node (issue 5): containers, pod networking, image builds.
   containerd runc containernetworking-plugins podman buildah catatonit debootstrap
-  iptables conntrack iproute2 ethtool socat
+  iptables conntrack iproute2 ethtool socat gcc libc6-dev
 )
 missing=()
 for p in "${packages[@]}"; do
