@@ -15,7 +15,6 @@ import numpy as np
 
 with warnings.catch_warnings():  # starlette's notice about httpx, not ours to act on
     warnings.simplefilter("ignore")
-
     from fastapi.testclient import TestClient
 
 from streamgrid.core.grid import encode_jpeg

@@ -7,6 +7,7 @@ and it exits 0 (3 when the camera refused us for good, 1 on a crash).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -29,8 +30,6 @@ def make_progress(settings: CaptureSettings) -> ProgressSink:
         return JsonLinesProgress()
     if settings.progress == "none":
         return NoProgress()
-    import os
-
     from .kube_progress import KubeStatusProgress, StatusEndpoint
 
     api = settings.kube_api_url

@@ -27,12 +27,8 @@ from .progress import Progress
 
 log = logging.getLogger("streamgrid.capture")
 
-SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
-
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
+def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -16,7 +16,6 @@ decides what to decode:
               slack for timestamp jitter), else ``lazy``. The first sample is
               always ``lazy``, for a quick start.
 
-
 A tick is only served by a *live* packet, one that arrived at real-time pace
 rather than drained from a backlog (the probe buffer after connecting, a burst
 after a stall), so a sample is never a stale picture.
@@ -212,7 +211,6 @@ class TickSampler:
             return None  # decoder delay or a damaged packet: the next packet serves the tick
         self.samples += 1
         self._armed_for_keyframe = False  # whatever served the tick, it is served
-
         # Fixed schedule; after a stall (or a late keyframe), restart it from now.
         base = self.next_tick if self.next_tick is not None else now
         self.next_tick = base + self.interval

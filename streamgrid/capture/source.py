@@ -170,7 +170,6 @@ class VideoSource:
         stream = self.container.streams.video[0]
         # A float once: Fraction arithmetic on every packet is measurable.
         time_base = float(stream.time_base) if stream.time_base is not None else None
-
         liveness = LivenessTracker()
         last = time.monotonic()
         try:
@@ -183,7 +182,6 @@ class VideoSource:
                 pts = None
                 if packet.pts is not None and time_base is not None:
                     pts = packet.pts * time_base
-
                 yield Arrival(packet, packet.is_keyframe, pts, last, liveness.observe(pts, last))
         except (av.error.FFmpegError, OSError) as exc:
             waited = time.monotonic() - last

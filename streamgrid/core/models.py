@@ -18,7 +18,6 @@ def is_valid_stream_id(stream_id: str) -> bool:
 class StreamState(StrEnum):
     PENDING = "Pending"  # cluster: the capture pod is not running yet
     CONNECTING = "Connecting"
-
     ACTIVE = "Active"
     RECONNECTING = "Reconnecting"
     STOPPING = "Stopping"  # cluster: the pod is flushing and going away

@@ -10,6 +10,7 @@ then composes the grid from S3. Stateless: several replicas can run.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import secrets
 import threading
@@ -28,7 +29,7 @@ from ..core.logs import log_event, register_secret
 from ..core.models import StreamState
 from ..core.store import FrameStore
 from ..core.urls import SECRET_PARAMS, mask_url, url_secrets
-from ..operator.settings import GROUP, PLURAL, VERSION
+from ..operator.settings import GROUP, KIND, PLURAL, VERSION
 from .backend import StreamInfo, StreamNotFound, TooManyStreams
 from .grids import grid_for_stream
 from .requests import BadRequest, StartRequest
@@ -67,11 +68,8 @@ def info_of(stream: Obj) -> StreamInfo:
     started = _time(status.get("startedAt")) or _time(meta.get("creationTimestamp")) or time.time()
     stopped = _time(status.get("stoppedAt"))
     state = StreamState(status.get("state", "Pending"))
-    end = (
-        stopped
-        if stopped is not None and state in (StreamState.STOPPED, StreamState.FAILED)
-        else (time.time())
-    )
+    finished = stopped is not None and state in (StreamState.STOPPED, StreamState.FAILED)
+    end = stopped if finished and stopped is not None else time.time()
     url = (meta.get("annotations") or {}).get(DISPLAY_URL) or spec["source"]["url"]
     return StreamInfo(
         stream_id=meta["name"],
@@ -233,7 +231,7 @@ class KubeBackend:
             grid["columns"] = request.geometry.cols
         body: Obj = {
             "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "VideoStream",
+            "kind": KIND,
             "metadata": {
                 "name": name,
                 "labels": self._labels(),
@@ -267,7 +265,7 @@ class KubeBackend:
                         "ownerReferences": [
                             {
                                 "apiVersion": f"{GROUP}/{VERSION}",
-                                "kind": "VideoStream",
+                                "kind": KIND,
                                 "name": name,
                                 "uid": created["metadata"]["uid"],
                             }
@@ -366,8 +364,6 @@ class KubeBackend:
 
 
 def _api_message(exc: ApiException) -> str:
-    import json
-
     try:
         return str(json.loads(exc.body or "{}").get("message", exc.reason))[:300]
     except ValueError:

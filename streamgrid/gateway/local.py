@@ -293,7 +293,6 @@ class LocalBackend:
         log_event(log, "stream.failed", logging.ERROR, stream_id=stream.stream_id, reason=reason)
 
     def _on_progress(self, stream: LocalStream, line: str) -> None:
-
         try:
             data = json.loads(line)
             state = StreamState(data["state"])

@@ -7,6 +7,7 @@ streamgrid.operator``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -62,8 +63,6 @@ def pod_changed(labels: Mapping[str, str], namespace: str | None, **_: Any) -> N
 async def periodic(namespace: str | None, name: str, stopped: Any, **_: Any) -> None:
     """Per stream: reconcile every few seconds, to catch anything an event
     missed and to expire stopped streams (TTL)."""
-    import asyncio
-
     interval = _api()[1].reconcile_interval_seconds
     while not stopped:
         await asyncio.sleep(interval)

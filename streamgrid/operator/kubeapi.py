@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ..core.urls import mask_secrets
-from .settings import GROUP, PLURAL, VERSION
+from .settings import GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("streamgrid.operator")
 
@@ -52,8 +53,6 @@ class KubernetesStreamApi:
         except ApiException as exc:
             _ignore(404, exc)
             return None
-        import json
-
         pod: dict[str, Any] = json.loads(response.data)
         return pod
 
@@ -87,7 +86,6 @@ class KubernetesStreamApi:
             _ignore(404, exc)
 
     def delete_stream(self, namespace: str, name: str) -> None:
-
         try:
             self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         except ApiException as exc:
@@ -110,7 +108,7 @@ class KubernetesStreamApi:
             ),
             involved_object=client.V1ObjectReference(
                 api_version=f"{GROUP}/{VERSION}",
-                kind="VideoStream",
+                kind=KIND,
                 name=meta["name"],
                 namespace=meta["namespace"],
                 uid=meta["uid"],

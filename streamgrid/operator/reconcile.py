@@ -154,11 +154,8 @@ def plan(
                 result.events.append(("Warning", "PodExited", reason))
         result.delete_pod = True
     elif phase == "Running":
-        state = (
-            capture_state
-            if capture_state in ("Connecting", "Active", "Reconnecting")
-            else ("Connecting")
-        )
+        running = ("Connecting", "Active", "Reconnecting")
+        state = capture_state if capture_state in running else "Connecting"
     else:
         state = "Pending"
 
