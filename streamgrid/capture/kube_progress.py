@@ -19,17 +19,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 
 from ..core.logs import log_event
+from ..core.timestamps import format_utc
 from .progress import Progress
 
 log = logging.getLogger("streamgrid.capture")
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class StatusEndpoint:
@@ -74,7 +70,7 @@ def status_of(progress: Progress) -> dict[str, object]:
         "kept": progress.kept,
     }
     if progress.last_frame_at is not None:
-        status["lastFrameAt"] = _iso(progress.last_frame_at)
+        status["lastFrameAt"] = format_utc(progress.last_frame_at)
     return status
 
 

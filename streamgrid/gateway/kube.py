@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -28,6 +27,7 @@ from ..core.grid import GridGeometry
 from ..core.logs import log_event, register_secret
 from ..core.models import StreamState
 from ..core.store import FrameStore
+from ..core.timestamps import parse_utc
 from ..core.urls import SECRET_PARAMS, mask_url, url_secrets
 from ..operator.settings import GROUP, KIND, PLURAL, VERSION
 from .backend import StreamInfo, StreamNotFound, TooManyStreams
@@ -58,9 +58,8 @@ def split_credentials(url: str) -> tuple[str, dict[str, str]]:
 
 
 def _time(value: str | None) -> float | None:
-    if not value:
-        return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    moment = parse_utc(value)
+    return moment.timestamp() if moment is not None else None
 
 
 def info_of(stream: Obj) -> StreamInfo:

@@ -20,22 +20,13 @@ from typing import Any, Protocol
 
 from ..capture.worker import EXIT_FAILED
 from ..core.logs import log_event
+from ..core.timestamps import format_utc, parse_utc
 from .podspec import capture_pod, pod_name, store_url_for
 from .settings import OperatorSettings
 
 log = logging.getLogger("streamgrid.operator")
 
 TERMINAL_POD_PHASES = ("Succeeded", "Failed")
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 @dataclass
@@ -62,7 +53,9 @@ def set_condition(
     out = [c for c in conditions if c.get("type") != type_]
     previous = next((c for c in conditions if c.get("type") == type_), None)
     since = (
-        previous["lastTransitionTime"] if previous and previous.get("status") == value else iso(now)
+        previous["lastTransitionTime"]
+        if previous and previous.get("status") == value
+        else format_utc(now)
     )
     out.append(
         {
@@ -113,9 +106,9 @@ def plan(
         if pod is None:
             state = "Stopped"
             if previous_state != "Stopped":
-                new["stoppedAt"] = iso(now)
+                new["stoppedAt"] = format_utc(now)
                 result.events.append(("Normal", "Stopped", "capture stopped"))
-            stopped_at = parse_time(new.get("stoppedAt") or status.get("stoppedAt"))
+            stopped_at = parse_utc(new.get("stoppedAt") or status.get("stoppedAt"))
             ttl = spec.get("ttlSecondsAfterStopped", settings.default_ttl_seconds)
             if stopped_at is not None and (now - stopped_at).total_seconds() >= ttl:
                 result.delete_stream = True
@@ -130,7 +123,7 @@ def plan(
             new["restarts"] = 0
             reason = ""
         result.create_pod = capture_pod(stream, settings)
-        new.setdefault("startedAt", status.get("startedAt") or iso(now))
+        new.setdefault("startedAt", status.get("startedAt") or format_utc(now))
         new["podName"] = pod_name(name)
         state = "Reconnecting" if status.get("restarts") else "Pending"
     elif pod_gone:
@@ -165,7 +158,7 @@ def plan(
     elif state == "Active":
         new["reason"] = ""
     if state == "Failed" and previous_state != "Failed":
-        new.setdefault("stoppedAt", iso(now))
+        new.setdefault("stoppedAt", format_utc(now))
     conditions = list(status.get("conditions") or [])
     conditions = set_condition(
         conditions, "Ready", state == "Active", state, new.get("reason", ""), generation, now

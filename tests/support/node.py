@@ -33,13 +33,15 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from streamgrid.core.timestamps import format_utc
+
 from .kube import KubeCluster
 
 NODE = "standin-node"
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_utc(datetime.now(UTC))
 
 
 @dataclass

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from streamgrid.core.timestamps import format_utc as iso
 from streamgrid.operator.podspec import capture_pod, pod_name
-from streamgrid.operator.reconcile import iso, plan, set_condition
+from streamgrid.operator.reconcile import plan, set_condition
 from streamgrid.operator.settings import OperatorSettings
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
