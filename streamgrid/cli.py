@@ -44,11 +44,12 @@ def serve(args: argparse.Namespace) -> int:
     if settings.backend == "kube":
         from .gateway.kube import KubeBackend
         from .operator.kubeapi import load_kube_config
+        from .operator.podspec import store_url_for
 
         load_kube_config(settings.kubeconfig)
         # Capture pods write under <store>/<namespace>/; read from the same place.
         ns_settings = settings.model_copy(
-            update={"store_url": f"{settings.store_url.rstrip('/')}/{settings.kube_namespace}"}
+            update={"store_url": store_url_for(settings.store_url, settings.kube_namespace)}
         )
         ns_store = ns_settings.open_store()
         app = create_app(lambda: KubeBackend(settings, ns_store))

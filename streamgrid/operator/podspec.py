@@ -16,9 +16,9 @@ def pod_name(stream_name: str) -> str:
     return f"{stream_name}-capture"[:253]
 
 
-def store_url_for(settings: OperatorSettings, namespace: str) -> str:
+def store_url_for(store_url: str, namespace: str) -> str:
     """One prefix per namespace; the stream's name is its prefix below it."""
-    return f"{settings.store_url.rstrip('/')}/{namespace}"
+    return f"{store_url.rstrip('/')}/{namespace}"
 
 
 def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def capture_pod(stream: dict[str, Any], settings: OperatorSettings) -> dict[str,
         },
         {"name": "STREAMGRID_TOP_K", "value": str(int(spec.get("topK", 9)))},
         {"name": "STREAMGRID_RTSP_TRANSPORT", "value": source.get("transport", "tcp")},
-        {"name": "STREAMGRID_STORE_URL", "value": store_url_for(settings, namespace)},
+        {"name": "STREAMGRID_STORE_URL", "value": store_url_for(settings.store_url, namespace)},
         {"name": "STREAMGRID_S3_REGION", "value": settings.s3_region},
         {"name": "STREAMGRID_PROGRESS", "value": "kube"},
         {"name": "STREAMGRID_PROGRESS_INTERVAL", "value": str(settings.progress_interval_seconds)},

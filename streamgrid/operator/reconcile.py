@@ -89,10 +89,8 @@ def plan(
     result = Plan()
     new: dict[str, Any] = {"observedGeneration": generation}
     if "store" not in status:
-        new["store"] = {
-            "url": f"{store_url_for(settings, namespace)}/{name}/",
-            "manifest": f"{store_url_for(settings, namespace)}/{name}/manifest.json",
-        }
+        prefix = f"{store_url_for(settings.store_url, namespace)}/{name}"
+        new["store"] = {"url": f"{prefix}/", "manifest": f"{prefix}/manifest.json"}
     pod_gone = pod is None or bool(pod["metadata"].get("deletionTimestamp"))
     phase = (pod or {}).get("status", {}).get("phase", "Pending")
     capture_state = status.get("captureState")
