@@ -283,11 +283,7 @@ class KubeBackend:
         return name
 
     def active(self) -> list[StreamInfo]:
-        return [
-            info_of(s)
-            for s in self.cache.values()
-            if (s.get("status") or {}).get("state") != StreamState.STOPPED.value
-        ]
+        return [info_of(s) for s in self._not_stopped()]
 
     def info(self, stream_id: str) -> StreamInfo:
         return info_of(self._get(stream_id))
@@ -302,11 +298,7 @@ class KubeBackend:
         return grid_for_stream(self.store, stream_id, int(spec.get("topK", 9)), geometry or default)
 
     def stop_all(self) -> dict[str, str]:
-        names = [
-            s["metadata"]["name"]
-            for s in self.cache.values()
-            if (s.get("status") or {}).get("state") != StreamState.STOPPED.value
-        ]
+        names = [s["metadata"]["name"] for s in self._not_stopped()]
         if not names:
             return {}
         with ThreadPoolExecutor(max_workers=min(32, len(names))) as pool:
@@ -322,6 +314,13 @@ class KubeBackend:
             "app.kubernetes.io/name": "streamgrid",
             "app.kubernetes.io/managed-by": "streamgrid-gateway",
         }
+
+    def _not_stopped(self) -> list[Obj]:
+        return [
+            s
+            for s in self.cache.values()
+            if (s.get("status") or {}).get("state") != StreamState.STOPPED.value
+        ]
 
     def _get(self, name: str) -> Obj:
         stream = self.cache.get(name)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,9 +29,14 @@ def load_kube_config(kubeconfig: str | None) -> None:
         config.load_kube_config(config_file=kubeconfig)
 
 
-def _ignore(status: int, exc: ApiException) -> None:
-    if exc.status != status:
-        raise exc
+@contextlib.contextmanager
+def _ignoring(status: int) -> Iterator[None]:
+    """An API error with this status is an expected outcome (gone, already there)."""
+    try:
+        yield
+    except ApiException as exc:
+        if exc.status != status:
+            raise
 
 
 class KubernetesStreamApi:
@@ -38,66 +45,52 @@ class KubernetesStreamApi:
         self.core = client.CoreV1Api(api_client)
 
     def get_stream(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
+        with _ignoring(404):
             stream: dict[str, Any] = self.custom.get_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name
             )
             return stream
-        except ApiException as exc:
-            _ignore(404, exc)
-            return None
+        return None
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
+        with _ignoring(404):
             response = self.core.read_namespaced_pod(name, namespace, _preload_content=False)
-        except ApiException as exc:
-            _ignore(404, exc)
-            return None
-        pod: dict[str, Any] = json.loads(response.data)
-        return pod
+            pod: dict[str, Any] = json.loads(response.data)
+            return pod
+        return None
 
     def create_pod(self, namespace: str, body: dict[str, Any]) -> None:
-        try:
+        with _ignoring(409):  # already there: deterministic names make this success
             self.core.create_namespaced_pod(namespace, body)
-        except ApiException as exc:
-            _ignore(409, exc)  # already there: deterministic names make this success
 
     def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> None:
-        try:
+        with _ignoring(404):
             self.core.delete_namespaced_pod(
                 name,
                 namespace,
                 grace_period_seconds=grace_seconds,
                 body=client.V1DeleteOptions(grace_period_seconds=grace_seconds),
             )
-        except ApiException as exc:
-            _ignore(404, exc)
 
     def list_streams(self, namespace: str) -> list[str]:
         listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
         return [item["metadata"]["name"] for item in listing["items"]]
 
     def clear_finalizers(self, namespace: str, name: str) -> None:
-        try:
+        with _ignoring(404):
             self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"finalizers": None}}
             )
-        except ApiException as exc:
-            _ignore(404, exc)
 
     def delete_stream(self, namespace: str, name: str) -> None:
-        try:
+        with _ignoring(404):
             self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except ApiException as exc:
-            _ignore(404, exc)
 
     def patch_stream_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        try:
+        with _ignoring(404):
             self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, PLURAL, name, {"status": status}
             )
-        except ApiException as exc:
-            _ignore(404, exc)
 
     def event(self, stream: dict[str, Any], type_: str, reason: str, message: str) -> None:
         meta = stream["metadata"]
