@@ -117,7 +117,7 @@ def start_cluster(work: Path, host: str = "127.0.0.1", with_node: bool = False) 
             work / "etcd.log",
         ).start()
         processes.append(etcd)
-        wait_until(lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"), 30, "etcd")
+        etcd.wait_for_http(f"http://127.0.0.1:{etcd_port}/health", 30, "etcd", step=0.05)
 
         _openssl("genrsa", "-out", str(work / "sa.key"), "2048")
         _openssl("rsa", "-in", str(work / "sa.key"), "-pubout", "-out", str(work / "sa.pub"))
@@ -204,14 +204,6 @@ def start_cluster(work: Path, host: str = "127.0.0.1", with_node: bool = False) 
         for process in reversed(processes):
             process.stop()
         raise
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def _ready(url: str, ca_file: Path) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from .processes import ManagedProcess, free_port, wait_until
+from .processes import ManagedProcess, free_port
 
 
 @dataclass
@@ -48,14 +48,5 @@ def start_server(
     argv = [sys.executable, "-m", "streamgrid.cli", "serve", "--port", str(port)]
     process = ManagedProcess(name, argv, work / f"{name}.log", env=env).start()
     server = Server(process, f"http://127.0.0.1:{port}", env["STREAMGRID_STORE_URL"], env)
-
-    def healthy() -> bool:
-        if not process.alive():
-            raise RuntimeError(f"{name} exited:\n{process.log_text()[-3000:]}")
-        try:
-            return httpx.get(server.base_url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(healthy, 30, f"{name} to serve")
+    process.wait_for_http(server.base_url + "/healthz", 30, f"{name} to serve", step=0.05)
     return server
