@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -321,22 +322,30 @@ def _available_mb() -> float:
     return 0.0
 
 
-def start_camera(
-    files: dict[str, Path], shared: dict[str, Path], port: int, work: Path
-) -> subprocess.Popen[bytes]:
-    argv = [SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--port", str(port)]
-    for mount, path in files.items():
-        argv += ["--file", f"/{mount}={path}"]
-    for mount, path in shared.items():
-        argv += ["--shared-file", f"/{mount}={path}"]
-    log = (work / "camera.log").open("wb")
-    camera = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 20
-    while "READY" not in (work / "camera.log").read_text():
-        if camera.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("camera did not start:\n" + (work / "camera.log").read_text())
-        time.sleep(0.1)
-    return camera
+@contextlib.contextmanager
+def serving(files: dict[str, Path], shared: dict[str, Path]) -> Iterator[tuple[Path, int]]:
+    """The test camera serving ``files`` (a pipeline per client) and ``shared``
+    (one pipeline for all) on 127.0.0.1; yields (work folder, port)."""
+    with tempfile.TemporaryDirectory(prefix="streamgrid-bench-") as tmp:
+        work, port = Path(tmp), 18000 + os.getpid() % 2000
+        argv = [SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--port", str(port)]
+        for mount, path in files.items():
+            argv += ["--file", f"/{mount}={path}"]
+        for mount, path in shared.items():
+            argv += ["--shared-file", f"/{mount}={path}"]
+        log = work / "camera.log"
+        with log.open("wb") as out:
+            camera = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 20
+            while "READY" not in log.read_text():
+                if camera.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("camera did not start:\n" + log.read_text())
+                time.sleep(0.1)
+            yield work, port
+        finally:
+            camera.send_signal(signal.SIGTERM)
+            camera.wait(10)
 
 
 def machine() -> str:
@@ -426,49 +435,42 @@ def main(argv: list[str] | None = None) -> int:
     conc_seconds = 30 if args.short else 600
     shared = {"shared": generate(shared_spec, conc_seconds, args.cache)}
 
-    with tempfile.TemporaryDirectory(prefix="streamgrid-bench-") as tmp:
-        work = Path(tmp)
-        port = 18000 + os.getpid() % 2000
-        camera = start_camera(files, shared, port, work)
-        results: list[Result] = []
-        try:
-            runs = [] if args.concurrency_only else plan_runs(specs, args.interval, args.short)
-            for spec, interval, only in runs:
-                url = f"rtsp://127.0.0.1:{port}/{spec.name}"
-                print(f"{spec.name}: interval {interval:g} s", flush=True)
-                run: list[Result] = []
-                for name, (cmd, env) in contenders(url, interval, work, args.short).items():
-                    if only and name not in only:
-                        continue
-                    r = measure(name, cmd, env, spec.name, interval, work, warmup, window)
-                    run.append(r)
-                    lag = f"  lag p95 {r.lag_p95:.3f} s" if r.lag_p95 is not None else ""
-                    print(
-                        f"  {name:36s} {r.cpu:6.2f}% CPU  {r.private_mb:4.0f} MB private  "
-                        f"{r.rss_mb:4.0f} MB RSS{lag}",
-                        flush=True,
-                    )
+    results: list[Result] = []
+    with serving(files, shared) as (work, port):
+        runs = [] if args.concurrency_only else plan_runs(specs, args.interval, args.short)
+        for spec, interval, only in runs:
+            url = f"rtsp://127.0.0.1:{port}/{spec.name}"
+            print(f"{spec.name}: interval {interval:g} s", flush=True)
+            run: list[Result] = []
+            for name, (cmd, env) in contenders(url, interval, work, args.short).items():
+                if only and name not in only:
+                    continue
+                r = measure(name, cmd, env, spec.name, interval, work, warmup, window)
+                run.append(r)
+                lag = f"  lag p95 {r.lag_p95:.3f} s" if r.lag_p95 is not None else ""
+                print(
+                    f"  {name:36s} {r.cpu:6.2f}% CPU  {r.private_mb:4.0f} MB private  "
+                    f"{r.rss_mb:4.0f} MB RSS{lag}",
+                    flush=True,
+                )
 
-                base = next(r for r in run if r.contender == "ffmpeg -vf fps")
-                for r in run:
-                    r.ratio = r.cpu / base.cpu if base.cpu > 0 else None
-                results += run
-            print(
-                f"concurrency: {shared_spec.name}, interval {args.interval:g} s, one shared stream",
-                flush=True,
-            )
-            steps_out = concurrency(
-                f"rtsp://127.0.0.1:{port}/shared",
-                steps,
-                args.interval,
-                work,
-                warmup,
-                window,
-                max_lag=shared_spec.gop_seconds,
-            )
-        finally:
-            camera.send_signal(signal.SIGTERM)
-            camera.wait(10)
+            base = next(r for r in run if r.contender == "ffmpeg -vf fps")
+            for r in run:
+                r.ratio = r.cpu / base.cpu if base.cpu > 0 else None
+            results += run
+        print(
+            f"concurrency: {shared_spec.name}, interval {args.interval:g} s, one shared stream",
+            flush=True,
+        )
+        steps_out = concurrency(
+            f"rtsp://127.0.0.1:{port}/shared",
+            steps,
+            args.interval,
+            work,
+            warmup,
+            window,
+            max_lag=shared_spec.gop_seconds,
+        )
 
     api_lines: list[str] = []
     if not args.skip_api:
@@ -533,19 +535,12 @@ def attribute(cache: Path, window: float, rounds: int = 2) -> int:
     spec = MediaSpec(720, "h264", 2)
     media = generate(spec, 40, cache)
     print(f"machine: {machine()}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="streamgrid-bench-") as tmp:
-        work = Path(tmp)
-        port = 18000 + os.getpid() % 2000
-        camera = start_camera({spec.name: media}, {}, port, work)
-        try:
-            url = f"rtsp://127.0.0.1:{port}/{spec.name}"
-            for round_ in range(rounds):
-                for name, (cmd, env) in attribution_contenders(url, work).items():
-                    r = measure(name, cmd, env, spec.name, 2.0, work, 5.0, window)
-                    print(f"  round {round_ + 1}  {name:48s} {r.cpu:5.2f}% CPU", flush=True)
-        finally:
-            camera.send_signal(signal.SIGTERM)
-            camera.wait(10)
+    with serving({spec.name: media}, {}) as (work, port):
+        url = f"rtsp://127.0.0.1:{port}/{spec.name}"
+        for round_ in range(rounds):
+            for name, (cmd, env) in attribution_contenders(url, work).items():
+                r = measure(name, cmd, env, spec.name, 2.0, work, 5.0, window)
+                print(f"  round {round_ + 1}  {name:48s} {r.cpu:5.2f}% CPU", flush=True)
     return 0
 
 
