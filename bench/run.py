@@ -522,9 +522,21 @@ def attribution_contenders(url: str, work: Path) -> dict[str, tuple[list[str], d
         "ctypes av_read_frame loop (PyAV's libavformat)": ([*loops, "ctypes", "2"], {}),
         "PyAV demux, empty loop": ([*loops, "pyav", "2"], {}),
         "PyAV demux + a keyframe per 2 s": ([*loops, "pyav-keyframe", "2"], {}),
-        "streamgrid (auto)": (
+        "streamgrid (auto), PyAV's demux": (
             [sys.executable, "-m", "streamgrid.capture"],
-            {**our_worker(url, 2.0, "auto", work, "sg-auto"), "STREAMGRID_LOG_LEVEL": "INFO"},
+            {
+                **our_worker(url, 2.0, "auto", work, "sg-pyav"),
+                "STREAMGRID_LOG_LEVEL": "INFO",
+                "STREAMGRID_DEMUXER": "pyav",
+            },
+        ),
+        "streamgrid (auto), native demux": (
+            [sys.executable, "-m", "streamgrid.capture"],
+            {
+                **our_worker(url, 2.0, "auto", work, "sg-native"),
+                "STREAMGRID_LOG_LEVEL": "INFO",
+                "STREAMGRID_DEMUXER": "native",
+            },
         ),
     }
 

@@ -70,6 +70,7 @@ def main() -> int:
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log_event(log, "worker.stopping", stream_id=settings.stream_id, signal=signum)
         stop.set()
+        worker.interrupt()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -19,6 +19,10 @@ decides what to decode:
 A tick is only served by a *live* packet, one that arrived at real-time pace
 rather than drained from a backlog (the probe buffer after connecting, a burst
 after a stall), so a sample is never a stale picture.
+
+In ``keyframe`` mode the sampler has no use for any other packet, so it tells
+the source (``keyframes_only()``), which can then skip them without handing
+them to Python at all (capture/native.py).
 """
 
 from __future__ import annotations
@@ -57,9 +61,22 @@ class Arrival:
     live: bool
 
 
-class LivenessTracker:
+def arrived_live(
+    previous: tuple[float, float] | None, pts_time: float | None, arrived: float
+) -> bool:
     """A packet is live when it arrived at least half as long after the previous
-    one as their timestamps are apart; a backlog decodes back to back."""
+    one, ``(arrived, pts_time)``, as their timestamps are apart; a backlog comes
+    back to back."""
+    if pts_time is None or previous is None:
+        return False
+    step = pts_time - previous[1]
+    if step <= 0:  # reordered or repeated timestamps: arrival pace says nothing
+        return True
+    return arrived - previous[0] >= 0.5 * step
+
+
+class LivenessTracker:
+    """``arrived_live`` over a sequence of packets, each against the one before."""
 
     def __init__(self) -> None:
         self._previous: tuple[float, float] | None = None
@@ -68,12 +85,7 @@ class LivenessTracker:
         if pts_time is None:
             return False
         previous, self._previous = self._previous, (arrived, pts_time)
-        if previous is None:
-            return False
-        step = pts_time - previous[1]
-        if step <= 0:  # reordered or repeated timestamps: arrival pace says nothing
-            return True
-        return arrived - previous[0] >= 0.5 * step
+        return arrived_live(previous, pts_time, arrived)
 
 
 class TickSampler:
@@ -112,6 +124,13 @@ class TickSampler:
         if self.samples == 0 or self.gop is None or self.gop > self.interval * 1.1:
             return DecodeMode.LAZY
         return DecodeMode.KEYFRAME
+
+    def keyframes_only(self) -> bool:
+        """Whether only keyframes matter until the next call: in keyframe mode no
+        other packet can serve a tick, and the mode changes only at a keyframe
+        (the GOP is measured from keyframes, and each keyframe restarts the held
+        packets), so skipping the rest unseen changes nothing."""
+        return self.mode is not DecodeMode.ALL and self.active_mode() is DecodeMode.KEYFRAME
 
     def offer(self, arrival: Arrival) -> Any | None:
         """Takes every packet; returns a picture when a tick is due and served."""

@@ -37,6 +37,9 @@ class CaptureSettings(CommonSettings):
     # auto: decode only keyframes when the interval is at least a GOP, else only
     # the packets up to each tick (see capture/sampling.py); all: decode all.
     decode_mode: DecodeMode = DecodeMode.AUTO
+    # native: the C demux loop, which skips unwanted packets without Python
+    # (capture/native.py); pyav: PyAV's demux; auto: native where it can run.
+    demuxer: Literal["auto", "native", "pyav"] = "auto"
     decode_threads: int = Field(1, ge=0, le=16)  # 0: FFmpeg picks
     progress: Literal["stdout", "none", "kube"] = "stdout"
     progress_interval: float = Field(5.0, ge=0.5, le=300)  # kube: seconds between PATCHes

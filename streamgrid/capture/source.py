@@ -1,19 +1,25 @@
-"""VideoSource: decoded pictures from an RTSP camera, with bounded waits.
+"""VideoSource: packets from an RTSP camera, with bounded waits, and their decoder.
 
 PyAV (FFmpeg) rather than OpenCV's VideoCapture: it hands over the Y plane
 without colour conversion, exposes FFmpeg's errors by type (401, 404, refused,
 timeout), and takes per-call open/read timeouts.
+
+Two demuxers: ``native`` (capture/native.py), a C loop that hands Python only
+the packets the sampler wants, and ``pyav``, PyAV's demux(), one return into
+Python per packet. ``auto`` takes native where it can run and says so when it
+cannot. Decoding is PyAV's either way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import av
 import av.error
@@ -21,10 +27,19 @@ import numpy as np
 
 from ..core.brightness import brightness_of_luma
 from ..core.grid import Image
+from ..core.logs import log_event
 from ..core.urls import mask_secrets, url_secrets
-from .sampling import Arrival, LivenessTracker
+from . import native
+from .sampling import Arrival, LivenessTracker, arrived_live
+
+log = logging.getLogger("streamgrid.capture")
 
 _LUMA_FIRST = ("yuv", "yuvj", "nv12", "nv21", "gray")
+# Longest the native loop skips packets before Python may check its stop event
+# and deadlines (a blocked read is bounded by the read timeout instead).
+NATIVE_MAX_WAIT = 0.5
+
+Demuxer = Literal["auto", "native", "pyav"]
 
 
 class SourceError(RuntimeError):
@@ -96,7 +111,7 @@ def _describe(exc: BaseException, url: str, waited: float = 0.0, limit: float = 
 
 
 class VideoSource:
-    """Context manager over one connection; iterate ``pictures(stop)``."""
+    """Context manager over one connection; iterate ``arrivals(stop, ...)``."""
 
     def __init__(
         self,
@@ -107,18 +122,26 @@ class VideoSource:
         read_timeout: float = 5.0,
         decode_threads: int = 1,
         probe_seconds: float = 0.5,
+        demuxer: Demuxer = "auto",
     ) -> None:
         self.url = url
         self.transport = transport
         self.open_timeout, self.read_timeout = open_timeout, read_timeout
         self.decode_threads = decode_threads
         self.probe_seconds = probe_seconds
+        self.demuxer = demuxer
         self.container: av.container.InputContainer | None = None
+        self.native: native.NativePackets | None = None
+
+    @property
+    def demux(self) -> str:
+        """Which demuxer this connection uses: ``native`` or ``pyav``."""
+        return "native" if self.native is not None else "pyav"
 
     def __enter__(self) -> VideoSource:
         options = {
             "rtsp_transport": self.transport,
-            # Socket-level timeout (microseconds), on top of PyAV's own deadline.
+            # Socket-level timeout (microseconds), on top of the read deadline.
             "timeout": str(int(self.read_timeout * 1_000_000)),
             "allowed_media_types": "video",
             # FFmpeg buffers what it probes; a short probe means a fast start.
@@ -126,19 +149,39 @@ class VideoSource:
         }
         started = time.monotonic()
         try:
-            self.container = av.open(
-                self.url, options=options, timeout=(self.open_timeout, self.read_timeout)
-            )
+            if self._native_can_run():
+                self.native = native.NativePackets()
+                self.native.open(self.url, options, self.open_timeout, self.read_timeout)
+            else:
+                self.container = av.open(
+                    self.url, options=options, timeout=(self.open_timeout, self.read_timeout)
+                )
         except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError) as exc:
+            self.__exit__(None, None, None)
             raise SourceFatalError(_describe(exc, self.url)) from None
+        except native.NoVideoStream:
+            self.__exit__(None, None, None)
+            raise SourceFatalError("the source has no video stream") from None
         except (av.error.FFmpegError, OSError) as exc:
+            self.__exit__(None, None, None)
             waited = time.monotonic() - started
             limit = min(self.open_timeout, self.read_timeout)
             raise SourceError(_describe(exc, self.url, waited, limit)) from None
-        if not self.container.streams.video:
-            self.container.close()
+        if self.container is not None and not self.container.streams.video:
+            self.__exit__(None, None, None)
             raise SourceFatalError("the source has no video stream")
         return self
+
+    def _native_can_run(self) -> bool:
+        if self.demuxer == "pyav":
+            return False
+        reason = native.unavailable()
+        if reason is None:
+            return True
+        if self.demuxer == "native":
+            raise SourceFatalError(f"the native demuxer cannot run here: {reason}")
+        _warn_fallback(reason)
+        return False
 
     def __exit__(
         self,
@@ -150,25 +193,76 @@ class VideoSource:
             with contextlib.suppress(av.error.FFmpegError, OSError):
                 self.container.close()
             self.container = None
+        if self.native is not None:
+            self.native.close()
+            self.native = None
+
+    def interrupt(self) -> None:
+        """From any thread: end a blocked read now (native) rather than at its
+        deadline (PyAV's demux offers no such call; its read times out)."""
+        if self.native is not None:
+            self.native.interrupt()
 
     def codec_name(self) -> str:
+        if self.native is not None:
+            return self.native.codec_name
         assert self.container is not None
         return str(self.container.streams.video[0].codec_context.name)
 
     def decoder(self) -> PyAVDecoder:
-        assert self.container is not None
-        context = self.container.streams.video[0].codec_context
+        if self.native is not None:
+            context = av.CodecContext.create(self.native.codec_name, "r")
+            context.extradata = self.native.extradata or None
+        else:
+            assert self.container is not None
+            context = self.container.streams.video[0].codec_context
         context.thread_count = self.decode_threads
         return PyAVDecoder(context)
 
-    def arrivals(self, stop: threading.Event) -> Iterator[Arrival]:
-        """Every video packet as it arrives, until ``stop`` or an error.
+    def arrivals(
+        self, stop: threading.Event, keyframes_only: Callable[[], bool] = lambda: False
+    ) -> Iterator[Arrival | None]:
+        """Video packets as they arrive, until ``stop`` or an error. While
+        ``keyframes_only()`` says so, the native demuxer skips other packets; it
+        also yields None now and then while it skips, so that the caller can
+        check its deadlines.
 
         Raises SourceError on a read timeout or when the stream ends.
         """
+        if self.native is not None:
+            return self._native_arrivals(self.native, stop, keyframes_only)
+        return self._pyav_arrivals(stop)
+
+    def _native_arrivals(
+        self,
+        packets: native.NativePackets,
+        stop: threading.Event,
+        keyframes_only: Callable[[], bool],
+    ) -> Iterator[Arrival | None]:
+        # A float once: Fraction arithmetic on every packet is measurable.
+        time_base = float(packets.time_base)
+        while not stop.is_set():
+            asked = time.monotonic()
+            try:
+                got = packets.read(keyframes_only(), NATIVE_MAX_WAIT)
+            except av.error.EOFError:
+                raise SourceError("the stream ended") from None
+            except (av.error.FFmpegError, OSError) as exc:
+                waited = time.monotonic() - asked
+                raise SourceError(_describe(exc, self.url, waited, self.read_timeout)) from None
+            if got is None:
+                yield None
+                continue
+            pts = None if got.pts is None else got.pts * time_base
+            previous = None
+            if got.previous_arrived is not None and got.previous_pts is not None:
+                previous = (got.previous_arrived, got.previous_pts * time_base)
+            live = arrived_live(previous, pts, got.arrived)
+            yield Arrival(got.packet, got.keyframe, pts, got.arrived, live)
+
+    def _pyav_arrivals(self, stop: threading.Event) -> Iterator[Arrival | None]:
         assert self.container is not None
         stream = self.container.streams.video[0]
-        # A float once: Fraction arithmetic on every packet is measurable.
         time_base = float(stream.time_base) if stream.time_base is not None else None
         liveness = LivenessTracker()
         last = time.monotonic()
@@ -187,3 +281,13 @@ class VideoSource:
             waited = time.monotonic() - last
             raise SourceError(_describe(exc, self.url, waited, self.read_timeout)) from None
         raise SourceError("the stream ended")
+
+
+_fallback_warned = False
+
+
+def _warn_fallback(reason: str) -> None:
+    global _fallback_warned
+    if not _fallback_warned:
+        _fallback_warned = True
+        log_event(log, "capture.native_unavailable", logging.WARNING, reason=reason)

@@ -62,6 +62,7 @@ def default_source(settings: CaptureSettings) -> VideoSource:
         read_timeout=settings.read_timeout,
         decode_threads=settings.decode_threads,
         probe_seconds=settings.probe_seconds,
+        demuxer=settings.demuxer,
     )
 
 
@@ -90,6 +91,7 @@ class CaptureWorker:
         self._finished = False
         self._last_manifest = 0.0
         self.sampler: TickSampler | None = None
+        self.source: VideoSource | None = None
 
     # -- restart -------------------------------------------------------------
     def restore(self) -> None:
@@ -120,6 +122,7 @@ class CaptureWorker:
         while not stop.is_set():
             try:
                 with self.source_factory(self.settings) as source:
+                    self.source = source
                     self.codec = source.codec_name()
                     self._capture(source, stop)
             except SourceFatalError as exc:
@@ -154,16 +157,30 @@ class CaptureWorker:
             source.decoder(), settings.capture_interval, settings.decode_mode, time.monotonic()
         )
         self.sampler = sampler
-        for arrival in source.arrivals(stop):
-            frame = sampler.offer(arrival)
+        for arrival in source.arrivals(stop, sampler.keyframes_only):
+            frame = sampler.offer(arrival) if arrival is not None else None
             if frame is not None:
                 if self.state is not StreamState.ACTIVE:
                     self.backoff.reset()
                     self._report(StreamState.ACTIVE)
-                    log_event(log, "worker.active", stream_id=self.stream_id, codec=self.codec)
+                    log_event(
+                        log,
+                        "worker.active",
+                        stream_id=self.stream_id,
+                        codec=self.codec,
+                        demux=source.demux,
+                    )
                 self.sample(Picture(frame))
-            elif sampler.overdue(arrival.arrived) > settings.no_frame_timeout + (sampler.gop or 0):
+                continue
+            now = arrival.arrived if arrival is not None else time.monotonic()
+            if sampler.overdue(now) > settings.no_frame_timeout + (sampler.gop or 0):
                 raise SourceError(f"no picture decoded for {settings.no_frame_timeout:g} s")
+
+    def interrupt(self) -> None:
+        """From another thread (a signal handler): end a blocked read at once."""
+        source = self.source
+        if source is not None:
+            source.interrupt()
 
     def sample(self, picture: Picture) -> None:
         with self._lock:

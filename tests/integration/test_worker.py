@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,13 +41,15 @@ def test_samples_follow_the_camera_and_the_top_k_is_in_the_store(
     assert run.progress.last().state == StreamState.STOPPED
 
 
-def test_samples_are_fresh_not_buffered(camera: Camera, tmp_path: Path) -> None:
+@pytest.mark.parametrize("demuxer", ["native", "pyav"])
+def test_samples_are_fresh_not_buffered(camera: Camera, tmp_path: Path, demuxer: str) -> None:
     """Each sample's picture was made by the camera at most a fraction of a
     second before the worker sampled it, and the lag does not grow."""
     store = dir_store(tmp_path)
-    run = start_worker(
-        capture_settings(camera.url("/clock"), capture_interval=0.5, top_k=100), store
+    settings = capture_settings(
+        camera.url("/clock"), capture_interval=0.5, top_k=100, demuxer=demuxer
     )
+    run = start_worker(settings, store)
     run.wait_for(lambda p: p.frames_captured >= 12, 30, "12 samples")
     run.stop()
     lags = []
@@ -74,21 +74,13 @@ def test_refused_connection_reconnects_with_backoff(tmp_path: Path) -> None:
     assert run.worker.frames_captured == 0
 
 
-@pytest.fixture
-def black_hole() -> Iterator[int]:
-    """A TCP port that accepts connections and never says a word."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    yield int(sock.getsockname()[1])
-    sock.close()
-
-
-def test_silent_camera_times_out_instead_of_hanging(black_hole: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("demuxer", ["native", "pyav"])
+def test_silent_camera_times_out_instead_of_hanging(
+    black_hole: int, tmp_path: Path, demuxer: str
+) -> None:
     url = f"rtsp://127.0.0.1:{black_hole}/silent"
-    run = start_worker(
-        capture_settings(url, open_timeout=1.0, read_timeout=1.0), dir_store(tmp_path)
-    )
+    settings = capture_settings(url, open_timeout=1.0, read_timeout=1.0, demuxer=demuxer)
+    run = start_worker(settings, dir_store(tmp_path))
     run.wait_for(lambda p: p.state == StreamState.RECONNECTING, 5, "a timeout")
     assert "timed out" in run.progress.last().reason.lower()
     started = time.monotonic()

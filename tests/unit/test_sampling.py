@@ -12,6 +12,7 @@ from streamgrid.capture.sampling import (
     DecodeMode,
     LivenessTracker,
     TickSampler,
+    arrived_live,
 )
 
 FPS = 25
@@ -65,12 +66,20 @@ def stream(seconds: float, gop_frames: int, start: float = 100.0) -> list[Arriva
 
 
 def run(
-    mode: DecodeMode, interval: float, gop_frames: int, seconds: float = 60
+    mode: DecodeMode,
+    interval: float,
+    gop_frames: int,
+    seconds: float = 60,
+    skip: bool = False,
 ) -> tuple[TickSampler, CountingDecoder, list[tuple[int, float]]]:
+    """``skip``: as the native demuxer does, never offer a non-keyframe while
+    the sampler says ``keyframes_only()``."""
     decoder = CountingDecoder()
     sampler = TickSampler(decoder, interval, mode, started=100.0)
     samples = []
     for arrival in stream(seconds, gop_frames):
+        if skip and sampler.keyframes_only() and not arrival.keyframe:
+            continue
         picture = sampler.offer(arrival)
         if picture is not None:
             newest = round((arrival.arrived - 100.0) * FPS)
@@ -139,6 +148,28 @@ def test_held_packets_are_bounded_on_a_very_long_gop() -> None:
     sampler, _decoder, samples = run(DecodeMode.LAZY, interval=100.0, gop_frames=10_000, seconds=60)
     assert len(sampler._held) <= MAX_HELD_PACKETS
     assert len(samples) == 1
+
+
+@pytest.mark.parametrize("mode", list(DecodeMode))
+@pytest.mark.parametrize(("interval", "gop_frames"), [(1.0, 25), (2.0, 50), (5.0, 25), (0.2, 50)])
+def test_skipping_what_keyframes_only_allows_changes_no_sample(
+    mode: DecodeMode, interval: float, gop_frames: int
+) -> None:
+    _, all_decoder, all_samples = run(mode, interval, gop_frames)
+    sampler, decoder, samples = run(mode, interval, gop_frames, skip=True)
+    assert samples == all_samples
+    assert decoder.fed == all_decoder.fed
+    fits = gop_frames / FPS <= interval
+    expected = mode is DecodeMode.KEYFRAME or (mode is DecodeMode.AUTO and fits)
+    assert sampler.keyframes_only() is expected  # when True, most packets were never offered
+
+
+def test_liveness_is_judged_against_the_packet_before() -> None:
+    assert arrived_live(None, 0.04, 10.0) is False
+    assert arrived_live((10.0, 0.0), None, 10.04) is False
+    assert arrived_live((10.0, 0.0), 0.04, 10.001) is False  # back to back: a backlog
+    assert arrived_live((10.0, 0.0), 0.04, 10.03) is True  # at least half the pace
+    assert arrived_live((10.0, 0.04), 0.04, 10.0) is True  # repeated timestamp
 
 
 def test_liveness_follows_arrival_pace() -> None:

@@ -1,0 +1,23 @@
+"""The one compiled part: the capture worker's demux loop (streamgrid/capture/_packets.c).
+
+Everything else about the package is in pyproject.toml. The extension needs a C
+compiler and Python's headers, but no FFmpeg headers: it binds at run time to the
+FFmpeg PyAV has loaded.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "streamgrid.capture._packets",
+            ["streamgrid/capture/_packets.c"],
+            extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            # Without a compiler (the gateway's and operator's images) the
+            # package still installs; a worker there falls back to PyAV's
+            # demux and says so. tests/integration/test_native.py fails if CI
+            # ever ends up without it.
+            optional=True,
+        )
+    ]
+)

@@ -1,0 +1,135 @@
+"""The native demuxer (capture/native.py, _packets.c) against the real camera."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+import pytest
+
+from streamgrid.capture import native
+from streamgrid.capture.source import VideoSource
+from streamgrid.capture.worker import EXIT_STOPPED
+
+from ..support.camera import Camera
+from ..support.worker import capture_settings, dir_store, start_worker
+
+OPTIONS = {"rtsp_transport": "tcp", "allowed_media_types": "video"}
+
+
+def test_the_native_demuxer_runs_here() -> None:
+    """CI's FFmpeg (PyAV's) must pass the layout checks, or every worker would
+    quietly fall back to the slower demux."""
+    assert native.unavailable() is None
+
+
+@pytest.fixture
+def packets(camera: Camera) -> Iterator[native.NativePackets]:
+    assert native.unavailable() is None
+    reader = native.NativePackets()
+    reader.open(camera.url(), OPTIONS, 10.0, 5.0)
+    yield reader
+    reader.close()
+
+
+def test_every_packet_then_only_keyframes(packets: native.NativePackets) -> None:
+    assert packets.codec_name == "h264"
+    assert packets.time_base.denominator > 0
+    every = [packets.read(False, 2.0) for _ in range(30)]
+    assert all(p is not None for p in every)
+    assert packets.counts == (30, 0)
+    keyframes: list[native.NativePacket] = []
+    while len(keyframes) < 3:
+        got = packets.read(True, 2.0)
+        if got is not None:
+            keyframes.append(got)
+    delivered, skipped = packets.counts
+    assert delivered == 33
+    assert skipped >= 2 * 20  # the camera's GOP is 25 packets
+    for got in keyframes:
+        assert got.keyframe and got.packet.is_keyframe
+        # The packet before it, skipped in C, still shows the pace of arrival.
+        assert got.pts is not None and got.previous_pts is not None
+        assert got.previous_pts < got.pts
+        assert got.previous_arrived is not None and got.previous_arrived <= got.arrived
+
+
+def test_a_keyframe_decodes_alone_with_its_timestamp(packets: native.NativePackets) -> None:
+    context: Any = av.CodecContext.create(packets.codec_name, "r")
+    context.extradata = packets.extradata or None
+    got = None
+    while got is None or got.pts is None:
+        got = packets.read(True, 2.0)
+    frames = list(context.decode(got.packet)) + list(context.decode(None))
+    assert len(frames) == 1
+    frame = frames[0]
+    assert (frame.width, frame.height) == (320, 240)
+    assert frame.time == pytest.approx(float(got.pts * packets.time_base))
+    luma = np.frombuffer(memoryview(frame.planes[0]), dtype=np.uint8)
+    assert 0 < float(luma.mean()) < 255
+
+
+def test_interrupt_ends_a_blocked_open_at_once(black_hole: int) -> None:
+    reader = native.NativePackets()
+    errors: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            reader.open(f"rtsp://127.0.0.1:{black_hole}/x", OPTIONS, 30.0, 30.0)
+        except av.error.FFmpegError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=connect)
+    thread.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    reader.interrupt()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 1.0
+    assert len(errors) == 1  # RTSP reports the abort as ExitError or, mid-reply, InvalidData
+    with pytest.raises(ValueError):  # a failed open leaves nothing to read
+        reader.read(False, 0.1)
+
+
+def test_open_deadline(black_hole: int) -> None:
+    reader = native.NativePackets()
+    started = time.monotonic()
+    with pytest.raises(av.error.FFmpegError):
+        reader.open(f"rtsp://127.0.0.1:{black_hole}/x", OPTIONS, 1.0, 30.0)
+    assert 0.9 < time.monotonic() - started < 3.0
+
+
+def test_refused_credentials_raise_pyavs_error(camera: Camera) -> None:
+    reader = native.NativePackets()
+    with pytest.raises(av.error.HTTPUnauthorizedError):
+        reader.open(camera.secure_url(password="wrong"), OPTIONS, 10.0, 5.0)
+
+
+@pytest.mark.parametrize("demuxer", ["native", "pyav"])
+def test_the_source_reports_its_demuxer(camera: Camera, demuxer: str) -> None:
+    with VideoSource(camera.url(), demuxer=demuxer) as source:  # type: ignore[arg-type]
+        assert source.demux == demuxer
+        assert source.codec_name() == "h264"
+
+
+def test_a_keyframe_worker_skips_most_packets_in_c(camera: Camera, tmp_path: Path) -> None:
+    """Interval 2 s over a 1 s GOP: keyframe mode, one packet in 25 reaches Python."""
+    run = start_worker(capture_settings(camera.url(), capture_interval=2.0), dir_store(tmp_path))
+    # The first samples are lazy (every packet) while the GOP is measured.
+    run.wait_for(lambda p: p.frames_captured >= 3, 20, "3 samples")
+    source = run.worker.source
+    assert source is not None and source.native is not None
+    delivered, skipped = source.native.counts
+    run.wait_for(lambda p: p.frames_captured >= 6, 20, "3 more samples")
+    more_delivered, more_skipped = source.native.counts
+    assert run.stop() == EXIT_STOPPED
+    delivered, skipped = more_delivered - delivered, more_skipped - skipped
+    assert 3 <= delivered <= 8, delivered  # the keyframes: one or two per sample
+    assert skipped >= 15 * delivered, (delivered, skipped)
