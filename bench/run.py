@@ -541,18 +541,40 @@ def attribution_contenders(url: str, work: Path) -> dict[str, tuple[list[str], d
     }
 
 
+def cpu_windows(
+    name: str, argv: list[str], env: dict[str, str], work: Path, warmup: float, windows: list[float]
+) -> list[float]:
+    """CPU % of one process over consecutive windows after a warm-up."""
+    worker = spawn(name.replace(" ", "_").replace("/", "_").replace("'", ""), argv, work, env)
+    try:
+        time.sleep(warmup)
+        out = []
+        for window in windows:
+            if worker.process.poll() is not None:
+                raise RuntimeError(f"{name} exited early:\n{worker.err_path.read_text()[-2000:]}")
+            worker.cpu.start(time.monotonic())
+            time.sleep(window)
+            out.append(worker.cpu.percent(time.monotonic()))
+        return out
+    finally:
+        worker.stop()
+
+
 def attribute(cache: Path, window: float, rounds: int = 2) -> int:
-    """Each contender in turn, ``rounds`` times, on one stream: see
-    docs/benchmarks.md, "Where the 1.80% goes"."""
+    """Each contender in turn, ``rounds`` times, on one stream, over two windows:
+    5 s to 5 s + window, while a worker's top K fills (its first 9 samples are
+    JPEG-encoded whatever their brightness), then the next window, the steady
+    state. See docs/benchmarks.md, "Where a worker's CPU goes"."""
     spec = MediaSpec(720, "h264", 2)
-    media = generate(spec, 40, cache)
+    media = generate(spec, 60, cache)  # longer than both windows: no reconnect inside
     print(f"machine: {machine()}", flush=True)
+    print(f"  {'':9s} {'':50s} {'filling':>8s} {'steady':>8s}  (% of a core)", flush=True)
     with serving({spec.name: media}, {}) as (work, port):
         url = f"rtsp://127.0.0.1:{port}/{spec.name}"
         for round_ in range(rounds):
             for name, (cmd, env) in attribution_contenders(url, work).items():
-                r = measure(name, cmd, env, spec.name, 2.0, work, 5.0, window)
-                print(f"  round {round_ + 1}  {name:48s} {r.cpu:5.2f}% CPU", flush=True)
+                first, second = cpu_windows(name, cmd, env, work, 5.0, [window, window])
+                print(f"  round {round_ + 1}  {name:50s} {first:7.2f}% {second:7.2f}%", flush=True)
     return 0
 
 

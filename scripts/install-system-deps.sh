@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Debian packages the tests (and the demo camera) need: GStreamer's RTSP server
 # with PyGObject for the camera, x264 for H.264, ffmpeg for the benchmarks'
-# baselines, python3-venv for the virtualenv, etcd and openssl for the test
+# baselines, python3-venv for the virtualenv, python3-dev and gcc for the
+# capture worker's C demux loop, etcd and openssl for the test
 # Kubernetes control plane; containerd, runc, CNI plugins, podman, buildah,
 # debootstrap, iptables and gcc (the static pause binary) for the test node.
 # Installs only what is missing.
 set -euo pipefail
 
 packages=(
-  python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
+  python3 python3-venv python3-dev python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-tools ffmpeg make etcd-server openssl
   # The test node (issue 5): containers, pod networking, image builds.

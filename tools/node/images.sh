@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Images for the test node, without a registry:
 #   streamgrid-debian:bookworm   a minbase Debian rootfs from debootstrap, `podman import`ed
+#   streamgrid-debian-build:bookworm   the same with gcc and Python's headers (a build stage)
 #   streamgrid-runtime:dev       + a virtualenv with the dependencies (offline, from a wheelhouse)
 #   streamgrid-{gateway,operator,capture}:dev   the repository's Containerfiles on top
 #   streamgrid-pause:dev         the pod sandbox (tools/node/pause.c, static)
@@ -19,28 +20,35 @@ log() { echo "node-images: $*"; }
 step_started=$SECONDS
 timed() { log "$1 in $((SECONDS - step_started)) s"; step_started=$SECONDS; }
 
-# 1. Debian rootfs (debootstrap), cached as a tarball.
-packages=python3,python3-venv,ca-certificates
-rootfs_tar=$cache/debian-bookworm-$(echo "$packages $mirror" | sha256sum | cut -c1-12).tar
-if [ ! -s "$rootfs_tar" ]; then
-  tmp=$(mktemp -d "$cache/rootfs.XXXXXX")
-  debootstrap --variant=minbase --include="$packages" bookworm "$tmp/rootfs" "$mirror" >"$tmp/debootstrap.log" 2>&1 \
-    || { tail -20 "$tmp/debootstrap.log" >&2; exit 1; }
-  rm -rf "$tmp/rootfs/var/cache/apt/archives/"*.deb "$tmp/rootfs/var/lib/apt/lists/"*
-  tar -C "$tmp/rootfs" --numeric-owner -cf "$rootfs_tar.part" .
-  mv "$rootfs_tar.part" "$rootfs_tar"
-  rm -rf "$tmp"
-  timed "debootstrap bookworm"
-else
-  log "debootstrap bookworm cached"
-fi
+# 1. Debian rootfs images (debootstrap), each cached as a tarball keyed by its
+#    packages: the base every image runs on, and the capture image's build
+#    stage, which also has a C compiler and Python's headers.
+rootfs_image() {
+  local image=$1 packages=$2 tar key tmp
+  tar=$cache/debian-bookworm-$(echo "$packages $mirror" | sha256sum | cut -c1-12).tar
+  if [ ! -s "$tar" ]; then
+    tmp=$(mktemp -d "$cache/rootfs.XXXXXX")
+    debootstrap --variant=minbase --include="$packages" bookworm "$tmp/rootfs" "$mirror" >"$tmp/debootstrap.log" 2>&1 \
+      || { tail -20 "$tmp/debootstrap.log" >&2; exit 1; }
+    rm -rf "$tmp/rootfs/var/cache/apt/archives/"*.deb "$tmp/rootfs/var/lib/apt/lists/"*
+    tar -C "$tmp/rootfs" --numeric-owner -cf "$tar.part" .
+    mv "$tar.part" "$tar"
+    rm -rf "$tmp"
+    timed "debootstrap $image"
+  else
+    log "debootstrap $image cached"
+  fi
+  key=$(basename "$tar")
+  if [ "$(podman image inspect --format '{{index .Config.Labels "io.streamgrid.rootfs"}}' "$image" 2>/dev/null)" != "$key" ]; then
+    podman import --quiet --change "LABEL io.streamgrid.rootfs=$key" --change 'CMD ["/bin/bash"]' \
+      "$tar" "$image" >/dev/null
+    timed "podman import $image"
+  fi
+}
 base=localhost/streamgrid-debian:bookworm
-base_key=$(basename "$rootfs_tar")
-if [ "$(podman image inspect --format '{{index .Config.Labels "io.streamgrid.rootfs"}}' "$base" 2>/dev/null)" != "$base_key" ]; then
-  podman import --quiet --change "LABEL io.streamgrid.rootfs=$base_key" --change 'CMD ["/bin/bash"]' \
-    "$rootfs_tar" "$base" >/dev/null
-  timed "podman import base"
-fi
+builder=localhost/streamgrid-debian-build:bookworm
+rootfs_image "$base" python3,python3-venv,ca-certificates
+rootfs_image "$builder" python3,python3-venv,python3-dev,gcc,libc6-dev
 
 # 2. Wheelhouse: the project's dependencies and build backend, for offline installs.
 wheels=$cache/wheels-$(cat "$root/pyproject.toml" | sha256sum | cut -c1-12)
@@ -59,16 +67,17 @@ fi
 # 3. Images, each through podman's layer cache; builds have no network.
 build() {
   local tag=$1 file=$2 from=$3
+  shift 3
   podman build --quiet --network=none --volume "$wheels:/wheels:ro" \
-    --build-arg "BASE=$from" --build-arg "PIP_ARGS=--no-index --find-links /wheels" \
+    --build-arg "BASE=$from" --build-arg "PIP_ARGS=--no-index --find-links /wheels" "$@" \
     -f "$file" -t "$tag" "$root" >/dev/null
   timed "build $tag"
 }
 build localhost/streamgrid-runtime:dev "$here/Containerfile.runtime" "$base"
-for component in gateway operator capture; do
-  dir=$component; [ "$component" = capture ] && dir=capture-pod
-  build "localhost/streamgrid-$component:dev" "$root/$dir/Containerfile" localhost/streamgrid-runtime:dev
-done
+build localhost/streamgrid-gateway:dev "$root/gateway/Containerfile" localhost/streamgrid-runtime:dev
+build localhost/streamgrid-operator:dev "$root/operator/Containerfile" localhost/streamgrid-runtime:dev
+build localhost/streamgrid-capture:dev "$root/capture-pod/Containerfile" localhost/streamgrid-runtime:dev \
+  --build-arg "BUILDER=$builder"
 
 bin=${KUBE_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/streamgrid/kube/bin}
 [ -x "$bin/minio" ] || { echo "node-images: $bin/minio missing: run tools/kube/build.sh" >&2; exit 1; }
