@@ -11,7 +11,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { scripts/install-system-deps.sh && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+# setup.py compiles the worker's C demux loop: a change to it reinstalls.
+$(VENV)/.runtime: pyproject.toml setup.py streamgrid/capture/_packets.c | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
