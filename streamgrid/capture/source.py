@@ -200,8 +200,9 @@ class VideoSource:
     def interrupt(self) -> None:
         """From any thread: end a blocked read now (native) rather than at its
         deadline (PyAV's demux offers no such call; its read times out)."""
-        if self.native is not None:
-            self.native.interrupt()
+        packets = self.native  # once: the capture thread may be closing it
+        if packets is not None:
+            packets.interrupt()
 
     def codec_name(self) -> str:
         if self.native is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ from streamgrid.capture import native
 from streamgrid.capture.source import VideoSource
 from streamgrid.capture.worker import EXIT_STOPPED
 
-from ..support.camera import Camera
+from ..support.camera import Camera, make_camera
 from ..support.worker import capture_settings, dir_store, start_worker
 
 OPTIONS = {"rtsp_transport": "tcp", "allowed_media_types": "video"}
@@ -133,3 +135,27 @@ def test_a_keyframe_worker_skips_most_packets_in_c(camera: Camera, tmp_path: Pat
     delivered, skipped = more_delivered - delivered, more_skipped - skipped
     assert 3 <= delivered <= 8, delivered  # the keyframes: one or two per sample
     assert skipped >= 15 * delivered, (delivered, skipped)
+
+
+def test_interrupt_stops_a_worker_blocked_on_a_frozen_camera(
+    work_dir: Path, tmp_path: Path
+) -> None:
+    """A camera that keeps its connection open but sends nothing (SIGSTOPped):
+    the read would block for the read timeout; interrupt() ends it at once."""
+    cam = make_camera(work_dir, name="frozen-camera").start()
+    try:
+        settings = capture_settings(cam.url(), read_timeout=20.0, capture_interval=0.5)
+        run = start_worker(settings, dir_store(tmp_path))
+        run.wait_for(lambda p: p.frames_captured >= 2, 20, "2 samples")
+        os.kill(cam.process.pid, signal.SIGSTOP)
+        time.sleep(1.0)  # the worker is now blocked in av_read_frame
+        started = time.monotonic()
+        run.stop_event.set()
+        run.worker.interrupt()
+        run.thread.join(5)
+        assert not run.thread.is_alive()
+        assert time.monotonic() - started < 2.0
+        assert run.result["code"] == EXIT_STOPPED
+    finally:
+        os.kill(cam.process.pid, signal.SIGCONT)
+        cam.stop()
