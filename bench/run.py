@@ -74,6 +74,14 @@ class Worker:
                 self.process.kill()
                 self.process.wait()
 
+    def cpu_over(self, window: float) -> float:
+        """CPU % over the next ``window`` seconds; raises if the process has exited."""
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited early:\n{self.err_path.read_text()[-2000:]}")
+        self.cpu.start(time.monotonic())
+        time.sleep(window)
+        return self.cpu.percent(time.monotonic())
+
     def samples(self) -> list[dict[str, float]]:
         out = []
         for line in self.err_path.read_text(errors="replace").splitlines():
@@ -201,6 +209,20 @@ def lag_stats(samples: list[dict[str, float]]) -> tuple[float | None, float | No
     return statistics.median(lags), p95
 
 
+@contextlib.contextmanager
+def running(
+    name: str, argv: list[str], env: dict[str, str], work: Path, warmup: float
+) -> Iterator[Worker]:
+    """One contender, started and past its warm-up; stopped on exit."""
+    file_name = name.replace(" ", "_").replace("/", "_").replace("'", "")
+    worker = spawn(file_name, argv, work, env)
+    try:
+        time.sleep(warmup)
+        yield worker
+    finally:
+        worker.stop()
+
+
 def measure(
     name: str,
     argv: list[str],
@@ -211,18 +233,10 @@ def measure(
     warmup: float,
     window: float,
 ) -> Result:
-    worker = spawn(name.replace(" ", "_").replace("/", "_"), argv, work, env)
-    try:
-        time.sleep(warmup)
-        if worker.process.poll() is not None:
-            raise RuntimeError(f"{name} exited early:\n{worker.err_path.read_text()[-2000:]}")
-        worker.cpu.start(time.monotonic())
-        time.sleep(window)
-        cpu = worker.cpu.percent(time.monotonic())
+    with running(name, argv, env, work, warmup) as worker:
+        cpu = worker.cpu_over(window)
         rss = peak_rss_mb(worker.process.pid)
         private = private_mb(worker.process.pid)
-    finally:
-        worker.stop()
     samples = worker.samples()
     result = Result(media, interval, name, cpu, rss, private, samples=len(samples))
     if samples:
@@ -545,19 +559,8 @@ def cpu_windows(
     name: str, argv: list[str], env: dict[str, str], work: Path, warmup: float, windows: list[float]
 ) -> list[float]:
     """CPU % of one process over consecutive windows after a warm-up."""
-    worker = spawn(name.replace(" ", "_").replace("/", "_").replace("'", ""), argv, work, env)
-    try:
-        time.sleep(warmup)
-        out = []
-        for window in windows:
-            if worker.process.poll() is not None:
-                raise RuntimeError(f"{name} exited early:\n{worker.err_path.read_text()[-2000:]}")
-            worker.cpu.start(time.monotonic())
-            time.sleep(window)
-            out.append(worker.cpu.percent(time.monotonic()))
-        return out
-    finally:
-        worker.stop()
+    with running(name, argv, env, work, warmup) as worker:
+        return [worker.cpu_over(window) for window in windows]
 
 
 def attribute(cache: Path, window: float, rounds: int = 2) -> int:

@@ -17,6 +17,10 @@ from ..core.models import (
 from ..core.settings import CommonSettings
 from .sampling import DecodeMode
 
+# The worker's packet reader (capture/source.py): the C loop, PyAV's demux, or
+# the C loop where it can run.
+Demuxer = Literal["auto", "native", "pyav"]
+
 
 class CaptureSettings(CommonSettings):
     """One stream's worker; every field is ``STREAMGRID_<NAME>`` in the environment."""
@@ -39,7 +43,7 @@ class CaptureSettings(CommonSettings):
     decode_mode: DecodeMode = DecodeMode.AUTO
     # native: the C demux loop, which skips unwanted packets without Python
     # (capture/native.py); pyav: PyAV's demux; auto: native where it can run.
-    demuxer: Literal["auto", "native", "pyav"] = "auto"
+    demuxer: Demuxer = "auto"
     decode_threads: int = Field(1, ge=0, le=16)  # 0: FFmpeg picks
     progress: Literal["stdout", "none", "kube"] = "stdout"
     progress_interval: float = Field(5.0, ge=0.5, le=300)  # kube: seconds between PATCHes

@@ -13,13 +13,14 @@ cannot. Decoding is PyAV's either way.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import av
 import av.error
@@ -31,6 +32,7 @@ from ..core.logs import log_event
 from ..core.urls import mask_secrets, url_secrets
 from . import native
 from .sampling import Arrival, LivenessTracker, arrived_live
+from .settings import Demuxer
 
 log = logging.getLogger("streamgrid.capture")
 
@@ -38,8 +40,6 @@ _LUMA_FIRST = ("yuv", "yuvj", "nv12", "nv21", "gray")
 # Longest the native loop skips packets before Python may check its stop event
 # and deadlines (a blocked read is bounded by the read timeout instead).
 NATIVE_MAX_WAIT = 0.5
-
-Demuxer = Literal["auto", "native", "pyav"]
 
 
 class SourceError(RuntimeError):
@@ -284,11 +284,6 @@ class VideoSource:
         raise SourceError("the stream ended")
 
 
-_fallback_warned = False
-
-
+@functools.cache  # once per process: unavailable() gives the same reason every time
 def _warn_fallback(reason: str) -> None:
-    global _fallback_warned
-    if not _fallback_warned:
-        _fallback_warned = True
-        log_event(log, "capture.native_unavailable", logging.WARNING, reason=reason)
+    log_event(log, "capture.native_unavailable", logging.WARNING, reason=reason)

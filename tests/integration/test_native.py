@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from streamgrid.capture import native
+from streamgrid.capture.settings import Demuxer
 from streamgrid.capture.source import VideoSource
 from streamgrid.capture.worker import EXIT_STOPPED
 
@@ -115,8 +116,8 @@ def test_refused_credentials_raise_pyavs_error(camera: Camera) -> None:
 
 
 @pytest.mark.parametrize("demuxer", ["native", "pyav"])
-def test_the_source_reports_its_demuxer(camera: Camera, demuxer: str) -> None:
-    with VideoSource(camera.url(), demuxer=demuxer) as source:  # type: ignore[arg-type]
+def test_the_source_reports_its_demuxer(camera: Camera, demuxer: Demuxer) -> None:
+    with VideoSource(camera.url(), demuxer=demuxer) as source:
         assert source.demux == demuxer
         assert source.codec_name() == "h264"
 
