@@ -11,8 +11,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { scripts/install-system-deps.sh && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# setup.py compiles the worker's C demux loop: a change to it reinstalls.
-$(VENV)/.runtime: pyproject.toml setup.py streamgrid/capture/_packets.c | $(BIN)/python
+# setup.py compiles the worker's C receive loops: a change to them reinstalls.
+$(VENV)/.runtime: pyproject.toml setup.py streamgrid/capture/_packets.c streamgrid/capture/_rtp.c | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 

@@ -1,4 +1,5 @@
-"""The one compiled part: the capture worker's demux loop (streamgrid/capture/_packets.c).
+"""The compiled parts: the capture worker's receive loops (streamgrid/capture/_rtp.c,
+_packets.c).
 
 Everything else about the package is in pyproject.toml. The extension needs a C
 compiler and Python's headers, but no FFmpeg headers: it binds at run time to the
@@ -18,6 +19,14 @@ setup(
             # demux and says so. tests/integration/test_native.py fails if CI
             # ever ends up without it.
             optional=True,
-        )
+        ),
+        # RTSP over TCP for H.264/H.265, read without FFmpeg: needs nothing
+        # but Python's headers. Optional for the same reason.
+        Extension(
+            "streamgrid.capture._rtp",
+            ["streamgrid/capture/_rtp.c"],
+            extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            optional=True,
+        ),
     ]
 )

@@ -199,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="/MOUNT=PATH",
         help="like --file, one pipeline shared by every client",
     )
+    parser.add_argument(
+        "--session-timeout",
+        type=int,
+        help="seconds a session lives without a keep-alive (the server says so to clients)",
+    )
     parser.add_argument("--user", default="viewer")
     parser.add_argument("--password", default="s3cret-pass")
     args = parser.parse_args(argv)
@@ -216,6 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         # A server of its own: with auth set, gst-rtsp-server answers 404 (not a
         # 401 challenge) to anonymous clients, so open mounts can't share it.
         servers.append(make_server(args.host, args.secure_port, patterns, args, auth=True))
+    if args.session_timeout:
+        timeout = args.session_timeout
+
+        def on_client(_server: GstRtspServer.RTSPServer, client: GstRtspServer.RTSPClient) -> None:
+            client.connect("new-session", lambda _c, session: session.set_timeout(timeout))
+
+        for server in servers:
+            server.connect("client-connected", on_client)
     ports = []
     for server in servers:
         if server.attach(None) == 0:

@@ -17,9 +17,10 @@ from ..core.models import (
 from ..core.settings import CommonSettings
 from .sampling import DecodeMode
 
-# The worker's packet reader (capture/source.py): the C loop, PyAV's demux, or
-# the C loop where it can run.
-Demuxer = Literal["auto", "native", "pyav"]
+# The worker's packet reader (capture/source.py): our RTSP client with its C
+# receive loop, FFmpeg's RTSP driven from C, PyAV's demux, or the first of
+# these that can read the camera.
+Demuxer = Literal["auto", "rtp", "native", "pyav"]
 
 
 class CaptureSettings(CommonSettings):
@@ -41,8 +42,10 @@ class CaptureSettings(CommonSettings):
     # auto: decode only keyframes when the interval is at least a GOP, else only
     # the packets up to each tick (see capture/sampling.py); all: decode all.
     decode_mode: DecodeMode = DecodeMode.AUTO
-    # native: the C demux loop, which skips unwanted packets without Python
-    # (capture/native.py); pyav: PyAV's demux; auto: native where it can run.
+    # rtp: our RTSP client and C receive loop (capture/rtp.py; H.264/H.265 over
+    # TCP); native: FFmpeg's demux in a C loop that skips unwanted packets
+    # without Python (capture/native.py); pyav: PyAV's demux; auto: rtp where
+    # the camera allows, else native where it can run, else pyav.
     demuxer: Demuxer = "auto"
     decode_threads: int = Field(1, ge=0, le=16)  # 0: FFmpeg picks
     progress: Literal["stdout", "none", "kube"] = "stdout"

@@ -4,10 +4,12 @@ PyAV (FFmpeg) rather than OpenCV's VideoCapture: it hands over the Y plane
 without colour conversion, exposes FFmpeg's errors by type (401, 404, refused,
 timeout), and takes per-call open/read timeouts.
 
-Two demuxers: ``native`` (capture/native.py), a C loop that hands Python only
-the packets the sampler wants, and ``pyav``, PyAV's demux(), one return into
-Python per packet. ``auto`` takes native where it can run and says so when it
-cannot. Decoding is PyAV's either way.
+Three ways in, cheapest first: ``rtp`` (capture/rtp.py), our RTSP client with
+a C receive loop, for H.264 and H.265 over TCP; ``native`` (capture/native.py),
+FFmpeg's RTSP demuxer driven from C; both hand Python only the packets the
+sampler wants. ``pyav``, PyAV's demux(), returns into Python per packet.
+``auto`` takes the first that can read the camera and says why when it passes
+one over. Decoding is PyAV's in every case.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..core.brightness import brightness_of_luma
 from ..core.grid import Image
 from ..core.logs import log_event
 from ..core.urls import mask_secrets, url_secrets
-from . import native
+from . import native, rtp, rtsp
 from .sampling import Arrival, LivenessTracker, arrived_live
 from .settings import Demuxer
 
@@ -131,12 +133,8 @@ class VideoSource:
         self.probe_seconds = probe_seconds
         self.demuxer = demuxer
         self.container: av.container.InputContainer | None = None
-        self.native: native.NativePackets | None = None
-
-    @property
-    def demux(self) -> str:
-        """Which demuxer this connection uses: ``native`` or ``pyav``."""
-        return "native" if self.native is not None else "pyav"
+        self.native: native.NativePackets | rtp.RtpPackets | None = None
+        self.demux = ""  # once open: which way in, ``rtp``, ``native`` or ``pyav``
 
     def __enter__(self) -> VideoSource:
         options = {
@@ -147,15 +145,20 @@ class VideoSource:
             # FFmpeg buffers what it probes; a short probe means a fast start.
             "analyzeduration": str(int(self.probe_seconds * 1_000_000)),
         }
+        if self._rtp_can_run() and self._open_rtp():
+            self.demux = "rtp"
+            return self
         started = time.monotonic()
         try:
             if self._native_can_run():
                 self.native = native.NativePackets()
                 self.native.open(self.url, options, self.open_timeout, self.read_timeout)
+                self.demux = "native"
             else:
                 self.container = av.open(
                     self.url, options=options, timeout=(self.open_timeout, self.read_timeout)
                 )
+                self.demux = "pyav"
         except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError) as exc:
             self.__exit__(None, None, None)
             raise SourceFatalError(_describe(exc, self.url)) from None
@@ -172,6 +175,46 @@ class VideoSource:
             raise SourceFatalError("the source has no video stream")
         return self
 
+    def _rtp_can_run(self) -> bool:
+        if self.demuxer not in ("auto", "rtp"):
+            return False
+        reason = rtp.unavailable()
+        if reason is None and self.transport != "tcp":
+            reason = f"RTSP over {self.transport}"
+        if reason is None:
+            return True
+        if self.demuxer == "rtp":
+            raise SourceFatalError(f"the rtp demuxer cannot read this camera: {reason}")
+        _warn_passed_over("rtp", reason)
+        return False
+
+    def _open_rtp(self) -> bool:
+        """Our RTSP client; False when it cannot read this camera (auto goes on
+        to FFmpeg's)."""
+        started = time.monotonic()
+        try:
+            self.native = rtp.RtpPackets(self.url, self.open_timeout, self.read_timeout)
+            self.native.open()
+        except rtsp.Unsupported as exc:
+            self.__exit__(None, None, None)
+            if self.demuxer == "rtp":
+                raise SourceFatalError(f"the rtp demuxer cannot read this camera: {exc}") from None
+            _warn_passed_over("rtp", str(exc))
+            return False
+        except rtsp.RtspAuthError as exc:
+            self.__exit__(None, None, None)
+            raise SourceFatalError(_describe(exc, self.url)) from None
+        except rtsp.NoVideo:
+            self.__exit__(None, None, None)
+            raise SourceFatalError("the source has no video stream") from None
+        except OSError as exc:  # refused, unreachable, timed out, an error status
+            self.__exit__(None, None, None)
+            waited = time.monotonic() - started
+            if isinstance(exc, TimeoutError) and not str(exc).startswith("timed out after"):
+                raise SourceError(f"timed out after {waited:.1f} s ({exc})") from None
+            raise SourceError(_describe(exc, self.url)) from None
+        return True
+
     def _native_can_run(self) -> bool:
         if self.demuxer == "pyav":
             return False
@@ -180,7 +223,7 @@ class VideoSource:
             return True
         if self.demuxer == "native":
             raise SourceFatalError(f"the native demuxer cannot run here: {reason}")
-        _warn_fallback(reason)
+        _warn_passed_over("native", reason)
         return False
 
     def __exit__(
@@ -236,7 +279,7 @@ class VideoSource:
 
     def _native_arrivals(
         self,
-        packets: native.NativePackets,
+        packets: native.NativePackets | rtp.RtpPackets,
         stop: threading.Event,
         keyframes_only: Callable[[], bool],
     ) -> Iterator[Arrival | None]:
@@ -246,8 +289,11 @@ class VideoSource:
             asked = time.monotonic()
             try:
                 got = packets.read(keyframes_only(), NATIVE_MAX_WAIT)
-            except av.error.EOFError:
+            except EOFError:  # av.error.EOFError too
                 raise SourceError("the stream ended") from None
+            except TimeoutError as exc:  # the C loop's own read deadline (rtp)
+                text = mask_secrets(str(exc), url_secrets(self.url))
+                raise SourceError(f"timed out after {self.read_timeout:.1f} s ({text})") from None
             except (av.error.FFmpegError, OSError) as exc:
                 waited = time.monotonic() - asked
                 raise SourceError(_describe(exc, self.url, waited, self.read_timeout)) from None
@@ -284,6 +330,9 @@ class VideoSource:
         raise SourceError("the stream ended")
 
 
-@functools.cache  # once per process: unavailable() gives the same reason every time
-def _warn_fallback(reason: str) -> None:
-    log_event(log, "capture.native_unavailable", logging.WARNING, reason=reason)
+@functools.cache  # once per process and reason: a reconnecting worker says it once
+def _warn_passed_over(demuxer: str, reason: str) -> None:
+    # A camera our RTSP client does not read (MJPEG, UDP) is normal; a missing
+    # extension is a broken install.
+    level = logging.INFO if demuxer == "rtp" and "not built" not in reason else logging.WARNING
+    log_event(log, f"capture.{demuxer}_unavailable", level, reason=reason)

@@ -171,8 +171,8 @@ def test_camera_credentials_stay_in_their_secret(node_cluster: NodeCluster) -> N
         assert client.post(f"/stop/{stream_id}").status_code == 200
     assert f"viewer:***@{camera.host}:{camera.secure_port}" in seen["list"]
     assert "worker.active" in seen["logs"]  # the capture pod's log really was read
-    # The image's build stage compiled the C demux loop, and it runs in the pod.
-    assert '"demux":"native"' in seen["logs"]
+    # The image's build stage compiled the C receive loop, and it runs in the pod.
+    assert '"demux":"rtp"' in seen["logs"]
     for where, text in seen.items():
         assert PASSWORD not in text, where
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +50,11 @@ class Camera:
 
 
 def make_camera(
-    log_dir: Path, port: int | None = None, name: str = "camera", host: str = "127.0.0.1"
+    log_dir: Path,
+    port: int | None = None,
+    name: str = "camera",
+    host: str = "127.0.0.1",
+    extra: Sequence[str] = (),
 ) -> Camera:
 
     port = port or free_port()
@@ -71,6 +76,7 @@ def make_camera(
         PASSWORD,
         "--host",
         host,
+        *extra,
     ]
     process = ManagedProcess(name, argv, log_dir / f"{name}-{port}.log")
     return Camera(process, port, secure_port, host=host)

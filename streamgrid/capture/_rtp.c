@@ -1,0 +1,614 @@
+/*
+ * _rtp: the receive side of RTSP over TCP for H.264 and H.265, in C, without
+ * FFmpeg.
+ *
+ * Why: once the worker only decodes keyframes, FFmpeg's RTSP demuxer is most of
+ * what is left. It reads each RTP packet with three recv() calls, each after its
+ * own poll(), allocates a packet per RTP packet, then reassembles access units
+ * in its parser: about 1,500 syscalls and 250 allocations a second for a 720p
+ * camera, 0.6-0.7 % of a core before anything is decoded. Here one poll() and
+ * one recv() take whatever has arrived (a frame's packets come in a burst), the
+ * RTP packets are depacketized in place, and in keyframe mode a non-key access
+ * unit is dropped at its first slice without a byte of it copied.
+ *
+ * The RTSP conversation (DESCRIBE, SETUP, PLAY, keep-alives, TEARDOWN) stays in
+ * Python (capture/rtsp.py): it is a handful of messages per connection. Python
+ * hands over the connected socket; this reads it with the GIL released, skips
+ * the RTSP responses the server interleaves (answers to keep-alives) and hands
+ * back one access unit at a time, in Annex B form, ready for FFmpeg's decoder.
+ *
+ * Packetizations (RFC 6184, RFC 7798): single NAL units, STAP-A and FU-A for
+ * H.264; single NAL units, AP and FU for H.265. The interleaved modes (STAP-B,
+ * MTAP, FU-B, DONL) are refused in rtsp.py before this runs.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define IN_CAPACITY (256 * 1024) /* > one interleaved frame (64 KiB) plus a burst */
+#define AU_LIMIT (32 * 1024 * 1024) /* an access unit larger than this is dropped */
+
+static const uint8_t START_CODE[4] = {0, 0, 0, 1};
+
+static PyObject *EndOfStream; /* the server closed the connection */
+static PyObject *ReadTimeout; /* nothing arrived within the read timeout */
+
+typedef struct {
+    PyObject_HEAD
+    int fd, wake; /* the RTSP socket (not ours to close); an eventfd for interrupt() */
+    int channel, payload_type, hevc;
+    double read_timeout;
+    /* Bytes received and not yet parsed: in[start, end). */
+    uint8_t *in;
+    size_t start, end;
+    /* The access unit being assembled (Annex B). */
+    uint8_t *au;
+    size_t au_len, au_cap;
+    int au_open;       /* some packet of it has been seen */
+    uint32_t au_ts;    /* its RTP timestamp */
+    int au_vcl;        /* 0: no slice seen yet; 1: key; -1: not key */
+    int au_recovery;   /* H.264: a recovery point SEI came before the slices */
+    int au_broken;     /* a packet is missing or malformed: drop it */
+    int au_discard;    /* not key while only keyframes are wanted: not copied */
+    int in_fragment;   /* inside a FU-A / FU */
+    int have_seq;
+    uint16_t next_seq;
+    /* RTP timestamps, unwrapped, relative to the first one. */
+    int have_ts;
+    uint32_t last_ts;
+    int64_t pts;
+    /* The access unit before the one handed out (for the caller's liveness check). */
+    int have_previous;
+    double previous_arrived;
+    int64_t previous_pts;
+    double last_data;   /* monotonic time of the last bytes received */
+    double arrived;     /* monotonic time of the recv() the bytes being parsed came from */
+    int interrupted;
+    int closed;
+    int last_status; /* of the last RTSP answer skipped (a keep-alive's), 0: none yet */
+    unsigned long long handed, skipped, dropped, messages;
+} RtpReader;
+
+static double monotonic(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* -- access units ---------------------------------------------------------- */
+
+static void au_reset(RtpReader *r) {
+    r->au_len = 0;
+    r->au_open = 0;
+    r->au_vcl = 0;
+    r->au_recovery = 0;
+    r->au_broken = 0;
+    r->au_discard = 0;
+    r->in_fragment = 0;
+}
+
+static int au_append(RtpReader *r, const uint8_t *data, size_t len) {
+    if (r->au_discard || r->au_broken)
+        return 0;
+    if (r->au_len + len > AU_LIMIT) {
+        r->au_broken = 1;
+        return 0;
+    }
+    if (r->au_len + len > r->au_cap) {
+        size_t cap = r->au_cap ? r->au_cap : 64 * 1024;
+        while (cap < r->au_len + len)
+            cap *= 2;
+        uint8_t *grown = realloc(r->au, cap);
+        if (!grown) {
+            r->au_broken = 1;
+            return -1;
+        }
+        r->au = grown;
+        r->au_cap = cap;
+    }
+    memcpy(r->au + r->au_len, data, len);
+    r->au_len += len;
+    return 0;
+}
+
+/* The NAL unit type from its first header byte. */
+static int nal_type(const RtpReader *r, uint8_t header) {
+    return r->hevc ? (header >> 1) & 0x3f : header & 0x1f;
+}
+
+/* Notes one NAL unit of the access unit: whether it makes the unit key, and,
+ * once the first slice says it is not, whether to stop copying it. `payload`
+ * is the NAL unit's first bytes after its header (SEI: the payload type). */
+static void au_note(RtpReader *r, int type, const uint8_t *payload, size_t len, int keyframes_only) {
+    if (r->au_vcl)
+        return; /* the first slice decided */
+    int vcl, key;
+    if (r->hevc) {
+        vcl = type < 32;
+        key = type >= 16 && type <= 23; /* IRAP: BLA, IDR, CRA */
+    } else {
+        if (type == 6 && len > 0 && payload[0] == 6) /* SEI, first message a recovery point */
+            r->au_recovery = 1;
+        vcl = type >= 1 && type <= 5;
+        key = type == 5 || (vcl && r->au_recovery);
+    }
+    if (!vcl)
+        return;
+    r->au_vcl = key ? 1 : -1;
+    if (!key && keyframes_only) {
+        r->au_discard = 1;
+        r->au_len = 0;
+    }
+}
+
+/* One NAL unit, whole: start code, header and body. */
+static void au_nal(RtpReader *r, const uint8_t *nal, size_t len, int keyframes_only) {
+    size_t header = r->hevc ? 2 : 1;
+    if (len < header) {
+        r->au_broken = 1;
+        return;
+    }
+    au_note(r, nal_type(r, nal[0]), nal + header, len - header, keyframes_only);
+    au_append(r, START_CODE, sizeof START_CODE);
+    au_append(r, nal, len);
+}
+
+/* STAP-A (H.264) or AP (H.265): NAL units, each after its 16-bit size. */
+static void au_aggregate(RtpReader *r, const uint8_t *p, size_t len, int keyframes_only) {
+    while (len >= 2) {
+        size_t size = ((size_t)p[0] << 8) | p[1];
+        p += 2;
+        len -= 2;
+        if (size > len) {
+            r->au_broken = 1;
+            return;
+        }
+        au_nal(r, p, size, keyframes_only);
+        p += size;
+        len -= size;
+    }
+}
+
+/* FU-A (H.264) or FU (H.265): one NAL unit across packets. */
+static void au_fragment(RtpReader *r, const uint8_t *p, size_t len, int keyframes_only) {
+    size_t header = r->hevc ? 3 : 2; /* payload header(s) + FU header */
+    if (len < header) {
+        r->au_broken = 1;
+        return;
+    }
+    uint8_t fu = p[header - 1];
+    int start = fu & 0x80, end = fu & 0x40;
+    int type = r->hevc ? fu & 0x3f : fu & 0x1f;
+    if (start) {
+        if (r->in_fragment)
+            r->au_broken = 1; /* the previous one never ended */
+        uint8_t nal[2];
+        size_t nal_len;
+        if (r->hevc) {
+            nal[0] = (uint8_t)((p[0] & 0x81) | (type << 1));
+            nal[1] = p[1];
+            nal_len = 2;
+        } else {
+            nal[0] = (uint8_t)((p[0] & 0xe0) | type);
+            nal_len = 1;
+        }
+        au_note(r, type, p + header, len - header, keyframes_only);
+        au_append(r, START_CODE, sizeof START_CODE);
+        au_append(r, nal, nal_len);
+        r->in_fragment = 1;
+    } else if (!r->in_fragment) {
+        r->au_broken = 1; /* its start was lost */
+        return;
+    }
+    au_append(r, p + header, len - header);
+    if (end)
+        r->in_fragment = 0;
+}
+
+static void au_payload(RtpReader *r, const uint8_t *p, size_t len, int keyframes_only) {
+    if (len < 1)
+        return;
+    int type = nal_type(r, p[0]);
+    if (r->hevc) {
+        if (type == 48)
+            au_aggregate(r, p + 2, len >= 2 ? len - 2 : 0, keyframes_only);
+        else if (type == 49)
+            au_fragment(r, p, len, keyframes_only);
+        else if (type < 48)
+            au_nal(r, p, len, keyframes_only);
+        else
+            r->au_broken = 1; /* PACI or reserved */
+    } else {
+        if (type >= 1 && type <= 23)
+            au_nal(r, p, len, keyframes_only);
+        else if (type == 24)
+            au_aggregate(r, p + 1, len - 1, keyframes_only);
+        else if (type == 28)
+            au_fragment(r, p, len, keyframes_only);
+        else
+            r->au_broken = 1; /* STAP-B, MTAP, FU-B: interleaved mode */
+    }
+}
+
+/* -- RTP and the interleaved stream ------------------------------------------ */
+
+enum { NEED_MORE, CONTINUE, AU_READY };
+
+/* Closes the access unit being assembled; AU_READY when it should go to Python. */
+static int au_finish(RtpReader *r, int keyframes_only) {
+    int64_t pts = r->pts;
+    if (!r->au_open)
+        return CONTINUE;
+    if (r->au_vcl == 0 && !r->au_broken)
+        return CONTINUE; /* parameter sets on their own: they go with the next unit */
+    if (!r->au_broken && !r->au_discard && r->au_len > 0 && (!keyframes_only || r->au_vcl == 1))
+        return AU_READY; /* the caller hands it out, then calls au_done() */
+    if (r->au_broken)
+        r->dropped++;
+    else
+        r->skipped++;
+    r->have_previous = 1;
+    r->previous_arrived = r->arrived;
+    r->previous_pts = pts;
+    au_reset(r);
+    return CONTINUE;
+}
+
+static void au_done(RtpReader *r) {
+    r->have_previous = 1;
+    r->previous_arrived = r->arrived;
+    r->previous_pts = r->pts;
+    au_reset(r);
+}
+
+/* One RTP packet of the video channel. May leave it unconsumed (returning
+ * AU_READY with *consumed = 0) when it starts the next access unit, so that
+ * it is parsed under the next call's keyframes_only. */
+static int rtp_packet(RtpReader *r, const uint8_t *p, size_t len, int keyframes_only, int *consumed) {
+    *consumed = 1;
+    if (len < 12 || (p[0] >> 6) != 2)
+        return CONTINUE; /* not RTP version 2 */
+    int padding = p[0] & 0x20, extension = p[0] & 0x10, csrcs = p[0] & 0x0f;
+    int marker = p[1] & 0x80, payload_type = p[1] & 0x7f;
+    uint16_t seq = (uint16_t)((p[2] << 8) | p[3]);
+    uint32_t ts = ((uint32_t)p[4] << 24) | ((uint32_t)p[5] << 16) | ((uint32_t)p[6] << 8) | p[7];
+    if (r->payload_type >= 0 && payload_type != r->payload_type)
+        return CONTINUE;
+    if (r->au_open && ts != r->au_ts) {
+        /* A new access unit starts: the last one ended without its marker. */
+        int state = au_finish(r, keyframes_only);
+        if (state == AU_READY) {
+            *consumed = 0;
+            return AU_READY;
+        }
+    }
+    size_t offset = 12 + 4 * (size_t)csrcs;
+    if (extension) {
+        if (len < offset + 4)
+            return CONTINUE;
+        offset += 4 + 4 * (((size_t)p[offset + 2] << 8) | p[offset + 3]);
+    }
+    if (len < offset)
+        return CONTINUE;
+    if (padding) {
+        size_t pad = p[len - 1];
+        if (pad > len - offset)
+            return CONTINUE;
+        len -= pad;
+    }
+    if (r->have_seq && seq != r->next_seq)
+        r->au_broken = 1; /* lost packets: this unit is incomplete */
+    r->have_seq = 1;
+    r->next_seq = (uint16_t)(seq + 1);
+    if (!r->have_ts) {
+        r->have_ts = 1;
+        r->pts = 0;
+    } else if (ts != r->last_ts) {
+        r->pts += (int32_t)(ts - r->last_ts);
+    }
+    r->last_ts = ts;
+    r->au_open = 1;
+    r->au_ts = ts;
+    au_payload(r, p + offset, len - offset, keyframes_only);
+    return marker ? au_finish(r, keyframes_only) : CONTINUE;
+}
+
+/* Finds `needle` in [p, p + len). */
+static const uint8_t *find(const uint8_t *p, size_t len, const char *needle) {
+    size_t n = strlen(needle);
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(p + i, needle, n) == 0)
+            return p + i;
+    return NULL;
+}
+
+/* An RTSP message interleaved with the data (an answer to a keep-alive, or a
+ * request from the server): skipped whole, body included. */
+static int rtsp_message(RtpReader *r) {
+    const uint8_t *p = r->in + r->start;
+    size_t len = r->end - r->start;
+    const uint8_t *end = find(p, len, "\r\n\r\n");
+    if (!end) {
+        if (len >= IN_CAPACITY / 2) { /* no header end in 128 KiB: not RTSP */
+            r->start = r->end;
+            r->messages++;
+        }
+        return NEED_MORE;
+    }
+    size_t header = (size_t)(end - p) + 4, body = 0;
+    if (len > 12 && memcmp(p, "RTSP/1.0 ", 9) == 0)
+        r->last_status = atoi((const char *)p + 9);
+    for (const uint8_t *line = p; line < end;) {
+        const uint8_t *next = find(line, (size_t)(end + 2 - line), "\r\n");
+        if (!next)
+            break;
+        if (next - line > 15 && strncasecmp((const char *)line, "Content-Length:", 15) == 0)
+            body = strtoul((const char *)line + 15, NULL, 10);
+        line = next + 2;
+    }
+    if (len < header + body)
+        return NEED_MORE;
+    r->start += header + body;
+    r->messages++;
+    return CONTINUE;
+}
+
+/* Parses what has been received; AU_READY when an access unit is ready. */
+static int parse(RtpReader *r, int keyframes_only) {
+    while (r->end > r->start) {
+        const uint8_t *p = r->in + r->start;
+        size_t len = r->end - r->start;
+        if (p[0] != '$') {
+            if (rtsp_message(r) == NEED_MORE)
+                return NEED_MORE;
+            continue;
+        }
+        if (len < 4)
+            return NEED_MORE;
+        size_t size = ((size_t)p[2] << 8) | p[3];
+        if (len < 4 + size)
+            return NEED_MORE;
+        if (p[1] != r->channel) { /* RTCP, or another stream */
+            r->start += 4 + size;
+            continue;
+        }
+        int consumed;
+        int state = rtp_packet(r, p + 4, size, keyframes_only, &consumed);
+        if (consumed)
+            r->start += 4 + size;
+        if (state == AU_READY)
+            return AU_READY;
+    }
+    return NEED_MORE;
+}
+
+/* -- the Python type --------------------------------------------------------- */
+
+static int RtpReader_init(RtpReader *r, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"fd", "channel", "payload_type", "hevc", "read_timeout", "received", NULL};
+    int fd, channel, payload_type, hevc;
+    double read_timeout;
+    Py_buffer received = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iiipd|y*", names, &fd, &channel,
+                                     &payload_type, &hevc, &read_timeout, &received))
+        return -1;
+    if (received.buf && (size_t)received.len > IN_CAPACITY) {
+        PyBuffer_Release(&received);
+        PyErr_SetString(PyExc_ValueError, "too many bytes received ahead");
+        return -1;
+    }
+    r->fd = fd;
+    r->channel = channel;
+    r->payload_type = payload_type;
+    r->hevc = hevc;
+    r->read_timeout = read_timeout;
+    r->in = malloc(IN_CAPACITY);
+    r->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!r->in || r->wake < 0) {
+        PyBuffer_Release(&received);
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (received.buf) {
+        memcpy(r->in, received.buf, (size_t)received.len);
+        r->end = (size_t)received.len;
+        PyBuffer_Release(&received);
+    }
+    r->last_data = r->arrived = monotonic();
+    au_reset(r);
+    return 0;
+}
+
+static void RtpReader_dealloc(RtpReader *r) {
+    free(r->in);
+    free(r->au);
+    if (r->wake >= 0)
+        close(r->wake);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static PyObject *RtpReader_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    RtpReader *r = (RtpReader *)type->tp_alloc(type, 0);
+    if (r)
+        r->fd = r->wake = -1;
+    return (PyObject *)r;
+}
+
+static PyObject *hand_out(RtpReader *r) {
+    PyObject *data = PyBytes_FromStringAndSize((const char *)r->au, (Py_ssize_t)r->au_len);
+    if (!data)
+        return NULL;
+    PyObject *previous_arrived = Py_None, *previous_pts = Py_None;
+    PyObject *pa = NULL, *pp = NULL;
+    if (r->have_previous) {
+        previous_arrived = pa = PyFloat_FromDouble(r->previous_arrived);
+        previous_pts = pp = PyLong_FromLongLong(r->previous_pts);
+    }
+    PyObject *result = Py_BuildValue("(NLOdOO)", data, (long long)r->pts,
+                                     r->au_vcl == 1 ? Py_True : Py_False, r->arrived,
+                                     previous_arrived, previous_pts);
+    Py_XDECREF(pa);
+    Py_XDECREF(pp);
+    r->handed++;
+    au_done(r);
+    return result;
+}
+
+/* read(keyframes_only, max_wait): the next access unit (the next key one if
+ * keyframes_only) as (data, pts, key, arrived, previous_arrived, previous_pts),
+ * or None after max_wait seconds or interrupt(). Raises EndOfStream,
+ * ReadTimeout (nothing received for read_timeout) or OSError. */
+static PyObject *RtpReader_read(RtpReader *r, PyObject *args) {
+    int keyframes_only;
+    double max_wait;
+    if (!PyArg_ParseTuple(args, "pd", &keyframes_only, &max_wait))
+        return NULL;
+    if (r->closed) {
+        PyErr_SetString(PyExc_ValueError, "the reader is closed");
+        return NULL;
+    }
+    double give_up = monotonic() + max_wait;
+    for (;;) {
+        if (r->interrupted)
+            Py_RETURN_NONE;
+        /* Parsing holds the GIL: it is microseconds, and releasing costs more. */
+        if (parse(r, keyframes_only) == AU_READY)
+            return hand_out(r);
+        /* Make room: what is left is part of one frame or message. */
+        if (r->start > 0) {
+            memmove(r->in, r->in + r->start, r->end - r->start);
+            r->end -= r->start;
+            r->start = 0;
+        }
+        if (r->end == IN_CAPACITY) {
+            /* Full, and nothing in it parses: not an interleaved RTSP stream. */
+            PyErr_SetString(PyExc_OSError, "unparseable data from the server");
+            return NULL;
+        }
+        double now = monotonic();
+        double stale = r->last_data + r->read_timeout;
+        if (now >= stale) {
+            PyErr_SetString(ReadTimeout, "nothing received");
+            return NULL;
+        }
+        if (now >= give_up)
+            Py_RETURN_NONE;
+        double wait = (stale < give_up ? stale : give_up) - now;
+        struct pollfd fds[2] = {{r->fd, POLLIN, 0}, {r->wake, POLLIN, 0}};
+        int ready, error = 0;
+        ssize_t got = 0;
+        Py_BEGIN_ALLOW_THREADS
+        ready = poll(fds, 2, (int)(wait * 1000.0) + 1);
+        if (ready < 0) {
+            error = errno;
+        } else if (ready > 0 && !(fds[1].revents & POLLIN) && fds[0].revents) {
+            got = recv(r->fd, r->in + r->end, IN_CAPACITY - r->end, 0);
+            if (got < 0)
+                error = errno;
+        }
+        Py_END_ALLOW_THREADS
+        if (fds[1].revents & POLLIN) {
+            r->interrupted = 1;
+            Py_RETURN_NONE;
+        }
+        if (error == EINTR || error == EAGAIN || error == EWOULDBLOCK) {
+            if (PyErr_CheckSignals() < 0)
+                return NULL;
+            continue;
+        }
+        if (error) {
+            errno = error;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        if (ready > 0 && got == 0 && fds[0].revents) {
+            PyErr_SetString(EndOfStream, "the server closed the connection");
+            return NULL;
+        }
+        if (got > 0) {
+            r->end += (size_t)got;
+            r->last_data = r->arrived = monotonic();
+        }
+    }
+}
+
+static PyObject *RtpReader_interrupt(RtpReader *r, PyObject *unused) {
+    uint64_t one = 1;
+    r->interrupted = 1;
+    if (r->wake >= 0 && write(r->wake, &one, sizeof one) < 0) {
+        /* the eventfd is full: a wake-up is pending anyway */
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *RtpReader_close(RtpReader *r, PyObject *unused) {
+    r->closed = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *RtpReader_counts(RtpReader *r, void *closure) {
+    return Py_BuildValue("(KKKK)", r->handed, r->skipped, r->dropped, r->messages);
+}
+
+static PyMethodDef RtpReader_methods[] = {
+    {"read", (PyCFunction)RtpReader_read, METH_VARARGS, "The next wanted access unit, or None."},
+    {"interrupt", (PyCFunction)RtpReader_interrupt, METH_NOARGS,
+     "From any thread: the current and later reads return None at once."},
+    {"close", (PyCFunction)RtpReader_close, METH_NOARGS, "No more reads."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *RtpReader_last_status(RtpReader *r, void *closure) {
+    return PyLong_FromLong(r->last_status);
+}
+
+static PyGetSetDef RtpReader_getset[] = {
+    {"last_status", (getter)RtpReader_last_status, NULL,
+     "The status of the last RTSP answer skipped in the data (0: none yet)", NULL},
+    {"counts", (getter)RtpReader_counts, NULL,
+     "(handed out, skipped as not key, dropped as incomplete, RTSP messages skipped)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject RtpReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "streamgrid.capture._rtp.RtpReader",
+    .tp_basicsize = sizeof(RtpReader),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Access units from an interleaved RTSP connection (H.264 or H.265).",
+    .tp_new = RtpReader_new,
+    .tp_init = (initproc)RtpReader_init,
+    .tp_dealloc = (destructor)RtpReader_dealloc,
+    .tp_methods = RtpReader_methods,
+    .tp_getset = RtpReader_getset,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_rtp", "RTP receive loop for RTSP over TCP.", -1, NULL, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__rtp(void) {
+    if (PyType_Ready(&RtpReaderType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    EndOfStream = PyErr_NewException("streamgrid.capture._rtp.EndOfStream", PyExc_EOFError, NULL);
+    ReadTimeout = PyErr_NewException("streamgrid.capture._rtp.ReadTimeout", PyExc_TimeoutError, NULL);
+    Py_INCREF(&RtpReaderType);
+    if (PyModule_AddObject(m, "RtpReader", (PyObject *)&RtpReaderType) < 0 ||
+        PyModule_AddObject(m, "EndOfStream", EndOfStream) < 0 ||
+        PyModule_AddObject(m, "ReadTimeout", ReadTimeout) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
