@@ -544,12 +544,20 @@ def attribution_contenders(url: str, work: Path) -> dict[str, tuple[list[str], d
                 "STREAMGRID_DEMUXER": "pyav",
             },
         ),
-        "streamgrid (auto), native demux": (
+        "streamgrid (auto), FFmpeg's demux in C": (
             [sys.executable, "-m", "streamgrid.capture"],
             {
                 **our_worker(url, 2.0, "auto", work, "sg-native"),
                 "STREAMGRID_LOG_LEVEL": "INFO",
                 "STREAMGRID_DEMUXER": "native",
+            },
+        ),
+        "streamgrid (auto), own RTSP + C receive": (
+            [sys.executable, "-m", "streamgrid.capture"],
+            {
+                **our_worker(url, 2.0, "auto", work, "sg-rtp"),
+                "STREAMGRID_LOG_LEVEL": "INFO",
+                "STREAMGRID_DEMUXER": "rtp",
             },
         ),
     }

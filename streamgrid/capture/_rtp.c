@@ -403,7 +403,7 @@ static int RtpReader_init(RtpReader *r, PyObject *args, PyObject *kwargs) {
         return -1;
     if (received.buf && (size_t)received.len > IN_CAPACITY) {
         PyBuffer_Release(&received);
-        PyErr_SetString(PyExc_ValueError, "too many bytes received ahead");
+        PyErr_SetString(PyExc_OSError, "too much data ahead of the first read");
         return -1;
     }
     r->fd = fd;
