@@ -15,7 +15,7 @@ Mounts (all H.264, live, shared between clients):
             test can tell how old a sampled frame is.
 ``/demo``   a brightness sweep with a moving bar: something to look at.
 With ``--secure-port`` the same mounts are also served there behind RTSP basic
-auth (``--user``/``--password``).
+auth (``--user``/``--password``; Digest instead with ``--auth digest``).
 
 The process prints ``READY <port> [<secure port>]`` on stdout once it listens.
 """
@@ -31,8 +31,9 @@ import time
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer
 
 CLOCK_BITS = 48
 CLOCK_BLOCK = 16  # px per barcode bit: big enough to survive H.264 and JPEG
@@ -162,7 +163,11 @@ def make_server(
         rtsp_auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
-        rtsp_auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
+        if args.auth == "digest":
+            rtsp_auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+            rtsp_auth.add_digest(args.user, args.password, token)
+        else:
+            rtsp_auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
         server.set_auth(rtsp_auth)
     return server
 
@@ -203,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         "--session-timeout",
         type=int,
         help="seconds a session lives without a keep-alive (the server says so to clients)",
+    )
+    parser.add_argument(
+        "--auth", choices=["basic", "digest"], default="basic", help="on --secure-port"
     )
     parser.add_argument("--user", default="viewer")
     parser.add_argument("--password", default="s3cret-pass")

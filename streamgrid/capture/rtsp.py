@@ -314,10 +314,15 @@ class RtspSession:
     # -- messages -----------------------------------------------------------
     def request(self, method: str, uri: str, headers: dict[str, str] | None = None) -> Response:
         response = self._exchange(method, uri, headers or {})
-        if response.status == 401 and self.creds is not None and not self.creds.scheme:
-            values = response.headers.get("www-authenticate", [])
-            self.creds.scheme, self.creds.challenge = choose_challenge(values)
-            response = self._exchange(method, uri, headers or {})
+        values = response.headers.get("www-authenticate", [])
+        if response.status == 401 and self.creds is not None and values:
+            scheme, challenge = choose_challenge(values)
+            # Answer a first challenge, or a Digest nonce gone stale; a second
+            # refusal of the same credentials is final.
+            if not self.creds.scheme or challenge.get("stale", "").lower() == "true":
+                self.creds.scheme, self.creds.challenge = scheme, challenge
+                self.creds.nonce_count = 0
+                response = self._exchange(method, uri, headers or {})
         if response.status in (401, 403):
             raise RtspAuthError(
                 f"{method} answered {response.status} {response.reason}", response.status

@@ -175,18 +175,24 @@ class VideoSource:
             raise SourceFatalError("the source has no video stream")
         return self
 
+    def _may_try(self, demuxer: Demuxer, reason: str | None) -> bool:
+        """Whether to try ``demuxer``: yes with no reason against it. Against it,
+        a demuxer asked for by name fails the stream; under auto the reason is
+        logged and the next one is tried."""
+        if reason is None:
+            return True
+        if self.demuxer == demuxer:
+            raise SourceFatalError(f"the {demuxer} demuxer cannot read this camera: {reason}")
+        _warn_passed_over(demuxer, reason)
+        return False
+
     def _rtp_can_run(self) -> bool:
         if self.demuxer not in ("auto", "rtp"):
             return False
         reason = rtp.unavailable()
         if reason is None and self.transport != "tcp":
             reason = f"RTSP over {self.transport}"
-        if reason is None:
-            return True
-        if self.demuxer == "rtp":
-            raise SourceFatalError(f"the rtp demuxer cannot read this camera: {reason}")
-        _warn_passed_over("rtp", reason)
-        return False
+        return self._may_try("rtp", reason)
 
     def _open_rtp(self) -> bool:
         """Our RTSP client; False when it cannot read this camera (auto goes on
@@ -197,10 +203,7 @@ class VideoSource:
             self.native.open()
         except rtsp.Unsupported as exc:
             self.__exit__(None, None, None)
-            if self.demuxer == "rtp":
-                raise SourceFatalError(f"the rtp demuxer cannot read this camera: {exc}") from None
-            _warn_passed_over("rtp", str(exc))
-            return False
+            return self._may_try("rtp", str(exc))  # False, or fatal if rtp was asked for
         except rtsp.RtspAuthError as exc:
             self.__exit__(None, None, None)
             raise SourceFatalError(_describe(exc, self.url)) from None
@@ -218,13 +221,7 @@ class VideoSource:
     def _native_can_run(self) -> bool:
         if self.demuxer == "pyav":
             return False
-        reason = native.unavailable()
-        if reason is None:
-            return True
-        if self.demuxer == "native":
-            raise SourceFatalError(f"the native demuxer cannot run here: {reason}")
-        _warn_passed_over("native", reason)
-        return False
+        return self._may_try("native", native.unavailable())
 
     def __exit__(
         self,

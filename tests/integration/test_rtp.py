@@ -174,3 +174,31 @@ def test_interrupt_ends_a_blocked_handshake_at_once(black_hole: int) -> None:
     with pytest.raises(SourceError):
         source.__enter__()
     assert time.monotonic() - started < 2.0
+
+
+def test_auto_passes_it_over_for_what_it_does_not_read(camera: Camera) -> None:
+    """UDP is FFmpeg's to read; asked for by name, the rtp demuxer refuses."""
+    with VideoSource(camera.url(), transport="udp") as source:
+        assert source.demux == "native"
+    with pytest.raises(SourceFatalError, match="rtp demuxer cannot read this camera"):
+        VideoSource(camera.url(), transport="udp", demuxer="rtp").__enter__()
+
+
+def test_digest_authentication_with_gstreamers_server(work_dir: Path) -> None:
+    """What most IP cameras ask for; a wrong password is still a 401."""
+    cam = make_camera(work_dir, name="digest-camera", extra=["--auth", "digest"]).start()
+    try:
+        packets = rtp.RtpPackets(cam.secure_url(), 5.0, 5.0)
+        packets.open()
+        try:
+            assert packets.session.creds is not None
+            assert packets.session.creds.scheme == "digest"
+            assert packets.read(False, 2.0) is not None
+        finally:
+            packets.close()
+        refused = rtp.RtpPackets(cam.secure_url(password="wrong-pass"), 5.0, 5.0)
+        with pytest.raises(RtspAuthError):
+            refused.open()
+        refused.close()
+    finally:
+        cam.stop()

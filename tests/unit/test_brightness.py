@@ -7,6 +7,7 @@ from streamgrid.core.brightness import (
     brightness_of_bgr,
     brightness_of_luma,
     luma_to_full_range,
+    mean_of_plane,
 )
 
 
@@ -42,3 +43,14 @@ def test_bgr_uses_bt601_weights() -> None:
 def test_scores_are_rounded_to_three_decimals() -> None:
     plane = np.array([[1, 2, 2]], dtype=np.uint8)
     assert brightness_of_luma(plane, full_range=True) == 1.667
+
+
+def test_the_mean_is_exact_over_a_padded_plane() -> None:
+    """Decoders hand over planes wider than the picture (line padding): only the
+    picture counts, and the sum is exact, not a float accumulation."""
+    rng = np.random.default_rng(7)
+    padded = rng.integers(0, 256, size=(721, 1344), dtype=np.uint8)
+    picture = padded[:, :1281]
+    exact = sum(int(v) for v in picture.ravel()) / picture.size
+    assert mean_of_plane(picture) == exact
+    assert mean_of_plane(np.full((2160, 3840), 255, np.uint8)) == 255.0
