@@ -314,6 +314,8 @@ def concurrency(
             print(
                 f"  {worst.name}, {min(counts)} samples in the window:",
                 *events[-6:],
+                "the camera's last words:",
+                *(work / "camera.log").read_text(errors="replace").splitlines()[-10:],
                 sep="\n    ",
                 flush=True,
             )

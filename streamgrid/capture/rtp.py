@@ -91,10 +91,14 @@ class RtpPackets:
         return 0 if self._reader is None else int(self._reader.last_status)
 
     def interrupt(self) -> None:
+        """From any thread: the read in progress returns None at once. In the
+        handshake, the socket is shut down; once playing, it stays up so that
+        close() can still say TEARDOWN."""
         reader = self._reader
         if reader is not None:
             reader.interrupt()
-        self.session.interrupt()
+        else:
+            self.session.interrupt()
 
     def close(self) -> None:
         if self._reader is not None:

@@ -235,6 +235,11 @@ class VideoSource:
             self.container = None
         if self.native is not None:
             self.native.close()
+            if isinstance(self.native, rtp.RtpPackets) and self.native.counts[0]:
+                # Units dropped as incomplete are packets the camera or the
+                # network lost: worth seeing when samples go missing.
+                handed, skipped, dropped, _ = self.native.counts
+                log_event(log, "capture.closed", units=handed, skipped=skipped, dropped=dropped)
             self.native = None
 
     def interrupt(self) -> None:

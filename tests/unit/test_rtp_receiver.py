@@ -211,3 +211,21 @@ def test_end_of_stream_read_timeout_and_interrupt(pair: Pair) -> None:
     theirs.close()
     with pytest.raises(EOFError):
         unit(r)
+
+
+def test_any_split_of_the_byte_stream_gives_the_same_units(pair: Pair) -> None:
+    """TCP cuts the stream anywhere: mid-header, mid-payload, mid-fragment."""
+    ours, theirs = pair
+    s = Sender(theirs)
+    stream = b"".join(key_unit(s, 0) + [s.packet(3600, P_SLICE, marker=True)])
+    r = reader(ours)
+    got = []
+    for i in range(0, len(stream), 7):
+        theirs.sendall(stream[i : i + 7])
+        step = r.read(False, 0.05)
+        if step is not None:
+            got.append(step)
+    while len(got) < 2:
+        got.append(unit(r))
+    assert [g[0] for g in got] == [SC + SPS + SC + PPS + SC + IDR, SC + P_SLICE]
+    assert r.counts[:3] == (2, 0, 0)
