@@ -217,7 +217,7 @@ def test_any_split_of_the_byte_stream_gives_the_same_units(pair: Pair) -> None:
     """TCP cuts the stream anywhere: mid-header, mid-payload, mid-fragment."""
     ours, theirs = pair
     s = Sender(theirs)
-    stream = b"".join(key_unit(s, 0) + [s.packet(3600, P_SLICE, marker=True)])
+    stream = b"".join([*key_unit(s, 0), s.packet(3600, P_SLICE, marker=True)])
     r = reader(ours)
     got = []
     for i in range(0, len(stream), 7):
