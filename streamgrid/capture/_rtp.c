@@ -244,8 +244,15 @@ static void au_payload(RtpReader *r, const uint8_t *p, size_t len, int keyframes
 enum { NEED_MORE, CONTINUE, AU_READY };
 
 /* Closes the access unit being assembled; AU_READY when it should go to Python. */
+/* The unit is over, handed out or not: it becomes the one before the next. */
+static void au_done(RtpReader *r) {
+    r->have_previous = 1;
+    r->previous_arrived = r->arrived;
+    r->previous_pts = r->pts;
+    au_reset(r);
+}
+
 static int au_finish(RtpReader *r, int keyframes_only) {
-    int64_t pts = r->pts;
     if (!r->au_open)
         return CONTINUE;
     if (r->au_vcl == 0 && !r->au_broken)
@@ -256,18 +263,8 @@ static int au_finish(RtpReader *r, int keyframes_only) {
         r->dropped++;
     else
         r->skipped++;
-    r->have_previous = 1;
-    r->previous_arrived = r->arrived;
-    r->previous_pts = pts;
-    au_reset(r);
+    au_done(r);
     return CONTINUE;
-}
-
-static void au_done(RtpReader *r) {
-    r->have_previous = 1;
-    r->previous_arrived = r->arrived;
-    r->previous_pts = r->pts;
-    au_reset(r);
 }
 
 /* One RTP packet of the video channel. May leave it unconsumed (returning

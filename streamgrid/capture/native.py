@@ -68,6 +68,25 @@ class NativePacket:
     previous_arrived: float | None
     previous_pts: int | None
 
+    @classmethod
+    def of(
+        cls,
+        data: Any,
+        pts: int | None,
+        dts: int | None,
+        keyframe: bool,
+        time_base: Fraction,
+        arrived: float,
+        previous_arrived: float | None,
+        previous_pts: int | None,
+    ) -> NativePacket:
+        """``data`` (any buffer) as a PyAV packet that a decoder takes, with the rest."""
+        packet = av.Packet(data)
+        packet.pts, packet.dts = pts, dts
+        packet.time_base = time_base
+        packet.is_keyframe = keyframe
+        return cls(packet, pts, keyframe, arrived, previous_arrived, previous_pts)
+
 
 class NativePackets:
     """One RTSP connection demuxed in C. Not thread-safe, but for ``interrupt()``."""
@@ -112,11 +131,9 @@ class NativePackets:
         # A view without the zero padding the C side appended: FFmpeg's
         # decoders read a little past a packet's end.
         view = memoryview(data)[: len(data) - self._module.PADDING]
-        packet = av.Packet(view)  # type: ignore[arg-type]  # any buffer will do
-        packet.pts, packet.dts = pts, dts
-        packet.time_base = self.time_base
-        packet.is_keyframe = keyframe
-        return NativePacket(packet, pts, keyframe, arrived, previous_arrived, previous_pts)
+        return NativePacket.of(
+            view, pts, dts, keyframe, self.time_base, arrived, previous_arrived, previous_pts
+        )
 
     @property
     def counts(self) -> tuple[int, int]:

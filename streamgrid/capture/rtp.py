@@ -13,8 +13,6 @@ import time
 from fractions import Fraction
 from typing import Any
 
-import av
-
 from .native import NativePacket
 from .rtsp import RtspSession
 
@@ -72,11 +70,9 @@ class RtpPackets:
         if got is None:
             return None
         data, pts, keyframe, arrived, previous_arrived, previous_pts = got
-        packet = av.Packet(data)
-        packet.pts = packet.dts = pts
-        packet.time_base = self.time_base
-        packet.is_keyframe = keyframe
-        return NativePacket(packet, pts, keyframe, arrived, previous_arrived, previous_pts)
+        return NativePacket.of(
+            data, pts, pts, keyframe, self.time_base, arrived, previous_arrived, previous_pts
+        )
 
     @property
     def counts(self) -> tuple[int, int, int, int]:

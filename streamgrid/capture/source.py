@@ -137,6 +137,9 @@ class VideoSource:
         self.demux = ""  # once open: which way in, ``rtp``, ``native`` or ``pyav``
 
     def __enter__(self) -> VideoSource:
+        if self._rtp_can_run() and self._open_rtp():
+            self.demux = "rtp"
+            return self
         options = {
             "rtsp_transport": self.transport,
             # Socket-level timeout (microseconds), on top of the read deadline.
@@ -145,9 +148,6 @@ class VideoSource:
             # FFmpeg buffers what it probes; a short probe means a fast start.
             "analyzeduration": str(int(self.probe_seconds * 1_000_000)),
         }
-        if self._rtp_can_run() and self._open_rtp():
-            self.demux = "rtp"
-            return self
         started = time.monotonic()
         try:
             if self._native_can_run():
@@ -235,11 +235,12 @@ class VideoSource:
             self.container = None
         if self.native is not None:
             self.native.close()
-            if isinstance(self.native, rtp.RtpPackets) and self.native.counts[0]:
+            if isinstance(self.native, rtp.RtpPackets):
                 # Units dropped as incomplete are packets the camera or the
                 # network lost: worth seeing when samples go missing.
                 handed, skipped, dropped, _ = self.native.counts
-                log_event(log, "capture.closed", units=handed, skipped=skipped, dropped=dropped)
+                if handed:
+                    log_event(log, "capture.closed", units=handed, skipped=skipped, dropped=dropped)
             self.native = None
 
     def interrupt(self) -> None:
