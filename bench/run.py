@@ -538,30 +538,21 @@ def attribution_contenders(url: str, work: Path) -> dict[str, tuple[list[str], d
         "ctypes av_read_frame loop (PyAV's libavformat)": ([*loops, "ctypes", "2"], {}),
         "PyAV demux, empty loop": ([*loops, "pyav", "2"], {}),
         "PyAV demux + a keyframe per 2 s": ([*loops, "pyav-keyframe", "2"], {}),
-        "streamgrid (auto), PyAV's demux": (
-            [sys.executable, "-m", "streamgrid.capture"],
-            {
-                **our_worker(url, 2.0, "auto", work, "sg-pyav"),
-                "STREAMGRID_LOG_LEVEL": "INFO",
-                "STREAMGRID_DEMUXER": "pyav",
-            },
-        ),
-        "streamgrid (auto), FFmpeg's demux in C": (
-            [sys.executable, "-m", "streamgrid.capture"],
-            {
-                **our_worker(url, 2.0, "auto", work, "sg-native"),
-                "STREAMGRID_LOG_LEVEL": "INFO",
-                "STREAMGRID_DEMUXER": "native",
-            },
-        ),
-        "streamgrid (auto), own RTSP + C receive": (
-            [sys.executable, "-m", "streamgrid.capture"],
-            {
-                **our_worker(url, 2.0, "auto", work, "sg-rtp"),
-                "STREAMGRID_LOG_LEVEL": "INFO",
-                "STREAMGRID_DEMUXER": "rtp",
-            },
-        ),
+        **{
+            f"streamgrid (auto), {label}": (
+                [sys.executable, "-m", "streamgrid.capture"],
+                {
+                    **our_worker(url, 2.0, "auto", work, f"sg-{demuxer}"),
+                    "STREAMGRID_LOG_LEVEL": "INFO",
+                    "STREAMGRID_DEMUXER": demuxer,
+                },
+            )
+            for demuxer, label in (
+                ("pyav", "PyAV's demux"),
+                ("native", "FFmpeg's demux in C"),
+                ("rtp", "own RTSP + C receive"),
+            )
+        },
     }
 
 
