@@ -75,6 +75,12 @@ class RtpPackets:
         )
 
     @property
+    def recovers_skipped(self) -> bool:
+        """Whether the C reader holds the units it skips in keyframe mode and
+        hands them over when next asked for every unit."""
+        return bool(getattr(self._module, "HOLDS_SKIPPED", False))
+
+    @property
     def counts(self) -> tuple[int, int, int, int]:
         """(handed to Python, skipped as not key, dropped as incomplete, RTSP
         messages skipped)."""

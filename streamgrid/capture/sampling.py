@@ -12,6 +12,10 @@ decides what to decode:
 ``keyframe``  at a tick, wait for the next keyframe and decode only it: one
               decode per sample. The picture is live when sampled; the sample
               is taken at most one GOP after its tick. Needs interval >= GOP.
+              Should the keyframe not come when the GOP said it would (a
+              camera that stretches its GOP: "smart codecs", variable frame
+              rate), the tick is served from the packets since the last
+              keyframe instead, ``KEYFRAME_GRACE`` after that time.
 ``auto``      ``keyframe`` while the measured GOP fits in the interval (10 %
               slack for timestamp jitter), else ``lazy``. The first sample is
               always ``lazy``, for a quick start.
@@ -20,18 +24,31 @@ A tick is only served by a *live* packet, one that arrived at real-time pace
 rather than drained from a backlog (the probe buffer after connecting, a burst
 after a stall), so a sample is never a stale picture.
 
-In ``keyframe`` mode the sampler has no use for any other packet, so it tells
-the source (``keyframes_only()``), which can then skip them without handing
-them to Python at all (capture/native.py).
+Ticks are a fixed schedule, one every interval. A tick may be served up to
+``early`` before it is due: with GOP == interval, keyframes come about when
+ticks do, and a few milliseconds of jitter must not decide between a sample now
+and one a whole GOP later. A tick served so late that the next is due already
+restarts the schedule from that sample, rather than chasing it.
+
+In ``keyframe`` mode the sampler has no use for any other packet until the
+keyframe it waits for is overdue, so it tells the source
+(``skipping_until()``), which can then keep them from Python (capture/rtp.py
+holds them in C and hands them over if asked; capture/native.py drops them).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
 MAX_HELD_PACKETS = 600  # lazy mode: decode early past this, to bound memory
+EARLY_MAX = 0.1  # seconds a tick may be served before it is due (and 10 % of the interval)
+# How long past the time the GOP predicts the keyframe mode waits for a keyframe
+# before it serves the tick from the packets held since the last one: a frame or
+# two at camera rates, and more than the jitter of a keyframe's arrival.
+KEYFRAME_GRACE = 0.1
 
 
 class DecodeMode(StrEnum):
@@ -75,17 +92,76 @@ def arrived_live(
     return arrived - previous[0] >= 0.5 * step
 
 
+# How late (against the least-delayed unit seen) a unit may arrive and still be
+# live: a big keyframe takes a while to send, and a server may hold a frame back
+# to send it with the next one; a stall or a backlog is much later than this.
+LATE_TOLERANCE = 0.25
+# The baseline may creep up this much per second: the camera's clock may run a
+# little slower than ours (crystals differ by tens of ppm; this allows 1000).
+BASELINE_DRIFT = 1e-3
+# Later than this against that baseline, a unit is stale even at pace (the first
+# unit after a stall, a backlog drained at more than half speed).
+STALE_AFTER = 1.0
+# A jump in timestamps this large (either way) is a new timeline, not lateness.
+TIMELINE_JUMP = 10.0
+
+
 class LivenessTracker:
-    """``arrived_live`` over a sequence of packets, each against the one before."""
+    """Whether each unit is live: arrived at real-time pace, not drained from a
+    backlog (a burst after connecting or after a stall).
+
+    Two ways to pass, either is enough:
+    - pace: against the unit just before it (``arrived_live``);
+    - lateness: its delay, arrival time minus timestamp, is within
+      ``LATE_TOLERANCE`` of the least delay seen on this connection. This one
+      counts only once some unit has passed on pace, so a backlog at connect
+      cannot set the baseline; it rescues a unit that came in the same read as
+      the one before it (a server that sends two frames in one burst), which
+      pace alone calls a backlog.
+    Once some unit has passed on pace, a unit more than ``STALE_AFTER`` late is
+    not live, whatever its pace.
+    """
 
     def __init__(self) -> None:
         self._previous: tuple[float, float] | None = None
+        self._baseline: float | None = None  # least (arrived - pts) seen, drifting
+        self._baseline_at = 0.0
+        self._paced = False  # some unit has passed on pace
 
-    def observe(self, pts_time: float | None, arrived: float) -> bool:
+    def observe(
+        self,
+        pts_time: float | None,
+        arrived: float,
+        previous: tuple[float, float] | None = None,
+    ) -> bool:
+        """``previous``: the unit before this one, ``(arrived, pts_time)``, when the
+        reader skipped it (keyframes only); else the last one observed here."""
         if pts_time is None:
             return False
-        previous, self._previous = self._previous, (arrived, pts_time)
-        return arrived_live(previous, pts_time, arrived)
+        if previous is None:
+            previous = self._previous
+        self._previous = (arrived, pts_time)
+        if previous is not None and abs(pts_time - previous[1]) > TIMELINE_JUMP:
+            self._baseline, self._paced = None, False  # the camera restarted its clock
+            return False
+        paced = arrived_live(previous, pts_time, arrived)
+        if previous is not None:
+            self._lower_baseline(previous[0] - previous[1], previous[0])
+        delay = arrived - pts_time
+        self._lower_baseline(delay, arrived)
+        assert self._baseline is not None
+        late = delay - self._baseline
+        if self._paced:
+            return late <= (STALE_AFTER if paced else LATE_TOLERANCE)
+        self._paced = paced
+        return paced
+
+    def _lower_baseline(self, delay: float, at: float) -> None:
+        if self._baseline is None:
+            self._baseline, self._baseline_at = delay, at
+            return
+        crept = self._baseline + BASELINE_DRIFT * max(0.0, at - self._baseline_at)
+        self._baseline, self._baseline_at = min(crept, delay), max(at, self._baseline_at)
 
 
 class TickSampler:
@@ -95,16 +171,22 @@ class TickSampler:
         interval: float,
         mode: DecodeMode = DecodeMode.AUTO,
         started: float = 0.0,
+        recovers_skipped: bool = True,
     ) -> None:
         self.decoder = decoder
         self.started = started
         self.interval = interval
         self.mode = mode
+        self.early = min(EARLY_MAX, 0.1 * interval)
+        # Whether packets skipped while keyframes only were wanted come back when
+        # asked (capture/rtp.py), so that a late keyframe can be given up on.
+        self.recovers_skipped = recovers_skipped
         self.next_tick: float | None = None  # monotonic; None: sample as soon as possible
         self.gop: float | None = None  # seconds between the last two keyframes
         self.decodes = 0  # packets fed to the decoder (for benchmarks and tests)
         self.samples = 0
         self._last_keyframe_pts: float | None = None
+        self._last_keyframe_arrived: float | None = None
         # Lazy state: packets not yet fed to the decoder, in order. They are
         # decodable once a keyframe has been seen; if they start with a keyframe
         # after skipped packets, the decoder is reset first.
@@ -125,28 +207,43 @@ class TickSampler:
             return DecodeMode.LAZY
         return DecodeMode.KEYFRAME
 
-    def keyframes_only(self) -> bool:
-        """Whether only keyframes matter until the next call: in keyframe mode no
-        other packet can serve a tick, and the mode changes only at a keyframe
-        (the GOP is measured from keyframes, and each keyframe restarts the held
-        packets), so skipping the rest unseen changes nothing."""
-        return self.mode is not DecodeMode.ALL and self.active_mode() is DecodeMode.KEYFRAME
+    def skipping_until(self) -> float | None:
+        """Until when (monotonic) only keyframes matter: None, every packet
+        matters now; ``math.inf``, until a keyframe. In keyframe mode no other
+        packet can serve a tick until the keyframe awaited is overdue, and the
+        mode changes only at a keyframe (the GOP is measured from keyframes, and
+        each keyframe restarts the held packets), so skipping the rest unseen,
+        and seeing them afterwards if the keyframe is late, changes nothing."""
+        if self.mode is DecodeMode.ALL or self.active_mode() is not DecodeMode.KEYFRAME:
+            return None
+        return self._keyframe_deadline() if self.recovers_skipped else math.inf
+
+    def keyframes_only(self, now: float) -> bool:
+        until = self.skipping_until()
+        return until is not None and now < until
 
     def offer(self, arrival: Arrival) -> Any | None:
         """Takes every packet; returns a picture when a tick is due and served."""
         if arrival.keyframe:
-            self._note_keyframe(arrival.pts_time)
+            self._note_keyframe(arrival.pts_time, arrival.arrived)
         if self.mode is DecodeMode.ALL:
             return self._offer_all(arrival)
         self._hold(arrival)
-        if not self._tick_due(arrival.arrived) or not arrival.live:
+        if not self._tick_due(arrival.arrived, arrival.keyframe) or not arrival.live:
             return None
         mode = self.active_mode()
         if mode is DecodeMode.KEYFRAME:
             self._armed_for_keyframe = True
-            if not arrival.keyframe:
+            if arrival.keyframe:
+                picture = self._decode_keyframe_alone(arrival.packet)
+            elif (
+                self.recovers_skipped
+                and self._decodable
+                and arrival.arrived >= self._keyframe_deadline()
+            ):
+                picture = self._decode_held()  # the keyframe is late: the GOP stretched
+            else:
                 return None
-            picture = self._decode_keyframe_alone(arrival.packet)
         else:
             picture = self._decode_held()
         return self._sampled(picture, arrival.arrived)
@@ -214,7 +311,17 @@ class TickSampler:
         self.decodes += 1
         return self.decoder.decode(packet)
 
-    def _note_keyframe(self, pts_time: float | None) -> None:
+    def _keyframe_deadline(self) -> float:
+        """When to stop waiting for a keyframe to serve the due tick: a grace
+        after the keyframe the last GOP predicts, or after the tick if later.
+        Until a GOP has been measured, nothing predicts a keyframe: wait."""
+        if self.gop is None or self._last_keyframe_arrived is None:
+            return math.inf
+        due = self.next_tick if self.next_tick is not None else self.started
+        return max(due, self._last_keyframe_arrived + self.gop) + KEYFRAME_GRACE
+
+    def _note_keyframe(self, pts_time: float | None, arrived: float) -> None:
+        self._last_keyframe_arrived = arrived
         if pts_time is not None and self._last_keyframe_pts is not None:
             step = pts_time - self._last_keyframe_pts
             if step > 0:
@@ -222,17 +329,22 @@ class TickSampler:
         if pts_time is not None:
             self._last_keyframe_pts = pts_time
 
-    def _tick_due(self, now: float) -> bool:
-        return self.next_tick is None or now >= self.next_tick or self._armed_for_keyframe
+    def _tick_due(self, now: float, keyframe: bool = False) -> bool:
+        # Only a keyframe is taken early: it is the one decode a sample costs in
+        # keyframe mode; any other packet early would only cost more decoding.
+        early = self.early if keyframe else 0.0
+        return self.next_tick is None or now >= self.next_tick - early or self._armed_for_keyframe
 
     def _sampled(self, picture: Any | None, now: float) -> Any | None:
         if picture is None:
             return None  # decoder delay or a damaged packet: the next packet serves the tick
         self.samples += 1
         self._armed_for_keyframe = False  # whatever served the tick, it is served
-        # Fixed schedule; after a stall (or a late keyframe), restart it from now.
+        # Fixed schedule; after a stall, or a keyframe so late that the next tick
+        # is due already, restart it from now (which also puts the ticks where
+        # the keyframes come).
         base = self.next_tick if self.next_tick is not None else now
         self.next_tick = base + self.interval
-        if self.next_tick <= now:
+        if self.next_tick - self.early <= now:
             self.next_tick = now + self.interval
         return picture

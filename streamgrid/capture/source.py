@@ -33,7 +33,7 @@ from ..core.grid import Image
 from ..core.logs import log_event
 from ..core.urls import mask_secrets, url_secrets
 from . import native, rtp, rtsp
-from .sampling import Arrival, LivenessTracker, arrived_live
+from .sampling import Arrival, LivenessTracker
 from .settings import Demuxer
 
 log = logging.getLogger("streamgrid.capture")
@@ -266,32 +266,50 @@ class VideoSource:
         context.thread_count = self.decode_threads
         return PyAVDecoder(context)
 
+    @property
+    def recovers_skipped(self) -> bool:
+        """Whether packets skipped while only keyframes were wanted are handed
+        over after all when asked (so the sampler may give up on a late
+        keyframe): the rtp reader holds them; FFmpeg's C loop drops them; PyAV's
+        demux skips nothing."""
+        if isinstance(self.native, rtp.RtpPackets):
+            return self.native.recovers_skipped
+        return self.native is None
+
     def arrivals(
-        self, stop: threading.Event, keyframes_only: Callable[[], bool] = lambda: False
+        self,
+        stop: threading.Event,
+        skipping_until: Callable[[], float | None] = lambda: None,
     ) -> Iterator[Arrival | None]:
-        """Video packets as they arrive, until ``stop`` or an error. While
-        ``keyframes_only()`` says so, the native demuxer skips other packets; it
-        also yields None now and then while it skips, so that the caller can
-        check its deadlines.
+        """Video packets as they arrive, until ``stop`` or an error. Until the
+        time ``skipping_until()`` gives, the C readers skip all but keyframes;
+        they also yield None now and then while they skip, so that the caller
+        can check its deadlines.
 
         Raises SourceError on a read timeout or when the stream ends.
         """
         if self.native is not None:
-            return self._native_arrivals(self.native, stop, keyframes_only)
+            return self._native_arrivals(self.native, stop, skipping_until)
         return self._pyav_arrivals(stop)
 
     def _native_arrivals(
         self,
         packets: native.NativePackets | rtp.RtpPackets,
         stop: threading.Event,
-        keyframes_only: Callable[[], bool],
+        skipping_until: Callable[[], float | None],
     ) -> Iterator[Arrival | None]:
         # A float once: Fraction arithmetic on every packet is measurable.
         time_base = float(packets.time_base)
+        liveness = LivenessTracker()
         while not stop.is_set():
             asked = time.monotonic()
+            until = skipping_until()
+            keyframes_only = until is not None and asked < until
+            wait = NATIVE_MAX_WAIT
+            if keyframes_only and until is not None:
+                wait = max(0.001, min(wait, until - asked))  # back when the keyframe is late
             try:
-                got = packets.read(keyframes_only(), NATIVE_MAX_WAIT)
+                got = packets.read(keyframes_only, wait)
             except EOFError:  # av.error.EOFError too
                 raise SourceError("the stream ended") from None
             except TimeoutError as exc:  # the C loop's own read deadline (rtp)
@@ -307,7 +325,7 @@ class VideoSource:
             previous = None
             if got.previous_arrived is not None and got.previous_pts is not None:
                 previous = (got.previous_arrived, got.previous_pts * time_base)
-            live = arrived_live(previous, pts, got.arrived)
+            live = liveness.observe(pts, got.arrived, previous)
             yield Arrival(got.packet, got.keyframe, pts, got.arrived, live)
 
     def _pyav_arrivals(self, stop: threading.Event) -> Iterator[Arrival | None]:

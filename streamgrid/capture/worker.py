@@ -154,10 +154,14 @@ class CaptureWorker:
     def _capture(self, source: VideoSource, stop: threading.Event) -> None:
         settings = self.settings
         sampler = TickSampler(
-            source.decoder(), settings.capture_interval, settings.decode_mode, time.monotonic()
+            source.decoder(),
+            settings.capture_interval,
+            settings.decode_mode,
+            time.monotonic(),
+            recovers_skipped=source.recovers_skipped,
         )
         self.sampler = sampler
-        for arrival in source.arrivals(stop, sampler.keyframes_only):
+        for arrival in source.arrivals(stop, sampler.skipping_until):
             frame = sampler.offer(arrival) if arrival is not None else None
             if frame is not None:
                 if self.state is not StreamState.ACTIVE:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+import random
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
 from streamgrid.capture.sampling import (
+    KEYFRAME_GRACE,
     MAX_HELD_PACKETS,
     Arrival,
     DecodeMode,
@@ -72,21 +77,19 @@ def run(
     seconds: float = 60,
     skip: bool = False,
 ) -> tuple[TickSampler, CountingDecoder, list[tuple[int, float]]]:
-    """``skip``: as the native demuxer does, never offer a non-keyframe while
-    the sampler says ``keyframes_only()``."""
+    """``skip``: as the rtp reader does, hold back non-keyframes while the sampler
+    says ``keyframes_only()``, and hand them over first when it no longer does."""
     decoder = CountingDecoder()
     sampler = TickSampler(decoder, interval, mode, started=100.0)
-    samples = []
-    for arrival in stream(seconds, gop_frames):
-        if skip and sampler.keyframes_only() and not arrival.keyframe:
-            continue
-        picture = sampler.offer(arrival)
-        if picture is not None:
-            newest = round((arrival.arrived - 100.0) * FPS)
-            samples.append((picture, arrival.arrived))
-            # Freshness: the sampled picture is the newest packet's (keyframe
-            # mode samples a keyframe as it arrives: also the newest).
-            assert picture == newest
+    arrivals = stream(seconds, gop_frames)
+    if skip:
+        samples = offer_as_the_rtp_reader(sampler, arrivals)
+    else:
+        samples = [(p, a.arrived) for a in arrivals if (p := sampler.offer(a)) is not None]
+    for picture, arrived in samples:
+        # Freshness: the sampled picture is the newest packet's (keyframe mode
+        # samples a keyframe as it arrives: also the newest).
+        assert picture == round((arrived - 100.0) * FPS)
     return sampler, decoder, samples
 
 
@@ -161,7 +164,7 @@ def test_skipping_what_keyframes_only_allows_changes_no_sample(
     assert decoder.fed == all_decoder.fed
     fits = gop_frames / FPS <= interval
     expected = mode is DecodeMode.KEYFRAME or (mode is DecodeMode.AUTO and fits)
-    assert sampler.keyframes_only() is expected  # when True, most packets were never offered
+    assert sampler.keyframes_only(100.0 + 60) is expected  # if so, most were never offered
 
 
 def test_liveness_is_judged_against_the_packet_before() -> None:
@@ -197,3 +200,139 @@ def test_gop_jitter_around_the_interval_keeps_one_sample_per_tick() -> None:
     assert 55 <= samples <= 61, samples
     assert sampler.active_mode() is DecodeMode.KEYFRAME
     assert len(decoder.fed) <= samples + 30  # one decode per sample, after the lazy start
+
+
+# -- issue 11: GOP == interval, arrival jitter, coalesced units, stretched GOPs
+
+
+def jittery_camera(
+    seconds: float, gop_frames: int, phase: float, seed: int, start: float = 100.0
+) -> list[Arrival]:
+    """A live camera seen through a network: each unit arrives 10-18 ms after
+    its time (keyframes, being larger, up to 30 ms), the first ``phase`` s in;
+    now and then the unit before a keyframe is held back and read with it (one
+    recv()). Liveness as the source judges it."""
+    rng = random.Random(seed)
+    arrivals = []
+    for n in range(int(seconds * FPS)):
+        key = n % gop_frames == 0
+        delay = 0.010 + rng.uniform(0, 0.008) + (rng.uniform(0, 0.012) if key else 0)
+        arrivals.append(
+            Arrival(Packet(n, key), key, n / FPS, start + phase + n / FPS + delay, False)
+        )
+    for n in range(gop_frames - 1, len(arrivals) - 1, gop_frames):
+        if rng.random() < 0.3:
+            arrivals[n].arrived = arrivals[n + 1].arrived
+    tracker = LivenessTracker()
+    for arrival in arrivals:
+        arrival.live = tracker.observe(arrival.pts_time, arrival.arrived)
+    return arrivals
+
+
+@pytest.mark.parametrize("phase", [0.0, 0.013, 0.02, 0.5, 0.98, 0.99, 1.0])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_gop_equal_to_the_interval_gives_a_sample_every_tick(phase: float, seed: int) -> None:
+    """The most common camera setting (25 fps, GOP 25) at the default interval
+    (1 s): a few ms of jitter must not decide between a keyframe now and one a
+    GOP later, and no tick may be lost to it."""
+    decoder = CountingDecoder()
+    sampler = TickSampler(decoder, 1.0, DecodeMode.AUTO, started=100.0)
+    times = [
+        a.arrived for a in jittery_camera(60, FPS, phase, seed) if sampler.offer(a) is not None
+    ]
+    assert len(times) >= 59, len(times)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) < 1.15, max(gaps)  # never a whole GOP late
+    assert sampler.active_mode() is DecodeMode.KEYFRAME
+    assert len(decoder.fed) <= len(times) + 30  # still one decode a sample
+
+
+def test_a_keyframe_read_with_the_unit_before_it_is_live() -> None:
+    """A server that sends a frame together with the next one (one recv()):
+    pace against the unit before says backlog, but its delay says live."""
+    tracker = LivenessTracker()
+    for n in range(25):  # a second at pace: 40 ms apart, 12 ms after their time
+        assert tracker.observe(n / FPS, 10.012 + n / FPS) is (n > 0)
+    # Unit 25 is held back 30 ms and comes in the same read as keyframe 26.
+    assert tracker.observe(25 / FPS, 10.042 + 25 / FPS) is True
+    assert tracker.observe(26 / FPS, 10.042 + 25 / FPS) is True
+    # A real backlog (a 2 s stall, then everything at once) is not live.
+    stalled = 10.012 + 29 / FPS + 2.0
+    assert [tracker.observe(n / FPS, stalled) for n in range(27, 30)] == [False] * 3
+
+
+def test_a_burst_at_connect_is_not_live_even_by_delay() -> None:
+    tracker = LivenessTracker()
+    assert [tracker.observe(n / FPS, 50.0) for n in range(12)] == [False] * 12
+    assert tracker.observe(12 / FPS, 50.04) is True  # pace resumes
+
+
+def test_a_new_timeline_resets_the_baseline() -> None:
+    tracker = LivenessTracker()
+    for n in range(10):
+        tracker.observe(1000 + n / FPS, 10.0 + n / FPS)
+    assert tracker.observe(0.0, 10.4) is False  # the camera restarted its clock
+    assert tracker.observe(0.04, 10.44) is True
+
+
+def stretching_camera(start: float = 100.0) -> list[Arrival]:
+    """25 fps; keyframes every 25 frames, but for a while every 75 (a camera's
+    "smart codec" stretching its GOP over a still scene), then 25 again."""
+    keys = set(range(0, 500, 25)) | set(range(500, 1000, 75)) | set(range(1000, 1500, 25))
+    return [
+        Arrival(Packet(n, n in keys), n in keys, n / FPS, start + n / FPS + 0.012, n > 0)
+        for n in range(1500)
+    ]
+
+
+def offer_as_the_rtp_reader(
+    sampler: TickSampler, arrivals: list[Arrival]
+) -> list[tuple[Any, float]]:
+    """What capture/rtp.py hands over: while the sampler wants keyframes only,
+    other units are held back, and handed over first once it wants them all."""
+    held: list[Arrival] = []
+    samples = []
+    for arrival in arrivals:
+        if sampler.keyframes_only(arrival.arrived) and not arrival.keyframe:
+            held.append(arrival)
+            continue
+        offered = [arrival] if arrival.keyframe else [*held, arrival]
+        held = []
+        for a in offered:
+            picture = sampler.offer(a)
+            if picture is not None:
+                samples.append((picture, a.arrived))
+    return samples
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_stretched_gop_makes_no_tick_late(skip: bool) -> None:
+    decoder = CountingDecoder()
+    sampler = TickSampler(decoder, 1.0, DecodeMode.AUTO, started=100.0)
+    arrivals = stretching_camera()
+    if skip:
+        samples = offer_as_the_rtp_reader(sampler, arrivals)
+    else:
+        samples = [(p, a.arrived) for a in arrivals if (p := sampler.offer(a)) is not None]
+    times = [t for _, t in samples]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # One sample a second throughout; none waits for the stretched keyframe.
+    assert len(samples) >= 58, len(samples)
+    assert max(gaps) <= 1.0 + KEYFRAME_GRACE + 2 / FPS, max(gaps)
+    for picture, at in samples:  # and each is the newest picture when taken
+        assert picture == round((at - 100.012) * FPS)
+
+
+def test_without_recovery_of_skipped_units_a_late_keyframe_is_awaited() -> None:
+    """FFmpeg's C loop drops what it skips: the chain since the keyframe is
+    gone, so the sampler may only wait (and never decodes a broken chain)."""
+    decoder = CountingDecoder()
+    sampler = TickSampler(decoder, 1.0, DecodeMode.AUTO, started=100.0, recovers_skipped=False)
+    samples = [
+        (p, a.arrived)
+        for a in stretching_camera()
+        if not (sampler.keyframes_only(a.arrived) and not a.keyframe)
+        and (p := sampler.offer(a)) is not None
+    ]
+    assert sampler.skipping_until() in (None, math.inf)
+    assert len(samples) >= 40  # CountingDecoder asserts every chain it was fed
