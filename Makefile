@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: serve test check unit bench demo-camera system-deps kube-tools node-images clean
+.PHONY: serve test check unit bench demo-camera system-deps kube-tools interop-tools node-images clean
+
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { scripts/install-system-deps.sh && $(PYTHON) -m venv $(VENV); }
@@ -36,6 +37,12 @@ system-deps:
 kube-tools:
 	bash tools/kube/build.sh
 
+## mediamtx and live555, the RTSP servers of the interoperability tests, from
+## pinned sources (cached in ~/.cache/streamgrid/mediamtx and .../live555).
+interop-tools: system-deps | $(BIN)/python
+	bash tools/mediamtx/build.sh
+	PIP="$(abspath $(BIN))/python -m pip" bash tools/live555/build.sh
+
 ## The test node's images: a debootstrap Debian base, the Containerfiles built
 ## with podman, MinIO's, saved as OCI archives (cached in ~/.cache/streamgrid/node).
 node-images: system-deps kube-tools $(VENV)/.runtime
@@ -44,7 +51,7 @@ node-images: system-deps kube-tools $(VENV)/.runtime
 ## Lint, types, every test (the fixtures start the RTSP camera, S3 server, control
 ## planes and the real node), then the benchmark in its short mode, so it cannot
 ## rot (it asserts nothing about time).
-test: system-deps kube-tools node-images $(VENV)/.test check
+test: system-deps kube-tools interop-tools node-images $(VENV)/.test check
 	$(BIN)/pytest $(ARGS)
 	$(BIN)/python -m bench --short
 
