@@ -5,8 +5,14 @@ and is read in C (``_rtp.c``, behind ``RtpPackets``). What is here runs a few
 times per connection: DESCRIBE (with Basic or Digest authentication), SETUP of
 the first H.264 or H.265 video stream, PLAY, a keep-alive within the session's
 timeout, TEARDOWN. Anything this client does not handle (another codec, an
-interleaved packetization mode, a redirect) raises ``Unsupported`` before any
-data flows, and the caller reads that camera with FFmpeg instead.
+interleaved packetization mode) raises ``Unsupported`` before any data flows,
+and the caller reads that camera with FFmpeg instead.
+
+Every byte here comes from the camera: whatever it sends, parsing raises only
+``RtspError`` (retryable), ``RtspAuthError``, ``Unsupported`` or ``NoVideo``,
+with a short reason. Redirects (before SETUP) are followed here, not left to
+FFmpeg, so that the credentials go to no other host than the one they were
+given for.
 """
 
 from __future__ import annotations
@@ -19,12 +25,30 @@ import re
 import socket
 import time
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
+
+from ..core.urls import host_name_problem, mask_url
+from .tls import TlsPolicy, connect_tls
 
 USER_AGENT = "streamgrid"
-MAX_HEADER = 64 * 1024
+DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322}  # RFC 2326 and IANA's rtsps
+
+MAX_HEADER = 64 * 1024  # an answer's head
+MAX_HEADER_LINES = 128
+MAX_HEADER_LINE = 8 * 1024
 MAX_BODY = 1024 * 1024
+MAX_CLOCK_RATE = 10_000_000
 DEFAULT_SESSION_TIMEOUT = 60.0
+MIN_SESSION_TIMEOUT, MAX_SESSION_TIMEOUT = 2.0, 3600.0
+MAX_REDIRECTS = 3
+REDIRECTS = frozenset({300, 301, 302, 303, 305, 307, 308})
+# Followed before SETUP. Not 305 "Use Proxy" (the Location is a proxy, not the
+# stream) nor 300 "Multiple Choices": errors that say so.
+FOLLOWED_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# ASCII digits only: str.isdigit() and int() also take "²" and "٩"; and few
+# enough that int() never meets Python's limit on long numbers.
+_NUMBER = re.compile(r"[0-9]{1,9}")
+_STATUS_LINE = re.compile(r"RTSP/[0-9]\.[0-9]+ ([1-9][0-9]{2})(?:[ \t](.*))?")
 
 
 class RtspError(OSError):
@@ -39,8 +63,26 @@ class RtspAuthError(RtspError):
     """401 or 403: retrying with the same credentials will not help."""
 
 
+class _Redirected(RtspError):
+    """OPTIONS or DESCRIBE answered 3xx; ``start()`` follows it (internal)."""
+
+    def __init__(self, method: str, response: Response) -> None:
+        super().__init__(f"{method} answered {response.status} (a redirect)", response.status)
+        self.method, self.response = method, response
+        self.location = response.header("Location") or ""
+
+
 class Unsupported(Exception):
     """A camera this client does not read; FFmpeg's RTSP client can."""
+
+
+class TransportRefused(Unsupported):
+    """SETUP refused RTP over the RTSP connection (461, or another transport in
+    the answer); FFmpeg over UDP may read the camera."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class NoVideo(Exception):
@@ -57,6 +99,16 @@ class Response:
     def header(self, name: str) -> str | None:
         values = self.headers.get(name.lower())
         return values[0] if values else None
+
+    def content_length(self) -> int:
+        value = self.header("Content-Length")
+        if value is None or not value:
+            return 0
+        if re.fullmatch(r"[0-9]+", value) is None:
+            raise RtspError(f"malformed Content-Length in the camera's answer: {_shown(value)}")
+        if len(value) > 9 or int(value) > MAX_BODY:
+            raise RtspError("the camera's answer is too large")
+        return int(value)
 
 
 @dataclass
@@ -80,13 +132,41 @@ class Credentials:
     scheme: str = ""
 
 
+def _clean(text: str, limit: int = 60) -> str:
+    """Camera text fit for a reason: printable ASCII, bounded."""
+    cleaned = "".join(ch if " " <= ch <= "~" else "?" for ch in text[:limit])
+    return cleaned + ("..." if len(text) > limit else "")
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    return repr(_clean(text, limit))
+
+
+def _number(text: str, what: str, low: int, high: int) -> int:
+    """An ASCII decimal within [low, high]; else RtspError naming ``what``."""
+    text = text.strip()
+    if _NUMBER.fullmatch(text) is None or not low <= int(text) <= high:
+        raise RtspError(f"malformed {what} in the camera's answer: {_shown(text)}")
+    return int(text)
+
+
 def split_url(url: str) -> tuple[str, str, int, Credentials | None]:
     """(the URL without credentials, host, port, credentials)."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "rtsp" or not parts.hostname:
-        raise Unsupported(f"not an rtsp:// URL: {parts.scheme}")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL" and the like
+        raise RtspError(f"malformed URL ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise Unsupported(f"not an rtsp:// or rtsps:// URL: {parts.scheme}")
     host = parts.hostname
-    port = parts.port or 554
+    problem = host_name_problem(host)
+    if problem is not None:
+        raise RtspError(f"invalid host {_shown(host)}: {problem}")
+    try:
+        port = parts.port or DEFAULT_PORTS[scheme]
+    except ValueError:
+        raise RtspError("malformed URL (its port is not a number from 1 to 65535)") from None
     netloc = f"[{host}]" if ":" in host else host
     if parts.port:
         netloc += f":{parts.port}"
@@ -130,19 +210,29 @@ def authorization(creds: Credentials, method: str, uri: str, cnonce: str = "") -
 
     ha1 = md5(f"{creds.user}:{realm}:{creds.password}")
     ha2 = md5(f"{method}:{uri}")
-    fields = f'username="{creds.user}", realm="{realm}", nonce="{nonce}", uri="{uri}"'
     qops = [q.strip() for q in c.get("qop", "").split(",") if q.strip()]
+    nc = ""
     if "auth" in qops:
         creds.nonce_count += 1
         nc, cnonce = f"{creds.nonce_count:08x}", cnonce or os.urandom(8).hex()
         response = md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
-        fields += f', qop=auth, nc={nc}, cnonce="{cnonce}"'
     else:
         response = md5(f"{ha1}:{nonce}:{ha2}")
-    fields += f', response="{response}"'
+    # FFmpeg's layout (libavformat/httpauth.c), which cameras are known to
+    # take: every value quoted, the algorithm only when the challenge named
+    # one. live555 (most cameras) refuses the whole header at the first value
+    # not in quotes; it never asks for qop, so the one unquoted value, nc
+    # (RFC 7616), comes only with qop, and last.
+    fields = [("username", creds.user), ("realm", realm), ("nonce", nonce), ("uri", uri)]
+    fields.append(("response", response))
+    if "algorithm" in c:
+        fields.append(("algorithm", c["algorithm"]))
     if "opaque" in c:
-        fields += f', opaque="{c["opaque"]}"'
-    return f"Digest {fields}, algorithm=MD5"
+        fields.append(("opaque", c["opaque"]))
+    if nc:
+        fields += [("qop", "auth"), ("cnonce", cnonce)]
+    header = "Digest " + ", ".join(f'{name}="{value}"' for name, value in fields)
+    return header + (f", nc={nc}" if nc else "")
 
 
 def _annexb(*units: bytes) -> bytes:
@@ -157,7 +247,8 @@ def _b64(text: str) -> bytes:
 
 
 def parse_sdp(sdp: str, base: str) -> VideoTrack:
-    """The first video stream of the session description, if this client reads it."""
+    """The first video stream of the session description, if this client reads
+    it; RtspError when the description is malformed."""
     session_control = ""
     media: list[list[str]] = []
     for raw in sdp.splitlines():
@@ -174,8 +265,8 @@ def parse_sdp(sdp: str, base: str) -> VideoTrack:
     lines = videos[0]
     fields = lines[0].split()
     if len(fields) < 4 or fields[2] != "RTP/AVP":
-        raise Unsupported(f"video transport {' '.join(fields[2:3])}")
-    payload_type = int(fields[3])
+        raise Unsupported(f"video transport {_shown(' '.join(fields[2:3]))}")
+    payload_type = _number(fields[3], "payload type (m=video)", 0, 127)
     rtpmap = fmtp = control = ""
     for line in lines[1:]:
         if line.startswith(f"a=rtpmap:{payload_type} "):
@@ -185,21 +276,25 @@ def parse_sdp(sdp: str, base: str) -> VideoTrack:
         elif line.startswith("a=control:"):
             control = line[len("a=control:") :]
     encoding, _, rate = rtpmap.partition("/")
-    codec = {"H264": "h264", "H265": "hevc"}.get(encoding.upper())
+    codec = {"H264": "h264", "H265": "hevc"}.get(encoding.strip().upper())
     if codec is None:
-        raise Unsupported(f"video codec {encoding or 'unknown'}")
+        raise Unsupported(f"video codec {_shown(encoding) if encoding else 'unknown'}")
+    rate = rate.split("/")[0].strip()
+    clock_rate = _number(rate, "clock rate (a=rtpmap)", 1, MAX_CLOCK_RATE) if rate else 90000
     params = {}
     for item in fmtp.split(";"):
         key, _, value = item.strip().partition("=")
         if key:
             params[key.lower()] = value.strip()
     if codec == "h264":
-        if params.get("packetization-mode", "0") not in ("0", "1"):
+        mode = params.get("packetization-mode") or "0"
+        if _number(mode, "packetization-mode (a=fmtp)", 0, 999) not in (0, 1):
             raise Unsupported("H.264 interleaved packetization")
         sets = params.get("sprop-parameter-sets", "")
         extradata = _annexb(*(_b64(s) for s in sets.split(",") if s))
     else:
-        if int(params.get("sprop-max-don-diff", "0") or 0) > 0:
+        don_diff = params.get("sprop-max-don-diff") or "0"
+        if _number(don_diff, "sprop-max-don-diff (a=fmtp)", 0, 999_999_999) > 0:
             raise Unsupported("H.265 with decoding order numbers")
         extradata = _annexb(
             *(_b64(params.get(k, "")) for k in ("sprop-vps", "sprop-sps", "sprop-pps"))
@@ -209,24 +304,84 @@ def parse_sdp(sdp: str, base: str) -> VideoTrack:
         session_url=_resolve(base, session_control),
         payload_type=payload_type,
         codec=codec,
-        clock_rate=int(rate.split("/")[0] or 90000),
+        clock_rate=clock_rate,
         extradata=extradata,
     )
 
 
 def _resolve(base: str, control: str) -> str:
     if not control or control == "*":
-        return base
-    if control.lower().startswith("rtsp://"):
-        return control
-    return base.rstrip("/") + "/" + control.lstrip("/")
+        return _request_uri(base)
+    if re.match(r"rtsps?://", control, re.IGNORECASE):
+        return _request_uri(control)
+    return _request_uri(base.rstrip("/") + "/" + control.lstrip("/"))
+
+
+def _request_uri(uri: str) -> str:
+    """A URI fit for the request line: the camera's spaces, control and
+    non-ASCII characters percent-encoded (no request it can split in two)."""
+    return re.sub(
+        r"[^\x21-\x7e]", lambda m: "".join(f"%{b:02X}" for b in m[0].encode()), uri.strip()
+    )
+
+
+def parse_answer_head(head: bytes) -> Response:
+    """An answer's status line and headers (up to the blank line), bounded;
+    RtspError when it is not RTSP. The body is the caller's to read."""
+    if len(head) > MAX_HEADER:
+        raise RtspError("the camera's answer is not RTSP (its head is too long)")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    match = _STATUS_LINE.fullmatch(status_line.rstrip())
+    if match is None:
+        raise RtspError(f"not an RTSP answer: {_shown(status_line)}")
+    if len(header_lines) > MAX_HEADER_LINES:
+        raise RtspError(f"the camera's answer has more than {MAX_HEADER_LINES} header lines")
+    headers: dict[str, list[str]] = {}
+    for line in header_lines:
+        if len(line) > MAX_HEADER_LINE:
+            raise RtspError(f"a header line of the camera's answer is over {MAX_HEADER_LINE} bytes")
+        name, _, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), []).append(value.strip())
+    answer = Response(int(match[1]), (match[2] or "").strip(), headers, b"")
+    answer.content_length()  # a malformed one fails here, before any body is read
+    return answer
+
+
+def parse_session(value: str) -> tuple[str, float]:
+    """The Session header: (its identifier, the timeout in seconds; the
+    default when none or a malformed one is given)."""
+    session, *params = (p.strip() for p in value.split(";"))
+    timeout = DEFAULT_SESSION_TIMEOUT
+    for param in params:
+        key, _, number = param.partition("=")
+        number = number.strip()
+        if key.strip().lower() == "timeout" and _NUMBER.fullmatch(number):
+            timeout = min(MAX_SESSION_TIMEOUT, max(MIN_SESSION_TIMEOUT, float(number)))
+    return session, timeout
+
+
+def parse_transport(value: str, status: int = 200) -> int:
+    """The RTP channel SETUP's Transport answer agreed to over the RTSP
+    connection; TransportRefused when it did not agree to TCP interleaving."""
+    match = re.search(r"(?:^|[;,\s])interleaved=([0-9]{1,3})(?![0-9])", value)
+    if "TCP" not in value.upper() or match is None or int(match[1]) > 255:
+        raise TransportRefused(
+            f"the server refused RTSP over TCP (SETUP answered {status} "
+            f"with Transport {_shown(value)})",
+            status,
+        )
+    return int(match[1])
 
 
 class RtspSession:
     """One RTSP connection over TCP; ``start()`` leaves it playing."""
 
-    def __init__(self, url: str, open_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self, url: str, open_timeout: float, read_timeout: float, tls: TlsPolicy | None = None
+    ) -> None:
         self.url, self.host, self.port, self.creds = split_url(url)
+        self.tls = tls or TlsPolicy()  # for rtsps://
+        self.scheme = urlsplit(self.url).scheme.lower()
         self.open_timeout, self.read_timeout = open_timeout, read_timeout
         self.sock: socket.socket | None = None
         self._buffer = b""
@@ -238,19 +393,30 @@ class RtspSession:
         self.track: VideoTrack | None = None
         self.channel = 0
         self._last_request = 0.0
+        # The credentials go only to where the user sent them: a redirect
+        # elsewhere (another host, port or scheme) sets them aside.
+        self._given_creds = self.creds
+        self._origin = (self.scheme, self.host, self.port)
+        self._withheld = ""  # why, once set aside: part of a later 401's reason
 
     # -- the conversation ---------------------------------------------------
     def start(self) -> bytes:
         """DESCRIBE, SETUP, PLAY; returns the bytes read past PLAY's answer (the
         first data, which the reader must see first)."""
+        try:
+            return self._start()
+        except (ValueError, ArithmeticError, LookupError) as exc:
+            # The parsers below raise RtspError with a reason on anything a
+            # camera sends; this is the net under them, so that no camera can
+            # crash the worker. UnicodeError is a ValueError.
+            raise RtspError(
+                f"the camera's answers could not be read ({type(exc).__name__})"
+            ) from None
+
+    def _start(self) -> bytes:
         self._deadline = time.monotonic() + self.open_timeout
-        self.sock = socket.create_connection((self.host, self.port), timeout=self._remaining())
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        options = self.request("OPTIONS", self.url)
-        public = (options.header("Public") or "").upper()
-        if "GET_PARAMETER" in public:
-            self.keepalive_method = "GET_PARAMETER"
-        described = self.request("DESCRIBE", self.url, {"Accept": "application/sdp"})
+        self.sock = self._open()
+        described = self._describe()
         base = described.header("Content-Base") or described.header("Content-Location") or self.url
         self.track = parse_sdp(described.body.decode("utf-8", "replace"), base)
         setup = self.request(
@@ -259,26 +425,87 @@ class RtspSession:
             {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"},
         )
         self._take_session(setup)
-        transport = setup.header("Transport") or ""
-        match = re.search(r"interleaved=(\d+)", transport)
-        if "TCP" not in transport.upper() or not match:
-            raise Unsupported(f"the camera did not agree to TCP interleaving ({transport})")
-        self.channel = int(match.group(1))
+        self.channel = parse_transport(setup.header("Transport") or "", setup.status)
         self.request("PLAY", self.track.session_url, {"Range": "npt=0.000-"})
+        assert self.sock is not None
         self.sock.settimeout(self.read_timeout)  # for keep-alives from now on
         ahead, self._buffer = self._buffer, b""
         return ahead
 
+    def _open(self) -> socket.socket:
+        try:
+            return self._connect()
+        except UnicodeError:  # the name lookup's IDNA encoding of the host
+            raise RtspError(
+                f"invalid host name {_shown(self.host)} (it cannot be looked up)"
+            ) from None
+
+    def _connect(self) -> socket.socket:
+        """A new connection to ``self.host``, ``self.port``: the one place that
+        makes it."""
+        sock = socket.create_connection((self.host, self.port), timeout=self._remaining())
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.scheme == "rtsps":
+            return connect_tls(sock, self.host, self.tls, self._remaining())
+        return sock
+
+    def _describe(self) -> Response:
+        """OPTIONS and DESCRIBE, following redirects on the way."""
+        visited = [self.url]
+        while True:
+            try:
+                options = self.request("OPTIONS", self.url)
+                public = (options.header("Public") or "").upper()
+                self.keepalive_method = "GET_PARAMETER" if "GET_PARAMETER" in public else "OPTIONS"
+                return self.request("DESCRIBE", self.url, {"Accept": "application/sdp"})
+            except _Redirected as redirect:
+                self._follow(redirect, visited)
+
+    def _follow(self, redirect: _Redirected, visited: list[str]) -> None:
+        """Point the session at the redirect's Location; the credentials stay
+        only on the host, port and scheme they were given for."""
+        said = f"{redirect.method} answered {redirect.status} (a redirect)"
+        if not redirect.location:
+            raise RtspError(f"{said} without a Location", redirect.status)
+        target = _join(self.url, redirect.location)
+        try:
+            url, host, port, _ = split_url(target)  # credentials in it: the camera's, not taken
+        except Unsupported:
+            raise RtspError(
+                f"{said} to {_shown(mask_url(target))}, not an rtsp:// URL", redirect.status
+            ) from None
+        except RtspError as exc:
+            raise RtspError(f"{said} to an invalid URL: {exc}", redirect.status) from None
+        hops = " -> ".join(mask_url(u) for u in [*visited, url])
+        if url in visited:
+            raise RtspError(f"redirect loop: {hops}", redirect.status)
+        if len(visited) > MAX_REDIRECTS:
+            raise RtspError(f"more than {MAX_REDIRECTS} redirects: {hops}", redirect.status)
+        visited.append(url)
+        scheme = urlsplit(url).scheme.lower()
+        moved = (scheme, host, port) != (self.scheme, self.host, self.port)
+        self.url, self.scheme, self.host, self.port = url, scheme, host, port
+        if (scheme, host, port) == self._origin:
+            self.creds, self._withheld = self._given_creds, ""
+        elif self._given_creds is not None:
+            self.creds = None
+            origin = _endpoint(*self._origin)
+            self._withheld = (
+                "credentials were not forwarded across hosts "
+                f"(redirected from {origin} to {_endpoint(scheme, host, port)})"
+            )
+        closing = "close" in (redirect.response.header("Connection") or "").lower()
+        if moved or closing:
+            if self.sock is not None:
+                self.sock.close()
+            self.sock, self._buffer = None, b""
+            self.sock = self._open()
+
     def _take_session(self, response: Response) -> None:
-        value = response.header("Session")
-        if not value:
+        session, timeout = parse_session(response.header("Session") or "")
+        if not session:
             raise RtspError("SETUP answered without a session")
-        session, *params = (p.strip() for p in value.split(";"))
-        self.session = session
-        for param in params:
-            key, _, number = param.partition("=")
-            if key.lower() == "timeout" and number.strip().isdigit():
-                self.session_timeout = max(2.0, float(number))
+        self.session, self.session_timeout = session, timeout
 
     def keepalive_due(self, now: float) -> bool:
         return now - self._last_request >= self.session_timeout / 2
@@ -304,8 +531,21 @@ class RtspSession:
     def _session_url(self) -> str:
         return self.track.session_url if self.track is not None else self.url
 
+    def location(self) -> str:
+        """Where the conversation ended up (after redirects), with the
+        credentials it may use there: so that another client (FFmpeg's) goes
+        where this one went, and takes the password nowhere else."""
+        if self.creds is None:
+            return self.url
+        parts = urlsplit(self.url)
+        userinfo = quote(self.creds.user, safe="")
+        if self.creds.password:
+            userinfo += ":" + quote(self.creds.password, safe="")
+        return urlunsplit((parts.scheme, f"{userinfo}@{parts.netloc}", parts.path, parts.query, ""))
+
     def interrupt(self) -> None:
         """From another thread: end a blocked handshake now."""
+
         sock = self.sock
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -316,25 +556,30 @@ class RtspSession:
         response = self._exchange(method, uri, headers or {})
         values = response.headers.get("www-authenticate", [])
         if response.status == 401 and self.creds is not None and values:
-            scheme, challenge = choose_challenge(values)
-            # Answer a first challenge, or a Digest nonce gone stale; a second
-            # refusal of the same credentials is final.
-            if not self.creds.scheme or challenge.get("stale", "").lower() == "true":
-                self.creds.scheme, self.creds.challenge = scheme, challenge
-                self.creds.nonce_count = 0
-                response = self._exchange(method, uri, headers or {})
+            # Each request answers one challenge (the first, a new or a stale
+            # nonce); a second refusal of the same credentials is final.
+            self.creds.scheme, self.creds.challenge = choose_challenge(values)
+            self.creds.nonce_count = 0
+            response = self._exchange(method, uri, headers or {})
+        said = f"{method} answered {response.status} {_clean(response.reason)}".rstrip()
         if response.status in (401, 403):
-            raise RtspAuthError(
-                f"{method} answered {response.status} {response.reason}", response.status
+            if self._withheld:
+                said += f"; {self._withheld}"
+            raise RtspAuthError(said, response.status)
+        if response.status in FOLLOWED_REDIRECTS and method in ("OPTIONS", "DESCRIBE"):
+            raise _Redirected(method, response)
+        if response.status in REDIRECTS:
+            raise RtspError(
+                f"{said} (a redirect this client does not follow: only a 301, 302, 303, 307 "
+                "or 308 to OPTIONS or DESCRIBE)",
+                response.status,
             )
-        if response.status in (301, 302, 303, 305, 307):
-            raise Unsupported(f"redirected ({response.status})")
+        if response.status == 461 and method == "SETUP":
+            raise TransportRefused(f"the server refused RTSP over TCP ({said})", 461)
         if response.status == 551 and method == "OPTIONS":
             return response  # "option not supported": OPTIONS is only a courtesy
         if not 200 <= response.status < 300:
-            raise RtspError(
-                f"{method} answered {response.status} {response.reason}", response.status
-            )
+            raise RtspError(said, response.status)
         return response
 
     def _exchange(self, method: str, uri: str, headers: dict[str, str]) -> Response:
@@ -347,6 +592,7 @@ class RtspSession:
     def _send(self, method: str, uri: str, headers: dict[str, str]) -> int:
         assert self.sock is not None
         self._cseq += 1
+        uri = _request_uri(uri)
         lines = [f"{method} {uri} RTSP/1.0", f"CSeq: {self._cseq}", f"User-Agent: {USER_AGENT}"]
         if self.session:
             lines.append(f"Session: {self.session}")
@@ -359,36 +605,27 @@ class RtspSession:
 
     def _read_response(self) -> Response:
         while True:
-            # Data may come before an answer (after PLAY): skip whole frames.
-            while self._buffer[:1] == b"$":
-                if len(self._buffer) < 4:
-                    break
+            # Data may come before an answer (after PLAY): skip whole frames
+            # (each at most 4 + 65535 bytes, so the wait for one is bounded).
+            while self._buffer[:1] == b"$" and len(self._buffer) >= 4:
                 size = 4 + int.from_bytes(self._buffer[2:4], "big")
                 if len(self._buffer) < size:
                     break
                 self._buffer = self._buffer[size:]
-            end = self._buffer.find(b"\r\n\r\n")
-            if end >= 0 and self._buffer[:1] != b"$":
-                break
-            if len(self._buffer) > MAX_HEADER:
-                raise RtspError("the camera's answer is not RTSP")
+            if self._buffer[:1] != b"$":
+                end = self._buffer.find(b"\r\n\r\n")
+                if end >= 0:
+                    break
+                if len(self._buffer) > MAX_HEADER:
+                    raise RtspError("the camera's answer is not RTSP (no end to its head)")
             self._receive()
-        head, self._buffer = self._buffer[:end].decode("latin-1"), self._buffer[end + 4 :]
-        status_line, *header_lines = head.split("\r\n")
-        parts = status_line.split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("RTSP/") or not parts[1].isdigit():
-            raise RtspError(f"not an RTSP answer: {status_line[:80]!r}")
-        headers: dict[str, list[str]] = {}
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            headers.setdefault(name.strip().lower(), []).append(value.strip())
-        length = int((headers.get("content-length") or ["0"])[0] or 0)
-        if length > MAX_BODY:
-            raise RtspError("the camera's answer is too large")
+        response = parse_answer_head(self._buffer[:end])
+        self._buffer = self._buffer[end + 4 :]
+        length = response.content_length()
         while len(self._buffer) < length:
             self._receive()
-        body, self._buffer = self._buffer[:length], self._buffer[length:]
-        return Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, body)
+        response.body, self._buffer = self._buffer[:length], self._buffer[length:]
+        return response
 
     def _receive(self) -> None:
         assert self.sock is not None
@@ -409,3 +646,16 @@ class RtspSession:
         if left <= 0:
             raise TimeoutError(f"timed out after {self.open_timeout:.1f} s (connecting)")
         return left
+
+
+def _join(base: str, location: str) -> str:
+    """``location`` resolved against ``base`` (urljoin knows rtsp:// only)."""
+    scheme = urlsplit(base).scheme
+    joined = urljoin("rtsp" + base[len(scheme) :], location.strip())
+    if urlsplit(location.strip()).scheme:
+        return location.strip()
+    return scheme + joined[len("rtsp") :]
+
+
+def _endpoint(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -23,6 +24,47 @@ class InvalidURLError(ValueError):
     pass
 
 
+MAX_HOST_NAME = 253
+MAX_LABEL = 63
+# After IDNA: letters, digits, hyphens inside; underscores too (some local
+# networks name cameras so, and resolvers take them).
+_LABEL_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?", re.IGNORECASE)
+
+
+def host_name_problem(host: str) -> str | None:
+    """Why ``host`` (a URL's host, IPv6 without brackets) cannot be looked up
+    or connected to, in a few words; None when it can."""
+    if ":" in host:  # only an IPv6 literal has colons
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return "not a valid IPv6 address"
+        return None
+    name = host[:-1] if host.endswith(".") else host  # a rooted name
+    labels = name.split(".")
+    if re.fullmatch(r"[0-9]+", labels[-1]):  # numeric: meant as an IPv4 address
+        try:
+            ipaddress.IPv4Address(name)
+        except ValueError:
+            return "not a valid IPv4 address"
+        return None
+    if any(not label for label in labels):
+        return "empty label in the host name"
+    if any(len(label) > MAX_LABEL for label in labels if label.isascii()):
+        return f"a label of the host name is longer than {MAX_LABEL} characters"
+    try:
+        ascii_labels = [label.encode("idna").decode("ascii") for label in labels]
+    except UnicodeError:
+        return "a label of the host name is too long or cannot be encoded (IDNA)"
+    if any(len(label) > MAX_LABEL for label in ascii_labels):
+        return f"a label of the host name is longer than {MAX_LABEL} characters"
+    if len(".".join(ascii_labels)) > MAX_HOST_NAME:
+        return f"host name longer than {MAX_HOST_NAME} characters"
+    if not all(_LABEL_RE.fullmatch(label) for label in ascii_labels):
+        return "characters not allowed in a host name"
+    return None
+
+
 def validate_rtsp_url(raw: str) -> str:
     """Returns the URL stripped of surrounding whitespace, or raises with a reason."""
     url = raw.strip()
@@ -41,6 +83,9 @@ def validate_rtsp_url(raw: str) -> str:
         raise InvalidURLError("scheme must be rtsp:// or rtsps://")
     if not parts.hostname:
         raise InvalidURLError("no host")
+    problem = host_name_problem(parts.hostname)
+    if problem is not None:
+        raise InvalidURLError(f"invalid host: {problem}")
     if port == 0:
         raise InvalidURLError("port must be between 1 and 65535")
     return url

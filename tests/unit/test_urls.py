@@ -57,3 +57,37 @@ def test_mask_secrets_in_free_text() -> None:
     assert "hunter2" not in mask_secrets(text)
     assert "rtsp://viewer:***@127.0.0.1:8554/gray" in mask_secrets(text)
     assert mask_secrets("token is abc123def", secrets=["abc123def"]) == "token is ***"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rtsp://[::1]:8554/live",
+        "rtsp://cam.local./live",
+        "rtsp://bücher.example/live",
+        "rtsp://my_cam.lan/live",
+        "rtsp://" + "a" * 63 + ".example/live",
+    ],
+)
+def test_valid_hosts(url: str) -> None:
+    assert validate_rtsp_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("rtsp://a..b:554/cam", "empty label"),
+        ("rtsp://.cam/x", "empty label"),
+        ("rtsp://" + "a" * 64 + ".example/cam", "longer than 63"),
+        ("rtsp://" + ".".join(["a" * 60] * 5) + "/cam", "longer than 253"),
+        ("rtsp://ca%6d.example/x", "characters not allowed"),
+        ("rtsp://-cam.example/x", "characters not allowed"),
+        ("rtsp://\u2488.example/x", "host"),
+        ("rtsp://999.0.0.1/x", "IPv4"),
+        ("rtsp://[zz::]/x", "IPv6|malformed"),
+    ],
+)
+def test_invalid_hosts_say_why_in_one_line(url: str, reason: str) -> None:
+    with pytest.raises(InvalidURLError, match=reason) as raised:
+        validate_rtsp_url(url)
+    assert "\n" not in str(raised.value) and str(raised.value).startswith(("invalid host", "mal"))
