@@ -15,7 +15,9 @@ Mounts (all H.264, live, shared between clients):
             test can tell how old a sampled frame is.
 ``/demo``   a brightness sweep with a moving bar: something to look at.
 With ``--secure-port`` the same mounts are also served there behind RTSP basic
-auth (``--user``/``--password``; Digest instead with ``--auth digest``).
+auth (``--user``/``--password``; Digest instead with ``--auth digest``), and
+over TLS (rtsps://) with ``--tls-cert``/``--tls-key``.
+
 
 The process prints ``READY <port> [<secure port>]`` on stdout once it listens.
 """
@@ -33,7 +35,7 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer
+from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer
 
 CLOCK_BITS = 48
 CLOCK_BLOCK = 16  # px per barcode bit: big enough to survive H.264 and JPEG
@@ -168,6 +170,11 @@ def make_server(
             rtsp_auth.add_digest(args.user, args.password, token)
         else:
             rtsp_auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
+        if args.tls_cert:
+            # rtsps:// on this port: TLS first, then RTSP with auth inside it.
+            rtsp_auth.set_tls_certificate(
+                Gio.TlsCertificate.new_from_files(args.tls_cert, args.tls_key)
+            )
         server.set_auth(rtsp_auth)
     return server
 
@@ -212,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--auth", choices=["basic", "digest"], default="basic", help="on --secure-port"
     )
+    parser.add_argument("--tls-cert", help="PEM certificate: --secure-port speaks rtsps://")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     parser.add_argument("--user", default="viewer")
     parser.add_argument("--password", default="s3cret-pass")
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ from typing import Any
 
 from .native import NativePacket
 from .rtsp import RtspSession
+from .tls import TlsPolicy
 
 
 @functools.cache
@@ -30,11 +31,14 @@ def unavailable() -> str | None:
 class RtpPackets:
     """One camera over RTSP/TCP. Not thread-safe, but for ``interrupt()``."""
 
-    def __init__(self, url: str, open_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self, url: str, open_timeout: float, read_timeout: float, tls: TlsPolicy | None = None
+    ) -> None:
         from . import _rtp
 
         self._module = _rtp
-        self.session = RtspSession(url, open_timeout, read_timeout)
+        self.session = RtspSession(url, open_timeout, read_timeout, tls)
+
         self.read_timeout = read_timeout
         self._reader: Any = None
         self.codec_name = ""

@@ -31,6 +31,11 @@ class CaptureSettings(CommonSettings):
     capture_interval: float = Field(INTERVAL_DEFAULT, ge=INTERVAL_MIN, le=INTERVAL_MAX)
     top_k: int = Field(TOP_K_DEFAULT, ge=TOP_K_MIN, le=TOP_K_MAX)
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    # rtsps://: check the camera's certificate against the system's CAs, or the
+    # PEM bundle in tls_ca_file (capture/tls.py); false accepts any certificate.
+    tls_verify: bool = True
+    tls_ca_file: Path | None = None
+
     open_timeout: float = Field(10.0, gt=0, le=120)  # connect + DESCRIBE/SETUP + probe
     read_timeout: float = Field(5.0, gt=0, le=120)  # no packet at all for this long
     no_frame_timeout: float = Field(10.0, gt=0, le=600)  # packets but no picture

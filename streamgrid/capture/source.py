@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import av
 import av.error
@@ -35,6 +36,7 @@ from ..core.urls import mask_secrets, url_secrets
 from . import native, rtp, rtsp
 from .sampling import Arrival, LivenessTracker
 from .settings import Demuxer
+from .tls import TlsPolicy, TlsVerifyError
 
 log = logging.getLogger("streamgrid.capture")
 
@@ -125,9 +127,15 @@ class VideoSource:
         decode_threads: int = 1,
         probe_seconds: float = 0.5,
         demuxer: Demuxer = "auto",
+        tls: TlsPolicy | None = None,
     ) -> None:
         self.url = url
         self.transport = transport
+        self.tls = tls or TlsPolicy()
+        # Where FFmpeg may go, if it reads this camera: the URL our client ended
+        # at after redirects, with the credentials only where they were given.
+        self._ffmpeg_url = url
+        self._rtp_refusal: SourceFatalError | None = None  # a 401 that FFmpeg may retry
         self.open_timeout, self.read_timeout = open_timeout, read_timeout
         self.decode_threads = decode_threads
         self.probe_seconds = probe_seconds
@@ -140,6 +148,22 @@ class VideoSource:
         if self._rtp_can_run() and self._open_rtp():
             self.demux = "rtp"
             return self
+        if urlsplit(self._ffmpeg_url).scheme.lower() == "rtsps" and self.tls.verify:
+            raise self._rtp_refusal or SourceFatalError(
+                "rtsps:// is read only by our RTSP client, which checks the camera's certificate "
+                "(FFmpeg's does not); without it, verification must be turned off for this "
+                "stream (tls_verify)"
+            )
+        try:
+            self._open_ffmpeg()
+        except SourceFatalError:
+            if self._rtp_refusal is not None:  # both refused: say what ours was told
+                raise self._rtp_refusal from None
+            raise
+        return self
+
+    def _open_ffmpeg(self) -> None:
+        url = self._ffmpeg_url
         options = {
             "rtsp_transport": self.transport,
             # Socket-level timeout (microseconds), on top of the read deadline.
@@ -149,19 +173,20 @@ class VideoSource:
             "analyzeduration": str(int(self.probe_seconds * 1_000_000)),
         }
         started = time.monotonic()
+
         try:
             if self._native_can_run():
                 self.native = native.NativePackets()
-                self.native.open(self.url, options, self.open_timeout, self.read_timeout)
+                self.native.open(url, options, self.open_timeout, self.read_timeout)
                 self.demux = "native"
             else:
                 self.container = av.open(
-                    self.url, options=options, timeout=(self.open_timeout, self.read_timeout)
+                    url, options=options, timeout=(self.open_timeout, self.read_timeout)
                 )
                 self.demux = "pyav"
         except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError) as exc:
             self.__exit__(None, None, None)
-            raise SourceFatalError(_describe(exc, self.url)) from None
+            raise SourceFatalError(_describe(exc, url)) from None
         except native.NoVideoStream:
             self.__exit__(None, None, None)
             raise SourceFatalError("the source has no video stream") from None
@@ -169,11 +194,10 @@ class VideoSource:
             self.__exit__(None, None, None)
             waited = time.monotonic() - started
             limit = min(self.open_timeout, self.read_timeout)
-            raise SourceError(_describe(exc, self.url, waited, limit)) from None
+            raise SourceError(_describe(exc, url, waited, limit)) from None
         if self.container is not None and not self.container.streams.video:
             self.__exit__(None, None, None)
             raise SourceFatalError("the source has no video stream")
-        return self
 
     def _may_try(self, demuxer: Demuxer, reason: str | None) -> bool:
         """Whether to try ``demuxer``: yes with no reason against it. Against it,
@@ -198,15 +222,32 @@ class VideoSource:
         """Our RTSP client; False when it cannot read this camera (auto goes on
         to FFmpeg's)."""
         started = time.monotonic()
+        session: rtsp.RtspSession | None = None
         try:
-            self.native = rtp.RtpPackets(self.url, self.open_timeout, self.read_timeout)
+            self.native = rtp.RtpPackets(self.url, self.open_timeout, self.read_timeout, self.tls)
+            session = self.native.session
             self.native.open()
+        except rtsp.TransportRefused as exc:
+            self._closed_after(session)
+            if self.transport == "tcp":
+                self.transport = "udp"  # the camera's choice: FFmpeg reads RTP over UDP
+            return self._may_try("rtp", str(exc))
         except rtsp.Unsupported as exc:
-            self.__exit__(None, None, None)
+            self._closed_after(session)
             return self._may_try("rtp", str(exc))  # False, or fatal if rtp was asked for
         except rtsp.RtspAuthError as exc:
+            self._closed_after(session)
+            refusal = SourceFatalError(_describe(exc, self.url))
+            if self.demuxer == "rtp":
+                raise refusal from None
+            # FFmpeg's client may satisfy a camera that ours does not (a Digest
+            # variant): it gets one try, where ours ended up, before this is final.
+            self._rtp_refusal = refusal
+            _warn_passed_over("rtp", "the camera refused our credentials; trying FFmpeg's client")
+            return False
+        except TlsVerifyError as exc:
             self.__exit__(None, None, None)
-            raise SourceFatalError(_describe(exc, self.url)) from None
+            raise SourceFatalError(str(exc)) from None
         except rtsp.NoVideo:
             self.__exit__(None, None, None)
             raise SourceFatalError("the source has no video stream") from None
@@ -216,7 +257,20 @@ class VideoSource:
             if isinstance(exc, TimeoutError) and not str(exc).startswith("timed out after"):
                 raise SourceError(f"timed out after {waited:.1f} s ({exc})") from None
             raise SourceError(_describe(exc, self.url)) from None
+        except Exception as exc:  # the net under every parser: no camera may crash us
+            self.__exit__(None, None, None)
+            log.exception("capture.rtp_open_failed")  # a bug of ours: worth its traceback
+            reason = _describe(exc, self.url)
+            raise SourceError(f"the camera's answers could not be read ({reason})") from None
         return True
+
+    def _closed_after(self, session: rtsp.RtspSession | None) -> None:
+        """Closes what our client opened; FFmpeg, if it reads the camera next,
+        goes where our client was redirected to, with credentials only where
+        they were given."""
+        self.__exit__(None, None, None)
+        if session is not None:
+            self._ffmpeg_url = session.location()
 
     def _native_can_run(self) -> bool:
         if self.demuxer == "pyav":

@@ -26,6 +26,7 @@ from .progress import Progress, ProgressSink
 from .sampling import TickSampler
 from .settings import CaptureSettings
 from .source import Picture, SourceError, SourceFatalError, VideoSource
+from .tls import TlsPolicy
 
 log = logging.getLogger("streamgrid.capture")
 
@@ -63,6 +64,9 @@ def default_source(settings: CaptureSettings) -> VideoSource:
         decode_threads=settings.decode_threads,
         probe_seconds=settings.probe_seconds,
         demuxer=settings.demuxer,
+        tls=TlsPolicy(
+            settings.tls_verify, str(settings.tls_ca_file) if settings.tls_ca_file else None
+        ),
     )
 
 

@@ -211,6 +211,9 @@ class KubeBackend:
         url, secret_data = split_credentials(request.rtsp_url)
         register_secret(*url_secrets(request.rtsp_url))
         source: Obj = {"url": url, "transport": request.rtsp_transport}
+        if not request.tls_verify:
+            source["tlsVerify"] = False
+
         secret_name = f"{name}-credentials"
         if secret_data:
             self.core.create_namespaced_secret(

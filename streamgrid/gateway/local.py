@@ -86,6 +86,7 @@ class LocalStream:
                 "kept": self.kept,
                 "codec": self.codec,
                 "rtsp_transport": self.request.rtsp_transport,
+                "tls_verify": self.request.tls_verify,
                 "worker": {
                     "pid": process.pid if process and process.poll() is None else None,
                     "restarts": self.restarts,
@@ -226,6 +227,7 @@ class LocalBackend:
             STREAMGRID_CAPTURE_INTERVAL=repr(r.capture_interval),
             STREAMGRID_TOP_K=str(r.top_k),
             STREAMGRID_RTSP_TRANSPORT=r.rtsp_transport,
+            STREAMGRID_TLS_VERIFY=str(r.tls_verify).lower(),
             STREAMGRID_STORE_URL=s.store_url,
             STREAMGRID_S3_REGION=s.s3_region,
             STREAMGRID_LOG_LEVEL=s.worker_log_level,

@@ -34,6 +34,9 @@ class StartRequest:
     top_k: int = TOP_K_DEFAULT
     rtsp_transport: str = "tcp"
     geometry: GridGeometry = field(default_factory=GridGeometry)
+    # rtsps:// only: check the camera's certificate (off: any certificate, for
+    # cameras with a self-signed one, said per stream).
+    tls_verify: bool = True
 
 
 def _number(params: Mapping[str, str], name: str) -> float | None:
@@ -71,6 +74,18 @@ def parse_geometry(params: Mapping[str, str], base: GridGeometry | None = None) 
     )
 
 
+def _flag(params: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (params.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _FLAGS:
+        raise BadRequest(f"Invalid {name}: must be true or false")
+    return _FLAGS[raw]
+
+
+_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def parse_start(rtsp_url: str | None, params: Mapping[str, str]) -> StartRequest:
     if rtsp_url is None or not rtsp_url.strip():
         raise BadRequest("Missing RTSP URL")
@@ -94,4 +109,5 @@ def parse_start(rtsp_url: str | None, params: Mapping[str, str]) -> StartRequest
         top_k=top_k if top_k is not None else TOP_K_DEFAULT,
         rtsp_transport=transport,
         geometry=parse_geometry(params),
+        tls_verify=_flag(params, "tls_verify", True),
     )

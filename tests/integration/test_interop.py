@@ -102,6 +102,17 @@ def mtx(interop_dir: Path) -> Iterator[MediaMtx]:
 
 
 @pytest.fixture(scope="module")
+def mtx_udp(interop_dir: Path) -> Iterator[MediaMtx]:
+    """mediamtx that serves RTP over UDP only: SETUP over TCP gets 461."""
+    server = MediaMtx(interop_dir, "mediamtx-udp", udp_only=True).start()
+    try:
+        server.publish("pub-gop25", gop_one_second_clip())
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
 def mtx_digest(interop_dir: Path) -> Iterator[MediaMtx]:
     """mediamtx asking for Digest only."""
     server = MediaMtx(interop_dir, "mediamtx-digest", auth="digest").start()
@@ -333,6 +344,25 @@ def test_mediamtx_gop_equal_to_the_capture_interval(mtx: MediaMtx, tmp_path: Pat
     ticks = elapsed / settings.capture_interval
     print(f"GOP = interval: {samples} samples in {ticks:.1f} ticks, ratio {samples / ticks:.2f}")
     assert samples >= ticks / 2, f"{samples} samples in {ticks:.1f} ticks"
+
+
+def test_a_server_refusing_tcp_is_read_over_udp(mtx_udp: MediaMtx) -> None:
+    """461 Unsupported transport to our client's interleaved SETUP: auto reads
+    the camera over UDP through FFmpeg instead of reconnecting forever."""
+    with VideoSource(mtx_udp.url("pub-gop25"), open_timeout=10.0) as source:
+        assert (source.demux, source.transport) == ("native", "udp")
+        decoder, pictures = source.decoder(), 0
+        for arrival in source.arrivals(threading.Event()):
+            if arrival is not None:
+                pictures += len(decoder.decode(arrival.packet))
+            if pictures >= 10:
+                break
+    assert pictures >= 10
+
+
+def test_a_server_refusing_tcp_fails_the_rtp_demuxer_with_the_reason(mtx_udp: MediaMtx) -> None:
+    with pytest.raises(SourceFatalError, match=r"refused RTSP over TCP.*461"):
+        VideoSource(mtx_udp.url("pub-gop25"), demuxer="rtp").__enter__()
 
 
 # -- live555 ------------------------------------------------------------------

@@ -62,14 +62,24 @@ def describe(port: int, path: str, timeout: float = 3.0) -> tuple[int, str]:
     return status, body.decode("utf-8", "replace")
 
 
-def config(port: int, auth: AuthMethod) -> dict[str, object]:
-    """mediamtx's YAML configuration (written as JSON, which is YAML)."""
+def config(port: int, auth: AuthMethod, udp_only: bool = False) -> dict[str, object]:
+    """mediamtx's YAML configuration (written as JSON, which is YAML). By default
+    RTP over TCP only (no UDP listeners at all); ``udp_only`` refuses TCP for
+    reading (461 Unsupported transport), as VLC and some encoders do."""
+    udp: dict[str, object] = {}
+    if udp_only:
+        # RTP's port must be even; Linux hands bind(0) odd ports, so: the next two.
+        found = free_port(also_free=(1, 2))
+        rtp_port = found + 1 if found % 2 else found
+
+        udp = {"rtpAddress": f"127.0.0.1:{rtp_port}", "rtcpAddress": f"127.0.0.1:{rtp_port + 1}"}
     return {
         "logLevel": "info",
         "logDestinations": ["stdout"],
         "rtsp": True,
         "rtspAddress": f"127.0.0.1:{port}",
-        "rtspTransports": ["tcp"],  # no UDP listeners at all
+        "rtspTransports": ["udp"] if udp_only else ["tcp"],
+        **udp,
         "rtspEncryption": "no",
         "rtspAuthMethods": [auth],
         "rtmp": False,
@@ -109,6 +119,7 @@ class MediaMtx:
     work: Path
     name: str
     auth: AuthMethod = "basic"
+    udp_only: bool = False
     port: int = 0
     process: ManagedProcess | None = None
     publishers: dict[str, ManagedProcess] = field(default_factory=dict)
@@ -135,7 +146,8 @@ class MediaMtx:
             raise RuntimeError(f"{binary} is missing: run `make interop-tools`")
         self.work.mkdir(parents=True, exist_ok=True)
         config_path = self.work / f"{self.name}.yml"
-        config_path.write_text(json.dumps(config(self.port, self.auth), indent=1))
+        config_path.write_text(json.dumps(config(self.port, self.auth, self.udp_only), indent=1))
+
         log_path = self.work / f"{self.name}.log"
         # A restart appends to the log: only what this run prints counts.
         offset = log_path.stat().st_size if log_path.exists() else 0
@@ -163,7 +175,8 @@ class MediaMtx:
         argv = [
             "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "warning",
             "-re", "-stream_loop", "-1", "-i", str(clip), "-map", "0", "-c", "copy", *extra,
-            "-f", "rtsp", "-rtsp_transport", "tcp", self.url(path),
+            "-f", "rtsp", "-rtsp_transport", "udp" if self.udp_only else "tcp", self.url(path),
+
         ]  # fmt: skip
         publisher = ManagedProcess(
             f"{self.name}-publish-{path}", argv, self.work / f"{self.name}-publish-{path}.log"

@@ -161,3 +161,15 @@ def test_the_capture_pod_is_restricted_owned_and_secret_fed() -> None:
     assert password == {"name": "cam1-creds", "key": "password", "optional": True}
     assert env["STREAMGRID_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "s3"
     assert all("value" not in e or "@" not in e["value"] for e in container["env"])
+
+
+def test_a_stream_may_turn_certificate_checks_off_and_only_it() -> None:
+    def verify(source: dict[str, object]) -> str:
+        env = {
+            e["name"]: e
+            for e in capture_pod(stream(source=source), SETTINGS)["spec"]["containers"][0]["env"]
+        }
+        return str(env["STREAMGRID_TLS_VERIFY"]["value"])
+
+    assert verify({"url": "rtsps://cam/x"}) == "true"
+    assert verify({"url": "rtsps://cam/x", "tlsVerify": False}) == "false"

@@ -35,6 +35,7 @@ def test_decimal_intervals_and_options_are_accepted() -> None:
         (URL, {"top_k": "2.5"}, "Invalid top_k"),
         (URL, {"top_k": "101"}, "Invalid top_k"),
         (URL, {"rtsp_transport": "http"}, "Invalid rtsp_transport"),
+        (URL, {"tls_verify": "maybe"}, "Invalid tls_verify"),
         (URL, {"tile_width": "8"}, "Invalid tile_width"),
         (URL, {"grid_cols": "0"}, "Invalid grid_cols"),
     ],
@@ -48,7 +49,18 @@ def test_bad_input_has_a_one_line_reason(
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("raw", "verify"), [(None, True), ("", True), ("true", True), ("0", False), ("False", False)]
+)
+def test_certificates_are_checked_unless_a_stream_says_otherwise(
+    raw: str | None, verify: bool
+) -> None:
+    params = {} if raw is None else {"tls_verify": raw}
+    assert parse_start("rtsps://127.0.0.1/x", params).tls_verify is verify
+
+
 def test_tile_size_sets_both_sides_and_explicit_sides_win() -> None:
+
     assert parse_geometry({"tile_size": "200"}) == GridGeometry(None, 200, 200)
     assert parse_geometry({"tile_size": "200", "tile_height": "100"}) == GridGeometry(
         None, 200, 100
