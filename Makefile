@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: serve test check unit bench demo-camera system-deps kube-tools interop-tools node-images clean
+.PHONY: serve test check unit bench fuzz demo-camera system-deps kube-tools interop-tools node-images clean
+
 
 
 $(BIN)/python:
@@ -58,6 +59,13 @@ test: system-deps kube-tools interop-tools node-images $(VENV)/.test check
 ## The full benchmark (about 25 minutes); results go to docs/benchmarks.md.
 bench: system-deps $(VENV)/.test
 	$(BIN)/python -m bench --markdown docs/benchmarks.md $(ARGS)
+
+## Fuzz the C receive loop (streamgrid/capture/_rtp.c) built with ASan and UBSan,
+## FUZZ_SECONDS long (10 minutes by default); inputs that crash or hang it land
+## in tests/fuzz/corpus/ (commit them: the unit tests replay them). docs/fuzzing.md.
+FUZZ_SECONDS ?= 600
+fuzz: system-deps $(VENV)/.test
+	$(BIN)/python -m tests.fuzz --seconds $(FUZZ_SECONDS) $(ARGS)
 
 check: $(VENV)/.test
 	$(BIN)/ruff check .

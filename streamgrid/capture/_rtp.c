@@ -20,6 +20,12 @@
  * Packetizations (RFC 6184, RFC 7798): single NAL units, STAP-A and FU-A for
  * H.264; single NAL units, AP and FU for H.265. The interleaved modes (STAP-B,
  * MTAP, FU-B, DONL) are refused in rtsp.py before this runs.
+ *
+ * Nothing the camera sends is trusted: every length is checked against what was
+ * received, the numbers in RTSP headers are read by hand within their line (the
+ * buffer is not a C string), a malformed or oversized Content-Length is an
+ * OSError, and parse() checks that each step consumed bytes, so no input can
+ * make it spin. tests/fuzz/ fuzzes it under ASan and UBSan (docs/fuzzing.md).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -36,6 +42,20 @@
 
 #define IN_CAPACITY (256 * 1024) /* > one interleaved frame (64 KiB) plus a burst */
 #define AU_LIMIT (32 * 1024 * 1024) /* an access unit larger than this is dropped */
+/* An RTSP message in the data (a keep-alive's answer, a server's request) has a
+ * few header lines and a short body, if any. A header without its end within
+ * HEADER_LIMIT is not RTSP (skipped); a larger body is an error. Both together
+ * fit in the buffer, so a message always fits whole. */
+#define HEADER_LIMIT (64 * 1024)
+#define BODY_LIMIT (64 * 1024)
+#if HEADER_LIMIT + BODY_LIMIT > IN_CAPACITY
+#error "an RTSP message must fit in the buffer"
+#endif
+
+/* The reasons read() raises OSError for what a camera sent (one line each). */
+#define BAD_LENGTH "an RTSP message in the data has a malformed Content-Length"
+#define LONG_BODY "an RTSP message in the data has a body over 64 KiB"
+#define STALLED "the RTP parser stopped advancing (a bug in _rtp.c)"
 
 static const uint8_t START_CODE[4] = {0, 0, 0, 1};
 
@@ -55,6 +75,8 @@ typedef struct {
     size_t au_len, au_cap;
     int au_open;       /* some packet of it has been seen */
     uint32_t au_ts;    /* its RTP timestamp */
+    int au_marked;     /* its last packet came, with the marker bit */
+    int au_unsure;     /* its first packet came after lost ones: maybe not its first */
     int au_vcl;        /* 0: no slice seen yet; 1: key; -1: not key */
     int au_recovery;   /* H.264: a recovery point SEI came before the slices */
     int au_broken;     /* a packet is missing or malformed: drop it */
@@ -74,6 +96,10 @@ typedef struct {
     double arrived;     /* monotonic time of the recv() the bytes being parsed came from */
     int interrupted;
     int closed;
+    const char *error;  /* the stream is unusable: read() raises OSError(error) */
+    size_t scanned;     /* bytes at in[start] already searched for an RTSP header's end */
+    int held;           /* the last AU_READY left its packet unconsumed */
+    int resync;         /* after bytes that are not RTSP: skip to the next '$' */
     int last_status; /* of the last RTSP answer skipped (a keep-alive's), 0: none yet */
     unsigned long long handed, skipped, dropped, messages;
 } RtpReader;
@@ -89,6 +115,8 @@ static double monotonic(void) {
 static void au_reset(RtpReader *r) {
     r->au_len = 0;
     r->au_open = 0;
+    r->au_marked = 0;
+    r->au_unsure = 0;
     r->au_vcl = 0;
     r->au_recovery = 0;
     r->au_broken = 0;
@@ -131,7 +159,11 @@ static int nal_type(const RtpReader *r, uint8_t header) {
 static void au_note(RtpReader *r, int type, const uint8_t *payload, size_t len, int keyframes_only) {
     if (r->au_vcl)
         return; /* the first slice decided */
-    int vcl, key;
+    int vcl, key, first;
+    /* Whether the slice is its picture's first: the first bit of its header
+     * (H.264: first_mb_in_slice is ue(v), 0 is a single 1 bit; H.265:
+     * first_slice_segment_in_pic_flag). No byte of it yet: can't tell. */
+    first = len == 0 || (payload[0] & 0x80);
     if (r->hevc) {
         vcl = type < 32;
         key = type >= 16 && type <= 23; /* IRAP: BLA, IDR, CRA */
@@ -140,9 +172,13 @@ static void au_note(RtpReader *r, int type, const uint8_t *payload, size_t len, 
             r->au_recovery = 1;
         vcl = type >= 1 && type <= 5;
         key = type == 5 || (vcl && r->au_recovery);
+        if (type == 3 || type == 4)
+            first = 0; /* data partitions B and C: A (the slice header) comes first */
     }
     if (!vcl)
         return;
+    if (r->au_unsure && !first)
+        r->au_broken = 1; /* the packets lost before it held the picture's first slices */
     r->au_vcl = key ? 1 : -1;
     if (!key && keyframes_only) {
         r->au_discard = 1;
@@ -215,12 +251,16 @@ static void au_fragment(RtpReader *r, const uint8_t *p, size_t len, int keyframe
 }
 
 static void au_payload(RtpReader *r, const uint8_t *p, size_t len, int keyframes_only) {
-    if (len < 1)
+    if (len < 1) {
+        r->au_broken = 1; /* no NAL unit header: not H.264 or H.265 */
         return;
+    }
     int type = nal_type(r, p[0]);
     if (r->hevc) {
-        if (type == 48)
-            au_aggregate(r, p + 2, len >= 2 ? len - 2 : 0, keyframes_only);
+        if (len < 2)
+            r->au_broken = 1; /* half a payload header */
+        else if (type == 48)
+            au_aggregate(r, p + 2, len - 2, keyframes_only);
         else if (type == 49)
             au_fragment(r, p, len, keyframes_only);
         else if (type < 48)
@@ -241,7 +281,14 @@ static void au_payload(RtpReader *r, const uint8_t *p, size_t len, int keyframes
 
 /* -- RTP and the interleaved stream ------------------------------------------ */
 
-enum { NEED_MORE, CONTINUE, AU_READY };
+/* What parsing one item gives. Every path that returns CONTINUE has consumed
+ * bytes (parse() checks it); NEED_MORE waits for more; PARSE_ERROR sets error. */
+enum { NEED_MORE, CONTINUE, AU_READY, PARSE_ERROR };
+
+static int fail(RtpReader *r, const char *reason) {
+    r->error = reason;
+    return PARSE_ERROR;
+}
 
 /* Closes the access unit being assembled; AU_READY when it should go to Python. */
 /* The unit is over, handed out or not: it becomes the one before the next. */
@@ -255,6 +302,8 @@ static void au_done(RtpReader *r) {
 static int au_finish(RtpReader *r, int keyframes_only) {
     if (!r->au_open)
         return CONTINUE;
+    if (r->in_fragment)
+        r->au_broken = 1; /* it ends inside a NAL unit: the rest was lost */
     if (r->au_vcl == 0 && !r->au_broken)
         return CONTINUE; /* parameter sets on their own: they go with the next unit */
     if (!r->au_broken && !r->au_discard && r->au_len > 0 && (!keyframes_only || r->au_vcl == 1))
@@ -280,15 +329,9 @@ static int rtp_packet(RtpReader *r, const uint8_t *p, size_t len, int keyframes_
     uint32_t ts = ((uint32_t)p[4] << 24) | ((uint32_t)p[5] << 16) | ((uint32_t)p[6] << 8) | p[7];
     if (r->payload_type >= 0 && payload_type != r->payload_type)
         return CONTINUE;
-    if (r->au_open && ts != r->au_ts) {
-        /* A new access unit starts: the last one ended without its marker. */
-        int state = au_finish(r, keyframes_only);
-        if (state == AU_READY) {
-            *consumed = 0;
-            return AU_READY;
-        }
-    }
-    size_t offset = 12 + 4 * (size_t)csrcs;
+    /* A malformed packet is ignored whole: its sequence number is not taken, so
+     * the next one shows a gap and its unit is dropped. */
+    size_t offset = 12 + 4 * (size_t)csrcs; /* at most 72 */
     if (extension) {
         if (len < offset + 4)
             return CONTINUE;
@@ -302,8 +345,26 @@ static int rtp_packet(RtpReader *r, const uint8_t *p, size_t len, int keyframes_
             return CONTINUE;
         len -= pad;
     }
-    if (r->have_seq && seq != r->next_seq)
-        r->au_broken = 1; /* lost packets: this unit is incomplete */
+    /* Packets lost before this one: from the open unit's end, this one's start,
+     * or both (then the first slice tells), or whole units between. */
+    int gap = r->have_seq && seq != r->next_seq;
+    if (r->au_open && ts != r->au_ts) {
+        /* A new access unit starts: the open one ends here. Inside a fragment,
+         * or without its marker across a gap, it lost its end. */
+        if (r->in_fragment || (gap && !r->au_marked))
+            r->au_broken = 1;
+        if (au_finish(r, keyframes_only) == AU_READY) {
+            *consumed = 0; /* parsed again, sequence number and all, next read */
+            return AU_READY;
+        }
+    }
+    int starts = !r->au_open || ts != r->au_ts; /* a unit (or one after parameter sets) */
+    if (gap) {
+        if (starts)
+            r->au_unsure = 1;
+        else
+            r->au_broken = 1; /* lost from the middle of this unit */
+    }
     r->have_seq = 1;
     r->next_seq = (uint16_t)(seq + 1);
     if (!r->have_ts) {
@@ -313,10 +374,15 @@ static int rtp_packet(RtpReader *r, const uint8_t *p, size_t len, int keyframes_
         r->pts += (int32_t)(ts - r->last_ts);
     }
     r->last_ts = ts;
+    if (starts)
+        r->au_marked = 0;
     r->au_open = 1;
     r->au_ts = ts;
     au_payload(r, p + offset, len - offset, keyframes_only);
-    return marker ? au_finish(r, keyframes_only) : CONTINUE;
+    if (!marker)
+        return CONTINUE;
+    r->au_marked = 1;
+    return au_finish(r, keyframes_only);
 }
 
 /* Finds `needle` in [p, p + len). */
@@ -328,60 +394,118 @@ static const uint8_t *find(const uint8_t *p, size_t len, const char *needle) {
     return NULL;
 }
 
+/* The decimal number of ASCII digits in [p, end), with spaces and tabs around
+ * it; NOT_A_NUMBER if there is none, or anything else; OVER_LIMIT if it is a
+ * number over `limit` (never computed past it: no overflow). */
+enum { NOT_A_NUMBER = -1, OVER_LIMIT = -2 };
+static long decimal(const uint8_t *p, const uint8_t *end, long limit) {
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (p == end)
+        return NOT_A_NUMBER;
+    long value = 0;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9')
+            return NOT_A_NUMBER;
+        if (value > (limit - (*p - '0')) / 10)
+            value = OVER_LIMIT; /* keep checking the rest are digits */
+        else if (value >= 0)
+            value = value * 10 + (*p - '0');
+    }
+    return value;
+}
+
 /* An RTSP message interleaved with the data (an answer to a keep-alive, or a
- * request from the server): skipped whole, body included. */
+ * request from the server): skipped whole, body included. Every number is read
+ * within its own line: the buffer is not a C string. */
 static int rtsp_message(RtpReader *r) {
     const uint8_t *p = r->in + r->start;
     size_t len = r->end - r->start;
-    const uint8_t *end = find(p, len, "\r\n\r\n");
+    size_t limit = len < HEADER_LIMIT ? len : HEADER_LIMIT;
+    /* Go on where the last call stopped (a CR LF CR LF may straddle it): a
+     * header that trickles in is searched once, not once per recv(). */
+    size_t from = r->scanned > 3 ? r->scanned - 3 : 0;
+    const uint8_t *end = find(p + from, limit - from, "\r\n\r\n");
     if (!end) {
-        if (len >= IN_CAPACITY / 2) { /* no header end in 128 KiB: not RTSP */
-            r->start = r->end;
-            r->messages++;
-        }
-        return NEED_MORE;
+        r->scanned = limit;
+        if (limit < HEADER_LIMIT)
+            return NEED_MORE;
+        r->start += HEADER_LIMIT; /* no header end in 64 KiB: not RTSP */
+        r->resync = 1;            /* nor what follows, up to an interleaved frame */
+        r->messages++;
+        return CONTINUE;
     }
     size_t header = (size_t)(end - p) + 4, body = 0;
-    if (len > 12 && memcmp(p, "RTSP/1.0 ", 9) == 0)
-        r->last_status = atoi((const char *)p + 9);
     for (const uint8_t *line = p; line < end;) {
         const uint8_t *next = find(line, (size_t)(end + 2 - line), "\r\n");
-        if (!next)
-            break;
-        if (next - line > 15 && strncasecmp((const char *)line, "Content-Length:", 15) == 0)
-            body = strtoul((const char *)line + 15, NULL, 10);
+        if (line == p && next - line >= 12 && memcmp(line, "RTSP/1.0 ", 9) == 0 &&
+            (next - line == 12 || line[12] == ' ')) {
+            long status = decimal(line + 9, line + 12, 999);
+            if (status >= 100)
+                r->last_status = (int)status;
+        }
+        if (next - line >= 15 && strncasecmp((const char *)line, "Content-Length:", 15) == 0) {
+            long value = decimal(line + 15, next, BODY_LIMIT);
+            if (value < 0)
+                return fail(r, value == OVER_LIMIT ? LONG_BODY : BAD_LENGTH);
+            body = (size_t)value;
+        }
         line = next + 2;
     }
     if (len < header + body)
         return NEED_MORE;
-    r->start += header + body;
+    r->start += header + body; /* at least 4 */
     r->messages++;
     return CONTINUE;
 }
 
 /* Parses what has been received; AU_READY when an access unit is ready. */
 static int parse(RtpReader *r, int keyframes_only) {
+    if (r->error)
+        return PARSE_ERROR;
     while (r->end > r->start) {
         const uint8_t *p = r->in + r->start;
-        size_t len = r->end - r->start;
-        if (p[0] != '$') {
-            if (rtsp_message(r) == NEED_MORE)
+        size_t len = r->end - r->start, before = r->start;
+        int state = CONTINUE;
+        if (r->resync && p[0] != '$') {
+            const uint8_t *dollar = memchr(p, '$', len);
+            r->start = dollar ? (size_t)(dollar - r->in) : r->end;
+        } else if (p[0] == '\r' || p[0] == '\n') {
+            r->start++; /* a stray line end between messages */
+        } else if (p[0] != '$') {
+            state = rtsp_message(r);
+        } else if (len < 4) {
+            return NEED_MORE;
+        } else {
+            r->resync = 0;
+            size_t size = ((size_t)p[2] << 8) | p[3];
+            if (len < 4 + size)
                 return NEED_MORE;
-            continue;
+            if (p[1] != r->channel) { /* RTCP, or another stream */
+                r->start += 4 + size;
+            } else {
+                int consumed;
+                state = rtp_packet(r, p + 4, size, keyframes_only, &consumed);
+                if (consumed)
+                    r->start += 4 + size;
+            }
         }
-        if (len < 4)
-            return NEED_MORE;
-        size_t size = ((size_t)p[2] << 8) | p[3];
-        if (len < 4 + size)
-            return NEED_MORE;
-        if (p[1] != r->channel) { /* RTCP, or another stream */
-            r->start += 4 + size;
-            continue;
+        if (state == NEED_MORE || state == PARSE_ERROR)
+            return state;
+        if (r->start > r->end)
+            return fail(r, STALLED);
+        if (r->start == before) {
+            /* Only a unit handed out may leave its successor's first packet for
+             * the next read, and then once: that read starts the unit afresh. */
+            if (state != AU_READY || r->held)
+                return fail(r, STALLED);
+            r->held = 1;
+            return AU_READY;
         }
-        int consumed;
-        int state = rtp_packet(r, p + 4, size, keyframes_only, &consumed);
-        if (consumed)
-            r->start += 4 + size;
+        r->held = 0;
+        r->scanned = 0;
         if (state == AU_READY)
             return AU_READY;
     }
@@ -398,6 +522,11 @@ static int RtpReader_init(RtpReader *r, PyObject *args, PyObject *kwargs) {
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iiipd|y*", names, &fd, &channel,
                                      &payload_type, &hevc, &read_timeout, &received))
         return -1;
+    if (r->in) {
+        PyBuffer_Release(&received);
+        PyErr_SetString(PyExc_TypeError, "the reader is initialized already");
+        return -1;
+    }
     if (received.buf && (size_t)received.len > IN_CAPACITY) {
         PyBuffer_Release(&received);
         PyErr_SetString(PyExc_OSError, "too much data ahead of the first read");
@@ -478,8 +607,13 @@ static PyObject *RtpReader_read(RtpReader *r, PyObject *args) {
         if (r->interrupted)
             Py_RETURN_NONE;
         /* Parsing holds the GIL: it is microseconds, and releasing costs more. */
-        if (parse(r, keyframes_only) == AU_READY)
+        int state = parse(r, keyframes_only);
+        if (state == AU_READY)
             return hand_out(r);
+        if (state == PARSE_ERROR) {
+            PyErr_SetString(PyExc_OSError, r->error);
+            return NULL;
+        }
         /* Make room: what is left is part of one frame or message. */
         if (r->start > 0) {
             memmove(r->in, r->in + r->start, r->end - r->start);
@@ -500,11 +634,13 @@ static PyObject *RtpReader_read(RtpReader *r, PyObject *args) {
         if (now >= give_up)
             Py_RETURN_NONE;
         double wait = (stale < give_up ? stale : give_up) - now;
+        /* NaN or huge waits: poll() takes an int of milliseconds. */
+        int wait_ms = wait < 3600.0 ? (int)(wait * 1000.0) + 1 : 3600 * 1000;
         struct pollfd fds[2] = {{r->fd, POLLIN, 0}, {r->wake, POLLIN, 0}};
         int ready, error = 0;
         ssize_t got = 0;
         Py_BEGIN_ALLOW_THREADS
-        ready = poll(fds, 2, (int)(wait * 1000.0) + 1);
+        ready = poll(fds, 2, wait_ms);
         if (ready < 0) {
             error = errno;
         } else if (ready > 0 && !(fds[1].revents & POLLIN) && fds[0].revents) {

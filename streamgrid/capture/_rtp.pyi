@@ -13,6 +13,10 @@ class RtpReader:
         read_timeout: float,
         received: bytes = ...,
     ) -> None: ...
+    # Raises EndOfStream, ReadTimeout, or OSError with a one-line reason: the
+    # socket's error, or what the camera sent that cannot be read on ("an RTSP
+    # message in the data has a malformed Content-Length", "... a body over
+    # 64 KiB"); once raised for the data, every later read raises it again.
     def read(
         self, keyframes_only: bool, max_wait: float
     ) -> tuple[bytes, int, bool, float, float | None, int | None] | None: ...

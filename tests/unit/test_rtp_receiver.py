@@ -8,10 +8,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from streamgrid.capture import _rtp, rtp
+from tests.fuzz.case import Case
+from tests.fuzz.isolated import Result, run_isolated
 
 SC = b"\x00\x00\x00\x01"
 SPS, PPS = b"\x67\x42\xc0\x0d\xda", b"\x68\xce\x3c\x80"
@@ -229,3 +233,272 @@ def test_any_split_of_the_byte_stream_gives_the_same_units(pair: Pair) -> None:
         got.append(unit(r))
     assert [g[0] for g in got] == [SC + SPS + SC + PPS + SC + IDR, SC + P_SLICE]
     assert r.counts[:3] == (2, 0, 0)
+
+
+# -- hostile streams (issue 11): each of these once crashed, hung or misled the loop --
+
+# Slices that are the first of their picture (first_mb_in_slice = 0: the first
+# bit after the header is 1), and one that is not.
+IDR_FIRST = b"\x65\xb8" + bytes(range(200))
+P_FIRST = b"\x41\x9a" + bytes(range(60))
+IDR_SECOND_SLICE = b"\x65\x40" + bytes(range(100))
+
+
+def isolated(tmp_path: Path, name: str, stream: bytes, **options: Any) -> Result:
+    """One stream through a reader in a child process with a watchdog: on the
+    code before issue 11 some of these hung (holding the GIL) or read past the
+    buffer."""
+    path = tmp_path / f"{name}.case"
+    path.write_bytes(Case(stream=stream, **options).dump())
+    (result,) = run_isolated([path], timeout=20.0)
+    return result
+
+
+def answer_with_its_own_length_subtracted(template: bytes, modulo: int | None) -> bytes:
+    """An RTSP answer whose Content-Length is minus its own header's length (as
+    a negative number, or wrapped around 2**64): skipping it moved nowhere."""
+    value = 0
+    for _ in range(5):
+        text = str(-value if modulo is None else modulo - value).encode()
+        answer = template.replace(b"N", text)
+        value = len(answer)
+    assert len(template.replace(b"N", text)) == value
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("modulo", "error"),
+    [
+        (None, "an RTSP message in the data has a malformed Content-Length"),
+        (2**64, "an RTSP message in the data has a body over 64 KiB"),
+    ],
+    ids=["negative", "wrapped"],
+)
+def test_a_negative_content_length_is_an_error_not_an_endless_loop(
+    tmp_path: Path, modulo: int | None, error: str
+) -> None:
+    with socket.socket() as unused:
+        s = Sender(unused)
+    answer = answer_with_its_own_length_subtracted(
+        b"RTSP/1.0 200 OK\r\nCSeq: 9\r\nContent-Length: N\r\n\r\n", modulo
+    )
+    stream = b"".join(key_unit(s, 0)) + answer + b"".join(key_unit(s, 3600))
+    result = isolated(tmp_path, "negative", stream)
+    assert result.status == "ok", result.detail
+    assert result.detail == error
+    assert result.units == [(len(SC + SPS + SC + PPS + SC + IDR), 0, True)]
+
+
+def test_a_status_line_without_a_status_reads_nothing_past_the_header(tmp_path: Path) -> None:
+    """atoi() skipped the CR LF CR LF and read the digits after it, to the end of
+    the 256 KiB buffer and beyond."""
+    stream = b"RTSP/1.0 \r\n\r\n" + b"7" * (256 * 1024 - 13)
+    result = isolated(tmp_path, "status", stream, ahead=256 * 1024)
+    assert result.status == "ok", result.detail
+    assert result.last_status == 0  # no status: the line has none
+
+
+def test_a_content_length_without_digits_reads_nothing_past_the_header(tmp_path: Path) -> None:
+    stream = b"RTSP/1.0 200 OK\r\nContent-Length: \r\n\r\n" + b"7" * (256 * 1024 - 37)
+    result = isolated(tmp_path, "length", stream, ahead=256 * 1024)
+    assert result.status == "ok", result.detail
+    assert result.detail == "an RTSP message in the data has a malformed Content-Length"
+    assert result.last_status == 200
+
+
+@pytest.mark.parametrize(
+    "value", [b"abc", b"5x", b"+5", b"0x10", b"", b"5 5", b"\xd9\xa5"], ids=repr
+)
+def test_a_malformed_content_length_is_an_os_error(pair: Pair, value: bytes) -> None:
+    ours, theirs = pair
+    theirs.sendall(b"RTSP/1.0 200 OK\r\nContent-Length: " + value + b"\r\n\r\nhello")
+    with pytest.raises(OSError, match="malformed Content-Length"):
+        reader(ours).read(False, 1.0)
+
+
+def test_a_body_larger_than_an_answer_has_is_an_os_error(pair: Pair) -> None:
+    ours, theirs = pair
+    theirs.sendall(b"RTSP/1.0 200 OK\r\nContent-Length: 65537\r\n\r\n")
+    r = reader(ours)
+    with pytest.raises(OSError, match="body over 64 KiB"):
+        r.read(False, 1.0)
+    with pytest.raises(OSError, match="body over 64 KiB"):  # and it stays so
+        r.read(False, 1.0)
+
+
+def test_content_length_with_spaces_any_case_and_the_status_of_each_answer(pair: Pair) -> None:
+    ours, theirs = pair
+    s = Sender(theirs)
+    s.send(
+        b"RTSP/1.0 454 Session Not Found\r\ncontent-length: \t 5 \r\n\r\nhello",
+        b"\r\n",  # a stray line end between frames
+        *key_unit(s, 0),
+        b"RTSP/1.0 2000 Too Long\r\n\r\n",  # not a status: the last one stays
+    )
+    r = reader(ours)
+    assert unit(r)[1] == 0
+    assert r.read(False, 0.2) is None
+    assert r.last_status == 454 and r.counts[3] == 2
+
+
+def test_a_message_that_never_ends_is_skipped_and_reading_goes_on(pair: Pair) -> None:
+    ours, theirs = pair
+    s = Sender(theirs)
+    junk = b"GET_PARAMETER rtsp://x RTSP/1.0\r\nX: " + b"y" * 70000
+    sender = threading.Thread(target=s.send, args=(junk, *key_unit(s, 0)))
+    sender.start()
+    r = reader(ours)
+    got = unit(r)
+    sender.join()
+    assert got[1] == 0 and r.counts[3] == 1
+
+
+def test_a_unit_that_lost_its_last_fragment_is_dropped_and_the_next_handed(pair: Pair) -> None:
+    """The end fragment is lost and the next packet has a new timestamp: the
+    truncated unit was handed out and the whole next one dropped."""
+    ours, theirs = pair
+    s = Sender(theirs)
+    pieces = fu_a(IDR_FIRST, 3)
+    nxt = [s.packet(3600, p, marker=i == 2) for i, p in enumerate(fu_a(P_FIRST, 3))]
+    s.send(s.packet(0, pieces[0]), s.packet(0, pieces[1]))
+    s.seq += 1  # pieces[2] never came
+    s.send(*nxt)
+    r = reader(ours)
+    data, pts, *_ = unit(r)
+    assert (data, pts) == (SC + P_FIRST, 3600)
+    assert r.counts[:3] == (1, 0, 1)
+
+
+def test_a_unit_without_its_marker_across_a_gap_is_dropped(pair: Pair) -> None:
+    ours, theirs = pair
+    s = Sender(theirs)
+    s.send(s.packet(0, stap_a(SPS, PPS)), s.packet(0, IDR_FIRST))
+    s.seq += 1  # the unit's last packet (with the marker) never came
+    s.send(s.packet(3600, P_FIRST, marker=True))
+    r = reader(ours)
+    assert unit(r)[:2] == (SC + P_FIRST, 3600)
+    assert r.counts[:3] == (1, 0, 1)
+
+
+def test_a_gap_after_a_marker_does_not_drop_the_next_whole_unit(pair: Pair) -> None:
+    """A whole unit lost between two: the one after starts with its first slice."""
+    ours, theirs = pair
+    s = Sender(theirs)
+    s.send(*key_unit(s, 0))
+    s.seq += 2  # the unit at 3600 never came
+    s.send(*[s.packet(7200, p, marker=i == 1) for i, p in enumerate(fu_a(P_FIRST, 2))])
+    r = reader(ours)
+    assert unit(r)[1] == 0
+    assert unit(r)[:2] == (SC + P_FIRST, 7200)
+    assert r.counts[:3] == (2, 0, 0)
+
+
+def test_a_unit_that_lost_its_first_slice_is_dropped(pair: Pair) -> None:
+    """After a gap, a unit whose first slice is not its picture's first lost its head."""
+    ours, theirs = pair
+    s = Sender(theirs)
+    s.send(*key_unit(s, 0))
+    s.seq += 1  # the first slice of the unit at 3600
+    s.send(s.packet(3600, IDR_SECOND_SLICE, marker=True))
+    s.send(s.packet(7200, P_FIRST, marker=True))
+    r = reader(ours)
+    assert unit(r)[1] == 0
+    assert unit(r)[:2] == (SC + P_FIRST, 7200)
+    assert r.counts[:3] == (2, 0, 1)
+
+
+def test_a_gap_inside_a_unit_with_the_same_timestamp_drops_it(pair: Pair) -> None:
+    ours, theirs = pair
+    s = Sender(theirs)
+    s.send(s.packet(0, IDR_FIRST))
+    s.seq += 1
+    s.send(s.packet(0, IDR_SECOND_SLICE, marker=True), s.packet(3600, P_FIRST, marker=True))
+    r = reader(ours)
+    assert unit(r)[:2] == (SC + P_FIRST, 3600)
+    assert r.counts[:3] == (1, 0, 1)
+
+
+@pytest.mark.parametrize("how", ["continuation without start", "marker mid-fragment", "no end"])
+def test_broken_fragments_drop_their_unit_only(pair: Pair, how: str) -> None:
+    ours, theirs = pair
+    s = Sender(theirs)
+    pieces = fu_a(IDR_FIRST, 3)
+    if how == "continuation without start":
+        broken = [s.packet(0, pieces[1]), s.packet(0, pieces[2], marker=True)]
+    elif how == "marker mid-fragment":
+        broken = [s.packet(0, pieces[0]), s.packet(0, pieces[1], marker=True)]
+    else:  # no gap, no marker: the fragment is still open at the next timestamp
+        broken = [s.packet(0, pieces[0]), s.packet(0, pieces[1])]
+    s.send(*broken, s.packet(3600, P_FIRST, marker=True))
+    r = reader(ours)
+    assert unit(r)[:2] == (SC + P_FIRST, 3600)
+    assert r.counts[:3] == (1, 0, 1)
+
+
+def test_hevc_a_unit_that_lost_its_first_slice_segment_is_dropped(pair: Pair) -> None:
+    ours, theirs = pair
+    s = Sender(theirs)
+    first = b"\x02\x01\x80" + bytes(30)  # TRAIL_R, first_slice_segment_in_pic_flag = 1
+    later = b"\x02\x01\x40" + bytes(30)  # a later segment of its picture
+    s.send(s.packet(0, first, marker=True))
+    s.seq += 1
+    s.send(s.packet(3600, later, marker=True), s.packet(7200, first, marker=True))
+    r = _rtp.RtpReader(ours.fileno(), 0, 96, True, 5.0, b"")
+    assert unit(r)[:2] == (SC + first, 0)
+    assert unit(r)[:2] == (SC + first, 7200)
+    assert r.counts[:3] == (2, 0, 1)
+
+
+def raw_packet(seq: int, ts: int, payload: bytes, first: int = 0x80, marker: bool = True) -> bytes:
+    data = bytes([first, (0x80 if marker else 0) | 96]) + seq.to_bytes(2, "big")
+    data += ts.to_bytes(4, "big") + b"\x11\x22\x33\x44" + payload
+    return b"$\x00" + len(data).to_bytes(2, "big") + data
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        raw_packet(1, 0, b"\x00\x01\x03\xe8" + IDR_FIRST, 0x90, False),  # extension past the end
+        raw_packet(1, 0, b"\x11" * 8, 0x8F, False),  # 15 CSRCs in 8 bytes
+        raw_packet(1, 0, IDR_FIRST[:20] + b"\xff", 0xA0, False),  # padding past the payload
+        raw_packet(1, 0, b"\x60", 0x80, False),  # an H.264 type-0 NAL: refused
+        raw_packet(1, 0, b"", 0x80, False),  # header only
+    ],
+    ids=["extension", "csrc", "padding", "nal type", "empty"],
+)
+def test_a_malformed_packet_is_ignored_and_breaks_only_its_unit(pair: Pair, bad: bytes) -> None:
+    ours, theirs = pair
+    theirs.sendall(
+        raw_packet(0, 0, IDR_FIRST[:50], marker=False)
+        + bad
+        + raw_packet(2, 0, IDR_FIRST[50:], marker=True)
+        + raw_packet(3, 3600, P_FIRST)
+        + b"$\x00\x00\x00"  # an empty interleaved frame
+        + raw_packet(4, 7200, P_FIRST)
+    )
+    r = reader(ours)
+    assert unit(r)[:2] == (SC + P_FIRST, 3600)
+    assert unit(r)[:2] == (SC + P_FIRST, 7200)
+    assert r.counts[2] == 1
+
+
+def test_hevc_aggregates_with_short_or_odd_sizes_are_dropped(pair: Pair) -> None:
+    ours, theirs = pair
+    first = b"\x02\x01\x80" + bytes(30)
+    theirs.sendall(
+        raw_packet(0, 0, b"\x60")  # an AP with half its payload header
+        + raw_packet(1, 3600, b"\x60\x01\x00\x05\x40\x01")  # a size past its end
+        + raw_packet(2, 7200, b"\x62\x01\xc1")  # a FU, start and end, no payload
+        + raw_packet(3, 10800, first)
+    )
+    r = _rtp.RtpReader(ours.fileno(), 0, 96, True, 5.0, b"")
+    assert unit(r)[:2] == (SC + b"\x02\x01", 7200)
+    assert unit(r)[:2] == (SC + first, 10800)
+    assert r.counts[2] == 2
+
+
+def test_a_reader_cannot_be_initialized_twice(pair: Pair) -> None:
+    ours, _ = pair
+    r = reader(ours)
+    with pytest.raises(TypeError):
+        r.__init__(ours.fileno(), 0, 96, False, 5.0, b"")  # type: ignore[misc]
