@@ -9,7 +9,11 @@
  * camera, 0.6-0.7 % of a core before anything is decoded. Here one poll() and
  * one recv() take whatever has arrived (a frame's packets come in a burst), the
  * RTP packets are depacketized in place, and in keyframe mode a non-key access
- * unit is dropped at its first slice without a byte of it copied.
+ * unit never reaches Python: it is held back in C (one memcpy), in case the
+ * keyframe the sampler waits for is late and it asks for the units since the
+ * last one after all; once the chain is broken (a lost packet, a GOP past
+ * HOLD_BYTES), not a byte of such a unit is copied.
+
  *
  * The RTSP conversation (DESCRIBE, SETUP, PLAY, keep-alives, TEARDOWN) stays in
  * Python (capture/rtsp.py): it is a handful of messages per connection. Python
@@ -56,11 +60,27 @@
 #define BAD_LENGTH "an RTSP message in the data has a malformed Content-Length"
 #define LONG_BODY "an RTSP message in the data has a body over 64 KiB"
 #define STALLED "the RTP parser stopped advancing (a bug in _rtp.c)"
+/* Units skipped while only keyframes are wanted are held, up to these, so that
+ * a sampler whose keyframe is late (a camera stretching its GOP) can decode
+ * from the last keyframe after all. Past them the chain is given up until the
+ * next keyframe (a GOP this long is read in the lazy mode anyway). */
+#define HOLD_BYTES (16 * 1024 * 1024)
+#define HOLD_UNITS 1024
 
 static const uint8_t START_CODE[4] = {0, 0, 0, 1};
 
 static PyObject *EndOfStream; /* the server closed the connection */
 static PyObject *ReadTimeout; /* nothing arrived within the read timeout */
+
+/* A unit held back: where its bytes are in `hold`, and what read() says of it. */
+typedef struct {
+    size_t offset, len;
+    int64_t pts;
+    double arrived;
+    int have_previous;
+    double previous_arrived;
+    int64_t previous_pts;
+} HeldUnit;
 
 typedef struct {
     PyObject_HEAD
@@ -80,7 +100,7 @@ typedef struct {
     int au_vcl;        /* 0: no slice seen yet; 1: key; -1: not key */
     int au_recovery;   /* H.264: a recovery point SEI came before the slices */
     int au_broken;     /* a packet is missing or malformed: drop it */
-    int au_discard;    /* not key while only keyframes are wanted: not copied */
+    int au_discard;    /* not key while only keyframes are wanted, nor held: not copied */
     int in_fragment;   /* inside a FU-A / FU */
     int have_seq;
     uint16_t next_seq;
@@ -101,6 +121,13 @@ typedef struct {
     int held;           /* the last AU_READY left its packet unconsumed */
     int resync;         /* after bytes that are not RTSP: skip to the next '$' */
     int last_status; /* of the last RTSP answer skipped (a keep-alive's), 0: none yet */
+    /* Non-key units skipped since the last unit handed out, in order, while the
+     * chain from the last keyframe is whole (hold_broken: it is not). */
+    uint8_t *hold;
+    size_t hold_len, hold_cap;
+    HeldUnit *held_units;
+    size_t held_count, held_next;
+    int hold_broken;
     unsigned long long handed, skipped, dropped, messages;
 } RtpReader;
 
@@ -180,8 +207,8 @@ static void au_note(RtpReader *r, int type, const uint8_t *payload, size_t len, 
     if (r->au_unsure && !first)
         r->au_broken = 1; /* the packets lost before it held the picture's first slices */
     r->au_vcl = key ? 1 : -1;
-    if (!key && keyframes_only) {
-        r->au_discard = 1;
+    if (!key && keyframes_only && r->hold_broken) {
+        r->au_discard = 1; /* nothing to hold it for: not a byte copied */
         r->au_len = 0;
     }
 }
@@ -299,6 +326,51 @@ static void au_done(RtpReader *r) {
     au_reset(r);
 }
 
+/* -- units held back in keyframe mode ------------------------------------------ */
+
+/* Forgets what is held (the units not handed out count as skipped); `broken`:
+ * and holds nothing more until a keyframe restarts the chain. */
+static void hold_reset(RtpReader *r, int broken) {
+    r->skipped += r->held_count - r->held_next;
+    r->hold_len = r->held_count = r->held_next = 0;
+    r->hold_broken = broken;
+}
+
+/* Keeps the finished unit in `au` (a whole non-key unit) for a later read. */
+static void hold_push(RtpReader *r) {
+    if (r->held_count == HOLD_UNITS || r->hold_len + r->au_len > HOLD_BYTES) {
+        r->skipped++;
+        hold_reset(r, 1);
+        return;
+    }
+    if (!r->held_units) {
+        r->held_units = malloc(HOLD_UNITS * sizeof *r->held_units);
+        if (!r->held_units) {
+            r->skipped++;
+            hold_reset(r, 1);
+            return;
+        }
+    }
+    if (r->hold_len + r->au_len > r->hold_cap) {
+        size_t cap = r->hold_cap ? r->hold_cap : 256 * 1024;
+        while (cap < r->hold_len + r->au_len)
+            cap *= 2;
+        uint8_t *grown = realloc(r->hold, cap);
+        if (!grown) {
+            r->skipped++;
+            hold_reset(r, 1);
+            return;
+        }
+        r->hold = grown;
+        r->hold_cap = cap;
+    }
+    memcpy(r->hold + r->hold_len, r->au, r->au_len);
+    r->held_units[r->held_count++] = (HeldUnit){r->hold_len, r->au_len,   r->pts,
+                                                r->arrived,  r->have_previous,
+                                                r->previous_arrived, r->previous_pts};
+    r->hold_len += r->au_len;
+}
+
 static int au_finish(RtpReader *r, int keyframes_only) {
     if (!r->au_open)
         return CONTINUE;
@@ -308,10 +380,14 @@ static int au_finish(RtpReader *r, int keyframes_only) {
         return CONTINUE; /* parameter sets on their own: they go with the next unit */
     if (!r->au_broken && !r->au_discard && r->au_len > 0 && (!keyframes_only || r->au_vcl == 1))
         return AU_READY; /* the caller hands it out, then calls au_done() */
-    if (r->au_broken)
+    if (r->au_broken) {
         r->dropped++;
-    else
+        hold_reset(r, 1); /* a hole in the chain: nothing after it decodes until a keyframe */
+    } else if (!r->au_discard && r->au_len > 0 && !r->hold_broken) {
+        hold_push(r);
+    } else {
         r->skipped++;
+    }
     au_done(r);
     return CONTINUE;
 }
@@ -551,12 +627,16 @@ static int RtpReader_init(RtpReader *r, PyObject *args, PyObject *kwargs) {
     }
     r->last_data = r->arrived = monotonic();
     au_reset(r);
+    r->hold_broken = 1; /* no keyframe yet: nothing before one decodes */
     return 0;
 }
 
 static void RtpReader_dealloc(RtpReader *r) {
     free(r->in);
     free(r->au);
+    free(r->hold);
+    free(r->held_units);
+
     if (r->wake >= 0)
         close(r->wake);
     Py_TYPE(r)->tp_free((PyObject *)r);
@@ -569,30 +649,52 @@ static PyObject *RtpReader_new(PyTypeObject *type, PyObject *args, PyObject *kwa
     return (PyObject *)r;
 }
 
-static PyObject *hand_out(RtpReader *r) {
-    PyObject *data = PyBytes_FromStringAndSize((const char *)r->au, (Py_ssize_t)r->au_len);
+/* (data, pts, key, arrived, previous_arrived, previous_pts) for read(). */
+static PyObject *unit_tuple(const uint8_t *bytes, size_t len, const HeldUnit *u, int key) {
+    PyObject *data = PyBytes_FromStringAndSize((const char *)bytes, (Py_ssize_t)len);
     if (!data)
         return NULL;
     PyObject *previous_arrived = Py_None, *previous_pts = Py_None;
     PyObject *pa = NULL, *pp = NULL;
-    if (r->have_previous) {
-        previous_arrived = pa = PyFloat_FromDouble(r->previous_arrived);
-        previous_pts = pp = PyLong_FromLongLong(r->previous_pts);
+    if (u->have_previous) {
+        previous_arrived = pa = PyFloat_FromDouble(u->previous_arrived);
+        previous_pts = pp = PyLong_FromLongLong(u->previous_pts);
     }
-    PyObject *result = Py_BuildValue("(NLOdOO)", data, (long long)r->pts,
-                                     r->au_vcl == 1 ? Py_True : Py_False, r->arrived,
-                                     previous_arrived, previous_pts);
+    PyObject *result = Py_BuildValue("(NLOdOO)", data, (long long)u->pts, key ? Py_True : Py_False,
+                                     u->arrived, previous_arrived, previous_pts);
     Py_XDECREF(pa);
     Py_XDECREF(pp);
+    return result;
+}
+
+static PyObject *hand_out(RtpReader *r) {
+    HeldUnit unit = {0, r->au_len, r->pts, r->arrived, r->have_previous, r->previous_arrived,
+                     r->previous_pts};
+    PyObject *result = unit_tuple(r->au, r->au_len, &unit, r->au_vcl == 1);
+    if (r->au_vcl == 1)
+        hold_reset(r, 0); /* a keyframe: what came before it is of no more use */
     r->handed++;
     au_done(r);
     return result;
 }
 
+/* The oldest unit held back, now that every unit is wanted again. */
+static PyObject *hand_out_held(RtpReader *r) {
+    const HeldUnit *unit = &r->held_units[r->held_next++];
+    PyObject *result = unit_tuple(r->hold + unit->offset, unit->len, unit, 0);
+    if (r->held_next == r->held_count)
+        hold_reset(r, 0); /* all handed over: the chain goes on whole */
+    r->handed++;
+    return result;
+}
+
 /* read(keyframes_only, max_wait): the next access unit (the next key one if
  * keyframes_only) as (data, pts, key, arrived, previous_arrived, previous_pts),
- * or None after max_wait seconds or interrupt(). Raises EndOfStream,
- * ReadTimeout (nothing received for read_timeout) or OSError. */
+ * or None after max_wait seconds or interrupt(). Non-key units skipped by
+ * earlier reads since the last keyframe come first, once keyframes_only is
+ * off (HOLDS_SKIPPED). Raises EndOfStream, ReadTimeout (nothing received for
+ * read_timeout) or OSError. */
+
 static PyObject *RtpReader_read(RtpReader *r, PyObject *args) {
     int keyframes_only;
     double max_wait;
@@ -602,10 +704,14 @@ static PyObject *RtpReader_read(RtpReader *r, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "the reader is closed");
         return NULL;
     }
+    /* Units skipped while only keyframes were wanted come first. */
+    if (!keyframes_only && r->held_next < r->held_count)
+        return hand_out_held(r);
     double give_up = monotonic() + max_wait;
     for (;;) {
         if (r->interrupted)
             Py_RETURN_NONE;
+
         /* Parsing holds the GIL: it is microseconds, and releasing costs more. */
         int state = parse(r, keyframes_only);
         if (state == AU_READY)
@@ -739,7 +845,8 @@ PyMODINIT_FUNC PyInit__rtp(void) {
     Py_INCREF(&RtpReaderType);
     if (PyModule_AddObject(m, "RtpReader", (PyObject *)&RtpReaderType) < 0 ||
         PyModule_AddObject(m, "EndOfStream", EndOfStream) < 0 ||
-        PyModule_AddObject(m, "ReadTimeout", ReadTimeout) < 0) {
+        PyModule_AddObject(m, "ReadTimeout", ReadTimeout) < 0 ||
+        PyModule_AddIntConstant(m, "HOLDS_SKIPPED", 1) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,4 +1,9 @@
+# Units skipped while only keyframes were wanted are held (since the last
+# keyframe, bounded) and handed over first by the next read that wants them all.
+HOLDS_SKIPPED: int
+
 class EndOfStream(EOFError): ...
+
 class ReadTimeout(TimeoutError): ...
 
 class RtpReader:

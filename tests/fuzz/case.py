@@ -91,12 +91,16 @@ class Expected:
     """What must come out of a clean or lossy stream (read without keyframes_only)."""
 
     exact: bool  # clean: exactly `complete`, in order
+    # Clean, read with keyframes_only now and then: every key unit, and the rest
+    # a subsequence of `complete` in order (held back in C, then handed over).
+    subsequence: bool = False
     complete: list[tuple[str, int, bool]] = field(default_factory=list)  # digest, pts, key
     tails: dict[int, set[str]] = field(default_factory=dict)  # pts: digests of NAL suffixes
 
     def to_json(self) -> dict[str, Any]:
         return {
             "exact": self.exact,
+            "subsequence": self.subsequence,
             "complete": self.complete,
             "tails": {str(pts): sorted(digests) for pts, digests in self.tails.items()},
         }
@@ -105,10 +109,17 @@ class Expected:
     def from_json(cls, data: dict[str, Any]) -> Expected:
         complete = [(str(d), int(p), bool(k)) for d, p, k in data["complete"]]
         tails = {int(pts): set(digests) for pts, digests in data["tails"].items()}
-        return cls(bool(data["exact"]), complete, tails)
+        return cls(bool(data["exact"]), bool(data.get("subsequence")), complete, tails)
 
     def check(self, outcome: Outcome) -> None:
         got = [(digest(data), pts, key) for data, pts, key in outcome.units]
+        if self.subsequence:
+            rest = iter(self.complete)
+            if not all(unit in rest for unit in got):  # consumes: order is checked
+                raise Finding(f"units out of order or not sent: {got}; sent {self.complete}")
+            if [u for u in self.complete if u[2]] != [u for u in got if u[2]]:
+                raise Finding(f"a key unit missing: {got}; sent {self.complete}")
+            return
         if self.exact:
             if got != self.complete:
                 raise Finding(f"clean stream: expected {self.complete}, got {got}")

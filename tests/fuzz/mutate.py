@@ -236,8 +236,19 @@ def make_case(rng: random.Random, seeds: list[Seed]) -> Case:
         _driving(rng, case)
         case.expect = _expect(seed, units, kept, exact=False, sent=packets)
         return case
-    if roll < 0.32:
+    if roll < 0.4:
+        # keyframes_only on and off: units skipped are held in C and handed over
+        # when next asked for every unit, in order; none invented, no key lost.
+        case.note = f"clean {seed.name} mtu {mtu}, keyframes only now and then"
+        case.keyframes = [rng.random() < 0.5 for _ in range(rng.randint(2, 6))] + [True]
+        case.stream = b"".join(_benign_extras(rng, packets))
+        _driving(rng, case)
+        case.expect = _expect(seed, units, packets, exact=False)
+        case.expect.subsequence = True
+        return case
+    if roll < 0.42:
         case.note = "digits to the end of the buffer"
+
         case.stream, case.ahead = digits_to_the_end(rng)
         return case
     case.note = f"hostile {seed.name} mtu {mtu}"

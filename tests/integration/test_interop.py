@@ -11,6 +11,7 @@ tools/mediamtx/go.mod and tools/live555/build.sh.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from streamgrid.capture import rtp
+from streamgrid.capture.sampling import DecodeMode, TickSampler
 from streamgrid.capture.source import SourceFatalError, VideoSource
 from streamgrid.core.models import StreamState
 
@@ -67,6 +69,18 @@ def gop_one_second_clip() -> Path:
     return make_clip("h264-gop25", ".mp4", video_input(320, 240, FPS, 6) + h264_args(gop=FPS))
 
 
+STRETCH_KEYFRAMES = [0, 1, 2, 3, 7, 11, 12, 13]  # seconds: GOP 1 s, then 4 s twice, then 1 s
+
+
+def stretching_gop_clip() -> Path:
+    """A camera's "smart codec": a keyframe every second, then none for 4 s (a
+    still scene), twice, then every second again; 14 s, looped."""
+    times = ",".join(map(str, STRETCH_KEYFRAMES))
+    never = ["-g", "1000", "-keyint_min", "1000"]  # only the forced keyframes
+    args = [*video_input(320, 240, FPS, 14), *h264_args(), *never, "-force_key_frames", times]
+    return make_clip("h264-stretching-gop", ".mp4", args)
+
+
 def elementary_clip(codec: str) -> Path:
     """An Annex B file for live555, long enough for every case (it does not loop)."""
     encoder = h264_args(gop=FPS) if codec == "h264" else h265_args(gop=FPS)
@@ -95,6 +109,7 @@ def mtx(interop_dir: Path) -> Iterator[MediaMtx]:
         server.publish("pub-audio-first", audio_first_clip())
         server.publish("pub-4k", four_k_clip())
         server.publish("pub-gop25", gop_one_second_clip())
+        server.publish("pub-stretch", stretching_gop_clip())
         server.publish(mediamtx.SECURE_PATH, gop_one_second_clip())
         yield server
     finally:
@@ -363,6 +378,34 @@ def test_a_server_refusing_tcp_is_read_over_udp(mtx_udp: MediaMtx) -> None:
 def test_a_server_refusing_tcp_fails_the_rtp_demuxer_with_the_reason(mtx_udp: MediaMtx) -> None:
     with pytest.raises(SourceFatalError, match=r"refused RTSP over TCP.*461"):
         VideoSource(mtx_udp.url("pub-gop25"), demuxer="rtp").__enter__()
+
+
+def test_a_camera_stretching_its_gop_delays_no_sample(mtx: MediaMtx) -> None:
+    """Keyframes every second, then 4 s apart: the sampler gives up on the
+    keyframe the last GOP promised a frame or two after its time, and serves
+    the tick from the packets since the last one (which the C receive loop
+    held back, not dropped), instead of waiting up to 3 s for it."""
+    samples: list[tuple[float, bool]] = []  # (when, taken as a keyframe alone)
+    with VideoSource(mtx.url("pub-stretch"), demuxer="rtp", open_timeout=10.0) as source:
+        assert source.recovers_skipped, "the rtp reader holds what it skips"
+
+        sampler = TickSampler(
+            source.decoder(), 1.0, DecodeMode.AUTO, time.monotonic(), recovers_skipped=True
+        )
+        started = time.monotonic()
+        for arrival in source.arrivals(threading.Event(), sampler.skipping_until):
+            if arrival is not None:
+                decodes = sampler.decodes
+                if sampler.offer(arrival) is not None:
+                    samples.append((arrival.arrived, sampler.decodes - decodes == 1))
+            if time.monotonic() - started > 16.0:  # the 14 s clip and then some
+                break
+    times = [t for t, _ in samples]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    print(f"{len(samples)} samples, gaps {min(gaps):.2f}-{max(gaps):.2f} s")
+    assert len(samples) >= 13, len(samples)
+    assert max(gaps) < 2.0, gaps  # waiting for the stretched keyframe: 3-4 s
+    assert sum(alone for _, alone in samples) >= 4, "keyframes alone while the GOP fits"
 
 
 # -- live555 ------------------------------------------------------------------

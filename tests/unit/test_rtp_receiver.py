@@ -120,6 +120,64 @@ def test_keyframes_only_skips_the_rest_uncopied(pair: Pair) -> None:
     assert r.counts[:3] == (3, 18, 0)
 
 
+def test_units_skipped_for_a_late_keyframe_are_handed_over_when_asked(pair: Pair) -> None:
+    """A camera stretching its GOP: the sampler waits for a keyframe, gives up,
+    and asks for everything; the units since the last keyframe come first, in
+    order, as they came (the chain to decode from that keyframe)."""
+    assert _rtp.HOLDS_SKIPPED == 1
+    ours, theirs = pair
+    s = Sender(theirs)
+    s.send(*key_unit(s, 0), *(s.packet(3600 * k, P_SLICE, marker=True) for k in range(1, 6)))
+    r = reader(ours)
+    assert unit(r, True)[1] == 0
+    assert r.read(True, 0.2) is None  # the P units are held back, not handed out
+    s.send(s.packet(3600 * 6, P_SLICE, marker=True))
+    got = [unit(r) for _ in range(6)]
+    assert [(g[1], g[2], g[0]) for g in got] == [
+        (3600 * k, False, SC + P_SLICE) for k in range(1, 7)
+    ]
+    assert [g[5] for g in got] == [3600 * k for k in range(0, 6)]  # each one's predecessor
+    assert r.counts[:3] == (7, 0, 0)
+
+
+def test_a_keyframe_lets_go_of_what_was_held(pair: Pair) -> None:
+    ours, theirs = pair
+    s = Sender(theirs)
+    s.send(*key_unit(s, 0), *(s.packet(3600 * k, P_SLICE, marker=True) for k in range(1, 4)))
+    s.send(*key_unit(s, 36000), s.packet(39600, P_SLICE, marker=True))
+    r = reader(ours)
+    assert [unit(r, True)[1] for _ in range(2)] == [0, 36000]
+    assert unit(r)[1] == 39600  # nothing from before the second keyframe
+    assert r.counts[:3] == (3, 3, 0)
+
+
+def test_a_loss_among_the_held_units_holds_nothing_more(pair: Pair) -> None:
+    """A chain with a hole in it would decode to garbage: the units after the
+    hole are not handed over as if whole."""
+    ours, theirs = pair
+    s = Sender(theirs)
+    s.send(*key_unit(s, 0), s.packet(3600, P_SLICE, marker=True))
+    s.send(s.packet(7200, P_SLICE, marker=True, skip=1))  # one packet lost before it
+    s.send(s.packet(10800, P_SLICE, marker=True))
+    r = reader(ours)
+    assert unit(r, True)[1] == 0
+    assert r.read(True, 0.2) is None
+    s.send(s.packet(14400, P_SLICE, marker=True))
+    assert unit(r)[1] == 14400  # the live one, nothing held from before the hole
+    assert r.counts[2] == 1
+
+
+def test_nothing_is_held_before_the_first_keyframe(pair: Pair) -> None:
+    ours, theirs = pair
+    s = Sender(theirs)
+    s.send(*(s.packet(3600 * k, P_SLICE, marker=True) for k in range(1, 4)))
+    r = reader(ours)
+    assert r.read(True, 0.2) is None
+    s.send(s.packet(3600 * 4, P_SLICE, marker=True))
+    assert unit(r)[1] == 3600 * 3  # pts are relative to the first unit seen
+    assert r.counts[:3] == (1, 3, 0)
+
+
 def test_a_unit_ends_at_the_next_timestamp_and_the_next_is_parsed_afresh(pair: Pair) -> None:
     """Without a marker bit, a unit ends when the next one starts; that next
     packet is left for the next read, under that read's keyframes_only."""
