@@ -3,7 +3,6 @@
 HOLDS_SKIPPED: int
 
 class EndOfStream(EOFError): ...
-
 class ReadTimeout(TimeoutError): ...
 
 class RtpReader:
