@@ -424,10 +424,27 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="where the keyframe path's CPU goes (720p H.264, GOP 2 s, interval 2 s)",
     )
+    parser.add_argument(
+        "--ticks",
+        action="store_true",
+        help="only the share of ticks served with GOP == interval, on mediamtx",
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="with --ticks or --attribute: a checkout of another revision (its extensions "
+        "built in place), measured side by side with this one",
+    )
 
     args = parser.parse_args(argv)
     if args.attribute:
-        return attribute(args.cache, args.window or 20.0)
+        return attribute(args.cache, args.window or 20.0, baseline=args.baseline_tree)
+    if args.ticks:
+        from .ticks import run_ticks
+
+        window = args.window or (10.0 if args.short else 60.0)
+        print("\n".join(run_ticks(args.cache, window, 5.0, args.short, args.baseline_tree)))
+        return 0
 
     if args.short:
         specs = [MediaSpec(720, "h264", 1)]
@@ -488,6 +505,11 @@ def main(argv: list[str] | None = None) -> int:
             max_lag=shared_spec.gop_seconds,
         )
 
+    from .ticks import run_ticks
+
+    print("ticks served with GOP == interval, on mediamtx", flush=True)
+    tick_lines = run_ticks(args.cache, 10.0 if args.short else 60.0, warmup, args.short)
+
     api_lines: list[str] = []
     if not args.skip_api:
         from .api import run_api_bench
@@ -514,7 +536,9 @@ def main(argv: list[str] | None = None) -> int:
             f"Real streams per core: at least {passed[-1].workers / cores:.0f} "
             f"({passed[-1].workers} workers kept up on {cores} cores).",
         ]
+    report += ["", "## Ticks served when GOP == interval", "", *tick_lines]
     report += ["", "## API", "", *api_lines]
+
     text = "\n".join(report)
     print()
     print(text)
@@ -556,6 +580,24 @@ def attribution_contenders(url: str, work: Path) -> dict[str, tuple[list[str], d
     }
 
 
+def at_tree(env: dict[str, str], tree: Path) -> dict[str, str]:
+    """A worker's environment that runs another checkout's code (its extensions
+    built in place); PYTHONSAFEPATH: the working directory must not come first."""
+    return {**env, "PYTHONPATH": str(tree), "PYTHONSAFEPATH": "1"}
+
+
+def baseline_contenders(
+    url: str, work: Path, tree: Path
+) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """This checkout's worker beside another's, on the keyframe path."""
+    argv = [sys.executable, "-m", "streamgrid.capture"]
+    env = {**our_worker(url, 2.0, "auto", work, "sg-now"), "STREAMGRID_LOG_LEVEL": "INFO"}
+    return {
+        "streamgrid (auto), this checkout": (argv, env),
+        f"streamgrid (auto), at {tree.name}": (argv, at_tree(env, tree)),
+    }
+
+
 def cpu_windows(
     name: str, argv: list[str], env: dict[str, str], work: Path, warmup: float, windows: list[float]
 ) -> list[float]:
@@ -564,11 +606,13 @@ def cpu_windows(
         return [worker.cpu_over(window) for window in windows]
 
 
-def attribute(cache: Path, window: float, rounds: int = 2) -> int:
+def attribute(cache: Path, window: float, rounds: int = 2, baseline: Path | None = None) -> int:
     """Each contender in turn, ``rounds`` times, on one stream, over two windows:
     5 s to 5 s + window, while a worker's top K fills (its first 9 samples are
     JPEG-encoded whatever their brightness), then the next window, the steady
-    state. See docs/benchmarks.md, "Where a worker's CPU goes"."""
+    state. See docs/benchmarks.md, "Where a worker's CPU goes". With
+    ``baseline`` (a checkout of another revision), only our worker, beside that
+    revision's."""
     spec = MediaSpec(720, "h264", 2)
     media = generate(spec, 60, cache)  # longer than both windows: no reconnect inside
     print(f"machine: {machine()}", flush=True)
@@ -576,7 +620,12 @@ def attribute(cache: Path, window: float, rounds: int = 2) -> int:
     with serving({spec.name: media}, {}) as (work, port):
         url = f"rtsp://127.0.0.1:{port}/{spec.name}"
         for round_ in range(rounds):
-            for name, (cmd, env) in attribution_contenders(url, work).items():
+            table = (
+                attribution_contenders(url, work)
+                if baseline is None
+                else baseline_contenders(url, work, baseline)
+            )
+            for name, (cmd, env) in table.items():
                 first, second = cpu_windows(name, cmd, env, work, 5.0, [window, window])
                 print(f"  round {round_ + 1}  {name:50s} {first:7.2f}% {second:7.2f}%", flush=True)
     return 0
