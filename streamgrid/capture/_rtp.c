@@ -63,9 +63,10 @@
 /* Units skipped while only keyframes are wanted are held, up to these, so that
  * a sampler whose keyframe is late (a camera stretching its GOP) can decode
  * from the last keyframe after all. Past them the chain is given up until the
- * next keyframe (a GOP this long is read in the lazy mode anyway). */
+ * next keyframe, and chain_broken says so. HOLD_UNITS is the sampler's own
+ * bound on what it holds (MAX_HELD_PACKETS in capture/sampling.py). */
 #define HOLD_BYTES (16 * 1024 * 1024)
-#define HOLD_UNITS 1024
+#define HOLD_UNITS 600
 
 static const uint8_t START_CODE[4] = {0, 0, 0, 1};
 
@@ -128,6 +129,9 @@ typedef struct {
     HeldUnit *held_units;
     size_t held_count, held_next;
     int hold_broken;
+    /* Since the last keyframe handed out, a unit was lost, dropped, or skipped
+     * and not held: what is handed out now does not decode from that keyframe. */
+    int chain_broken;
     unsigned long long handed, skipped, dropped, messages;
 } RtpReader;
 
@@ -317,7 +321,6 @@ static int fail(RtpReader *r, const char *reason) {
     return PARSE_ERROR;
 }
 
-/* Closes the access unit being assembled; AU_READY when it should go to Python. */
 /* The unit is over, handed out or not: it becomes the one before the next. */
 static void au_done(RtpReader *r) {
     r->have_previous = 1;
@@ -329,38 +332,29 @@ static void au_done(RtpReader *r) {
 /* -- units held back in keyframe mode ------------------------------------------ */
 
 /* Forgets what is held (the units not handed out count as skipped); `broken`:
- * and holds nothing more until a keyframe restarts the chain. */
+ * the chain from the last keyframe has a hole, so nothing more is held, and
+ * what is handed out is flagged, until a keyframe restarts it. */
 static void hold_reset(RtpReader *r, int broken) {
     r->skipped += r->held_count - r->held_next;
     r->hold_len = r->held_count = r->held_next = 0;
     r->hold_broken = broken;
+    if (broken)
+        r->chain_broken = 1;
 }
 
 /* Keeps the finished unit in `au` (a whole non-key unit) for a later read. */
 static void hold_push(RtpReader *r) {
-    if (r->held_count == HOLD_UNITS || r->hold_len + r->au_len > HOLD_BYTES) {
-        r->skipped++;
-        hold_reset(r, 1);
-        return;
-    }
-    if (!r->held_units) {
-        r->held_units = malloc(HOLD_UNITS * sizeof *r->held_units);
-        if (!r->held_units) {
-            r->skipped++;
-            hold_reset(r, 1);
-            return;
-        }
-    }
+    if (r->held_count == HOLD_UNITS || r->hold_len + r->au_len > HOLD_BYTES)
+        goto give_up;
+    if (!r->held_units && !(r->held_units = malloc(HOLD_UNITS * sizeof *r->held_units)))
+        goto give_up;
     if (r->hold_len + r->au_len > r->hold_cap) {
         size_t cap = r->hold_cap ? r->hold_cap : 256 * 1024;
         while (cap < r->hold_len + r->au_len)
             cap *= 2;
         uint8_t *grown = realloc(r->hold, cap);
-        if (!grown) {
-            r->skipped++;
-            hold_reset(r, 1);
-            return;
-        }
+        if (!grown)
+            goto give_up;
         r->hold = grown;
         r->hold_cap = cap;
     }
@@ -369,6 +363,10 @@ static void hold_push(RtpReader *r) {
                                                 r->arrived,  r->have_previous,
                                                 r->previous_arrived, r->previous_pts};
     r->hold_len += r->au_len;
+    return;
+give_up: /* too long a GOP to hold, or no memory: this unit is not kept either */
+    r->skipped++;
+    hold_reset(r, 1);
 }
 
 static int au_finish(RtpReader *r, int keyframes_only) {
@@ -387,7 +385,9 @@ static int au_finish(RtpReader *r, int keyframes_only) {
         hold_push(r);
     } else {
         r->skipped++;
+        r->chain_broken = 1;
     }
+
     au_done(r);
     return CONTINUE;
 }
@@ -440,6 +440,7 @@ static int rtp_packet(RtpReader *r, const uint8_t *p, size_t len, int keyframes_
             r->au_unsure = 1;
         else
             r->au_broken = 1; /* lost from the middle of this unit */
+        hold_reset(r, 1);     /* whatever was lost, the chain has a hole until a keyframe */
     }
     r->have_seq = 1;
     r->next_seq = (uint16_t)(seq + 1);
@@ -627,7 +628,7 @@ static int RtpReader_init(RtpReader *r, PyObject *args, PyObject *kwargs) {
     }
     r->last_data = r->arrived = monotonic();
     au_reset(r);
-    r->hold_broken = 1; /* no keyframe yet: nothing before one decodes */
+    r->hold_broken = r->chain_broken = 1; /* no keyframe yet: nothing before one decodes */
     return 0;
 }
 
@@ -671,9 +672,11 @@ static PyObject *hand_out(RtpReader *r) {
     HeldUnit unit = {0, r->au_len, r->pts, r->arrived, r->have_previous, r->previous_arrived,
                      r->previous_pts};
     PyObject *result = unit_tuple(r->au, r->au_len, &unit, r->au_vcl == 1);
-    if (r->au_vcl == 1)
+    if (r->au_vcl == 1) {
         hold_reset(r, 0); /* a keyframe: what came before it is of no more use */
-    r->handed++;
+        r->chain_broken = 0;
+    }
+    r->handed += result != NULL;
     au_done(r);
     return result;
 }
@@ -684,7 +687,7 @@ static PyObject *hand_out_held(RtpReader *r) {
     PyObject *result = unit_tuple(r->hold + unit->offset, unit->len, unit, 0);
     if (r->held_next == r->held_count)
         hold_reset(r, 0); /* all handed over: the chain goes on whole */
-    r->handed++;
+    r->handed += result != NULL;
     return result;
 }
 
@@ -704,6 +707,12 @@ static PyObject *RtpReader_read(RtpReader *r, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "the reader is closed");
         return NULL;
     }
+    if (r->error) { /* the data cannot be read on: no unit, held or not */
+        PyErr_SetString(PyExc_OSError, r->error);
+        return NULL;
+    }
+    if (r->interrupted)
+        Py_RETURN_NONE;
     /* Units skipped while only keyframes were wanted come first. */
     if (!keyframes_only && r->held_next < r->held_count)
         return hand_out_held(r);
@@ -809,7 +818,16 @@ static PyObject *RtpReader_last_status(RtpReader *r, void *closure) {
     return PyLong_FromLong(r->last_status);
 }
 
+static PyObject *RtpReader_chain_broken(RtpReader *r, void *closure) {
+    return PyBool_FromLong(r->chain_broken);
+}
+
 static PyGetSetDef RtpReader_getset[] = {
+    {"chain_broken", (getter)RtpReader_chain_broken, NULL,
+     "Whether, since the last keyframe handed out, a unit was lost, dropped or skipped "
+     "without being held: the units handed out since do not decode from that keyframe",
+     NULL},
+
     {"last_status", (getter)RtpReader_last_status, NULL,
      "The status of the last RTSP answer skipped in the data (0: none yet)", NULL},
     {"counts", (getter)RtpReader_counts, NULL,

@@ -8,6 +8,10 @@ class ReadTimeout(TimeoutError): ...
 class RtpReader:
     counts: tuple[int, int, int, int]
     last_status: int
+    # Since the last keyframe handed out, a unit was lost, dropped or skipped
+    # without being held: units handed out now do not decode from that keyframe.
+    chain_broken: bool
+
     def __init__(
         self,
         fd: int,

@@ -67,6 +67,9 @@ class NativePacket:
     arrived: float  # monotonic seconds
     previous_arrived: float | None
     previous_pts: int | None
+    # A unit since the last keyframe was lost or not kept: this one does not
+    # decode from that keyframe (the rtp reader says; FFmpeg's loop cannot).
+    after_gap: bool = False
 
     @classmethod
     def of(
@@ -79,13 +82,14 @@ class NativePacket:
         arrived: float,
         previous_arrived: float | None,
         previous_pts: int | None,
+        after_gap: bool = False,
     ) -> NativePacket:
         """``data`` (any buffer) as a PyAV packet that a decoder takes, with the rest."""
         packet = av.Packet(data)
         packet.pts, packet.dts = pts, dts
         packet.time_base = time_base
         packet.is_keyframe = keyframe
-        return cls(packet, pts, keyframe, arrived, previous_arrived, previous_pts)
+        return cls(packet, pts, keyframe, arrived, previous_arrived, previous_pts, after_gap)
 
 
 class NativePackets:

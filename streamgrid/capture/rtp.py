@@ -74,15 +74,25 @@ class RtpPackets:
         if got is None:
             return None
         data, pts, keyframe, arrived, previous_arrived, previous_pts = got
+        after_gap = not keyframe and self._reader.chain_broken
         return NativePacket.of(
-            data, pts, pts, keyframe, self.time_base, arrived, previous_arrived, previous_pts
+            data,
+            pts,
+            pts,
+            keyframe,
+            self.time_base,
+            arrived,
+            previous_arrived,
+            previous_pts,
+            after_gap,
         )
 
     @property
     def recovers_skipped(self) -> bool:
         """Whether the C reader holds the units it skips in keyframe mode and
-        hands them over when next asked for every unit."""
-        return bool(getattr(self._module, "HOLDS_SKIPPED", False))
+        hands them over when next asked for every unit (and flags the units
+        after a unit it could not keep)."""
+        return bool(self._module.HOLDS_SKIPPED)
 
     @property
     def counts(self) -> tuple[int, int, int, int]:

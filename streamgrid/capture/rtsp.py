@@ -154,8 +154,10 @@ def split_url(url: str) -> tuple[str, str, int, Credentials | None]:
     """(the URL without credentials, host, port, credentials)."""
     try:
         parts = urlsplit(url)
-    except ValueError as exc:  # "Invalid IPv6 URL" and the like
-        raise RtspError(f"malformed URL ({exc})") from None
+    except ValueError:  # "Invalid IPv6 URL" and the like
+        # Not the exception's text: it may quote the netloc, password and all.
+        raise RtspError("malformed URL (urlsplit refused it)") from None
+
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS or not parts.hostname:
         raise Unsupported(f"not an rtsp:// or rtsps:// URL: {parts.scheme}")
@@ -533,8 +535,11 @@ class RtspSession:
 
     def location(self) -> str:
         """Where the conversation ended up (after redirects), with the
-        credentials it may use there: so that another client (FFmpeg's) goes
-        where this one went, and takes the password nowhere else."""
+        credentials it may use there: so that another client (FFmpeg's) starts
+        where this one ended, with the password only if that is where the
+        user sent it. (FFmpeg follows any redirect it gets itself, with the
+        password: that part is FFmpeg's.)"""
+
         if self.creds is None:
             return self.url
         parts = urlsplit(self.url)

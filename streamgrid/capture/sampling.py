@@ -76,6 +76,9 @@ class Arrival:
     pts_time: float | None  # seconds, stream clock
     arrived: float  # monotonic seconds
     live: bool
+    # Some packet since the last keyframe was lost or skipped for good: this one
+    # does not decode from that keyframe (capture/rtp.py knows; others don't).
+    after_gap: bool = False
 
 
 def arrived_live(
@@ -102,6 +105,10 @@ BASELINE_DRIFT = 1e-3
 # Later than this against that baseline, a unit is stale even at pace (the first
 # unit after a stall, a backlog drained at more than half speed).
 STALE_AFTER = 1.0
+# Units at pace but that late for this long mean the baseline is what is wrong
+# (the camera stepped its clock back a few seconds, or its clock runs slow by
+# more than BASELINE_DRIFT): it is set again from them.
+REANCHOR_AFTER = 2.0
 # A jump in timestamps this large (either way) is a new timeline, not lateness.
 TIMELINE_JUMP = 10.0
 
@@ -119,7 +126,8 @@ class LivenessTracker:
       the one before it (a server that sends two frames in one burst), which
       pace alone calls a backlog.
     Once some unit has passed on pace, a unit more than ``STALE_AFTER`` late is
-    not live, whatever its pace.
+    not live, whatever its pace, unless such units keep coming at pace for
+    ``REANCHOR_AFTER``: then the baseline is taken again from them.
     """
 
     def __init__(self) -> None:
@@ -127,6 +135,7 @@ class LivenessTracker:
         self._baseline: float | None = None  # least (arrived - pts) seen, drifting
         self._baseline_at = 0.0
         self._paced = False  # some unit has passed on pace
+        self._stale_since: float | None = None  # a run of units at pace, yet stale
 
     def observe(
         self,
@@ -151,10 +160,18 @@ class LivenessTracker:
         self._lower_baseline(delay, arrived)
         assert self._baseline is not None
         late = delay - self._baseline
-        if self._paced:
+        if not self._paced:
+            self._paced = paced
+            return paced
+        if not (paced and late > STALE_AFTER):
+            self._stale_since = None
             return late <= (STALE_AFTER if paced else LATE_TOLERANCE)
-        self._paced = paced
-        return paced
+        if self._stale_since is None:
+            self._stale_since = arrived
+        elif arrived - self._stale_since >= REANCHOR_AFTER:
+            self._baseline, self._baseline_at, self._stale_since = delay, arrived, None
+            return True
+        return False
 
     def _lower_baseline(self, delay: float, at: float) -> None:
         if self._baseline is None:
@@ -171,7 +188,7 @@ class TickSampler:
         interval: float,
         mode: DecodeMode = DecodeMode.AUTO,
         started: float = 0.0,
-        recovers_skipped: bool = True,
+        recovers_skipped: bool = False,
     ) -> None:
         self.decoder = decoder
         self.started = started
@@ -218,10 +235,6 @@ class TickSampler:
             return None
         return self._keyframe_deadline() if self.recovers_skipped else math.inf
 
-    def keyframes_only(self, now: float) -> bool:
-        until = self.skipping_until()
-        return until is not None and now < until
-
     def offer(self, arrival: Arrival) -> Any | None:
         """Takes every packet; returns a picture when a tick is due and served."""
         if arrival.keyframe:
@@ -257,6 +270,9 @@ class TickSampler:
     def _offer_all(self, arrival: Arrival) -> Any | None:
         if arrival.keyframe:
             self._synced_all = True
+        elif arrival.after_gap:
+            self._synced_all = False
+
         if not self._synced_all:
             return None
         pictures = self._feed(arrival.packet)
@@ -275,6 +291,8 @@ class TickSampler:
             self._decodable = True
             self._needs_reset = True
             return
+        if arrival.after_gap:
+            self._held, self._decodable = [], False  # a hole in the chain: wait for a keyframe
         if not self._decodable:
             return  # no keyframe yet: nothing here can be decoded
         self._held.append(arrival.packet)

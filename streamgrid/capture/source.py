@@ -136,6 +136,7 @@ class VideoSource:
         # at after redirects, with the credentials only where they were given.
         self._ffmpeg_url = url
         self._rtp_refusal: SourceFatalError | None = None  # a 401 that FFmpeg may retry
+        self._passed_over = ""  # why our client did not read the camera
         self.open_timeout, self.read_timeout = open_timeout, read_timeout
         self.decode_threads = decode_threads
         self.probe_seconds = probe_seconds
@@ -149,15 +150,18 @@ class VideoSource:
             self.demux = "rtp"
             return self
         if urlsplit(self._ffmpeg_url).scheme.lower() == "rtsps" and self.tls.verify:
+            why = f" ({self._passed_over})" if self._passed_over else ""
             raise self._rtp_refusal or SourceFatalError(
-                "rtsps:// is read only by our RTSP client, which checks the camera's certificate "
-                "(FFmpeg's does not); without it, verification must be turned off for this "
-                "stream (tls_verify)"
+                f"our RTSP client cannot read this camera{why}, and FFmpeg's, which could, "
+                "does not check the camera's certificate: turn verification off for this "
+                "stream (tls_verify) to let it"
             )
         try:
             self._open_ffmpeg()
-        except SourceFatalError:
-            if self._rtp_refusal is not None:  # both refused: say what ours was told
+        except SourceError:
+            # Our client's refusal stands, whatever FFmpeg's try ended in: a camera
+            # that locks an account after failed logins must not be retried forever.
+            if self._rtp_refusal is not None:
                 raise self._rtp_refusal from None
             raise
         return self
@@ -228,15 +232,15 @@ class VideoSource:
             session = self.native.session
             self.native.open()
         except rtsp.TransportRefused as exc:
-            self._closed_after(session)
+            self._closed_after(session, str(exc))
             if self.transport == "tcp":
                 self.transport = "udp"  # the camera's choice: FFmpeg reads RTP over UDP
             return self._may_try("rtp", str(exc))
         except rtsp.Unsupported as exc:
-            self._closed_after(session)
+            self._closed_after(session, str(exc))
             return self._may_try("rtp", str(exc))  # False, or fatal if rtp was asked for
         except rtsp.RtspAuthError as exc:
-            self._closed_after(session)
+            self._closed_after(session, "the camera refused our credentials")
             refusal = SourceFatalError(_describe(exc, self.url))
             if self.demuxer == "rtp":
                 raise refusal from None
@@ -264,11 +268,14 @@ class VideoSource:
             raise SourceError(f"the camera's answers could not be read ({reason})") from None
         return True
 
-    def _closed_after(self, session: rtsp.RtspSession | None) -> None:
+    def _closed_after(self, session: rtsp.RtspSession | None, why: str) -> None:
         """Closes what our client opened; FFmpeg, if it reads the camera next,
         goes where our client was redirected to, with credentials only where
-        they were given."""
+        they were given. (FFmpeg follows redirects itself, credentials and
+        all: a camera that redirects FFmpeg elsewhere, but not our client, is
+        beyond what this can prevent.)"""
         self.__exit__(None, None, None)
+        self._passed_over = why
         if session is not None:
             self._ffmpeg_url = session.location()
 
@@ -380,7 +387,7 @@ class VideoSource:
             if got.previous_arrived is not None and got.previous_pts is not None:
                 previous = (got.previous_arrived, got.previous_pts * time_base)
             live = liveness.observe(pts, got.arrived, previous)
-            yield Arrival(got.packet, got.keyframe, pts, got.arrived, live)
+            yield Arrival(got.packet, got.keyframe, pts, got.arrived, live, got.after_gap)
 
     def _pyav_arrivals(self, stop: threading.Event) -> Iterator[Arrival | None]:
         assert self.container is not None

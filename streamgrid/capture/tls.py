@@ -26,7 +26,8 @@ POLL = 0.5  # seconds: how often the copying thread looks whether it should stop
 
 
 class TlsVerifyError(OSError):
-    """The camera's certificate was refused: retrying will not help."""
+    """The camera's certificate was refused, or the CA file to check it with
+    cannot be loaded: retrying will not help."""
 
 
 @dataclass(frozen=True)
@@ -48,20 +49,29 @@ class TlsPolicy:
 def connect_tls(raw: socket.socket, host: str, policy: TlsPolicy, timeout: float) -> socket.socket:
     """The TLS handshake over ``raw`` (connected), then a plain socket whose
     bytes are the TLS connection's. Raises TlsVerifyError for a refused
-    certificate, ssl.SSLError (an OSError) for any other TLS failure."""
+    certificate or a CA file that cannot be loaded, ssl.SSLError (an OSError)
+    for any other TLS failure."""
     raw.settimeout(timeout)
     try:
-        secure = policy.context().wrap_socket(raw, server_hostname=host)
+        context = policy.context()
+    except (OSError, ValueError) as exc:  # the CA file: missing, unreadable, not PEM
+        raw.close()
+        raise TlsVerifyError(f"cannot load the CA file {policy.ca_file}: {exc}") from None
+    try:
+        secure = context.wrap_socket(raw, server_hostname=host)
     except ssl.SSLCertVerificationError as exc:
         raw.close()
         raise TlsVerifyError(
             f"the camera's TLS certificate was refused: {exc.verify_message}"
         ) from None
-
     except BaseException:
         raw.close()
         raise
-    ours, theirs = socket.socketpair()
+    try:
+        ours, theirs = socket.socketpair()
+    except OSError:
+        secure.close()
+        raise
     TlsBridge(secure, theirs).start()
     return ours
 

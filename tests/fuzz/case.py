@@ -76,6 +76,8 @@ class Outcome:
     counts: tuple[int, int, int, int]
     last_status: int
     error: str  # how the stream ended: the message of the exception read() raised
+    # Per unit: the reader said its chain from the last keyframe was whole.
+    whole: list[bool] = field(default_factory=list)
 
 
 class Finding(AssertionError):
@@ -94,6 +96,12 @@ class Expected:
     # Clean, read with keyframes_only now and then: every key unit, and the rest
     # a subsequence of `complete` in order (held back in C, then handed over).
     subsequence: bool = False
+    # Lossy, read with keyframes_only now and then: every complete key unit
+    # out, and a non-key unit said to be whole follows, in what was sent, only
+    # units handed out since the last key unit handed out (the hold never
+    # carries a chain across a hole).
+    chained: bool = False
+    sent: list[tuple[str, int, bool]] = field(default_factory=list)  # every unit, whole
     complete: list[tuple[str, int, bool]] = field(default_factory=list)  # digest, pts, key
     tails: dict[int, set[str]] = field(default_factory=dict)  # pts: digests of NAL suffixes
 
@@ -101,6 +109,8 @@ class Expected:
         return {
             "exact": self.exact,
             "subsequence": self.subsequence,
+            "chained": self.chained,
+            "sent": self.sent,
             "complete": self.complete,
             "tails": {str(pts): sorted(digests) for pts, digests in self.tails.items()},
         }
@@ -109,10 +119,40 @@ class Expected:
     def from_json(cls, data: dict[str, Any]) -> Expected:
         complete = [(str(d), int(p), bool(k)) for d, p, k in data["complete"]]
         tails = {int(pts): set(digests) for pts, digests in data["tails"].items()}
-        return cls(bool(data["exact"]), bool(data.get("subsequence")), complete, tails)
+        sent = [(str(d), int(p), bool(k)) for d, p, k in data.get("sent", [])]
+        return cls(
+            bool(data["exact"]),
+            bool(data.get("subsequence")),
+            bool(data.get("chained")),
+            sent,
+            complete,
+            tails,
+        )
+
+    def _check_chains(self, got: list[tuple[str, int, bool]], whole: list[bool]) -> None:
+        missing = [u for u in self.complete if u[2] and u not in got]
+        if missing:
+            raise Finding(f"complete key units not handed out: {missing}; got {got}")
+        index = {pts: i for i, (_, pts, _) in enumerate(self.sent)}
+        handed = {pts for _, pts, _ in got}
+        last_key: int | None = None
+        for (_, pts, key), is_whole in zip(got, whole, strict=True):
+            if pts not in index:
+                raise Finding(f"a unit at {pts} that was not sent: {got}")
+            if key:
+                last_key = index[pts]
+            elif is_whole and (
+                last_key is None
+                or any(p not in handed for _, p, _ in self.sent[last_key + 1 : index[pts]])
+            ):
+                raise Finding(f"the unit at {pts} handed out as whole after a hole: {got}")
 
     def check(self, outcome: Outcome) -> None:
+
         got = [(digest(data), pts, key) for data, pts, key in outcome.units]
+        if self.chained:
+            self._check_chains(got, outcome.whole)
+            return
         if self.subsequence:
             rest = iter(self.complete)
             if not all(unit in rest for unit in got):  # consumes: order is checked
@@ -157,6 +197,7 @@ def drive(module: ModuleType, case: Case, budget: float = 20.0) -> Outcome:
             ours.fileno(), case.channel, case.payload_type, case.hevc, budget, ahead
         )
         units: list[tuple[bytes, int, bool]] = []
+        whole: list[bool] = []
         reads = 0
         modes = case.keyframes or [False]
 
@@ -169,6 +210,8 @@ def drive(module: ModuleType, case: Case, budget: float = 20.0) -> Outcome:
             if got is None:
                 return False
             units.append(_check_unit(got, keyframes_only))
+            whole.append(not getattr(reader, "chain_broken", False))
+
             if time.monotonic() - started > budget:
                 raise Finding(f"still reading after {budget:g} s")
             return True
@@ -203,7 +246,7 @@ def drive(module: ModuleType, case: Case, budget: float = 20.0) -> Outcome:
         if len(counts) != 4 or counts[0] != len(units):
             raise Finding(f"counts {counts} after {len(units)} units handed out")
         outcome = Outcome(
-            units, (counts[0], counts[1], counts[2], counts[3]), reader.last_status, error
+            units, (counts[0], counts[1], counts[2], counts[3]), reader.last_status, error, whole
         )
         if case.expect is not None:
             case.expect.check(outcome)

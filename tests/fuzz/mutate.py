@@ -246,7 +246,17 @@ def make_case(rng: random.Random, seeds: list[Seed]) -> Case:
         case.expect = _expect(seed, units, packets, exact=False)
         case.expect.subsequence = True
         return case
-    if roll < 0.42:
+    if roll < 0.5:
+        # Lossy and keyframes_only on and off: what is held never spans a hole.
+        case.note = f"loss {seed.name} mtu {mtu}, keyframes only now and then"
+        case.keyframes = [rng.random() < 0.5 for _ in range(rng.randint(2, 6))] + [True]
+        kept = [p for p in packets if rng.random() > 0.1]
+        case.stream = b"".join(p.frame() for p in kept)
+        _driving(rng, case)
+        case.expect = _expect(seed, units, kept, exact=False, sent=packets)
+        case.expect.chained = True
+        return case
+    if roll < 0.52:
         case.note = "digits to the end of the buffer"
 
         case.stream, case.ahead = digits_to_the_end(rng)
@@ -292,6 +302,8 @@ def _expect(
         whole = unit.annex_b()
         if sent is None or all(id(p) in received for p in sent if p.unit == index):
             expected.complete.append((digest(whole), pts, unit.key))
+        expected.sent.append((digest(whole), pts, unit.key))
+
         nals = unit.nals
         expected.tails[pts] = {
             digest(AccessUnit(0, False, nals[k:]).annex_b()) for k in range(len(nals))

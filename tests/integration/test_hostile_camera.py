@@ -404,3 +404,20 @@ def test_a_worker_survives_hostile_bytes_after_play(tmp_path: Path, script: str)
         if worker is not None:
             worker.stop()
         camera.stop()
+
+
+def test_a_refused_login_stays_refused_whatever_ffmpeg_s_try_ends_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under auto, FFmpeg gets one try after our 401. If that try fails any other
+    way (a camera that stops answering after failed logins), the refusal stands:
+    retrying forever would lock the account on cameras that count failures."""
+
+    def ffmpeg_times_out(self: VideoSource) -> None:
+        raise SourceError("timed out after 3.0 s (Connection timed out)")
+
+    monkeypatch.setattr(VideoSource, "_open_ffmpeg", ffmpeg_times_out)
+    refused = pytest.raises(SourceFatalError, match="401")
+    with HostileCamera(valid_camera_script(auth=BasicAuth())) as cam, refused as raised:
+        VideoSource(cam.url(user=USER, password="wrong-pass"), open_timeout=3.0).__enter__()
+    assert "wrong-pass" not in str(raised.value)

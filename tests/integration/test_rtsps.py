@@ -96,7 +96,7 @@ def test_ffmpeg_never_reads_rtsps_while_verification_is_on(tls_camera: Camera) -
     """FFmpeg's RTSP client does not check certificates: with verification on,
     a camera our client cannot read fails with the reason, not silently."""
     with (
-        pytest.raises(SourceFatalError, match="checks the camera's certificate"),
+        pytest.raises(SourceFatalError, match="does not check the camera's certificate"),
         VideoSource(rtsps_url(tls_camera), demuxer="native"),
     ):
         pass

@@ -560,3 +560,45 @@ def test_a_reader_cannot_be_initialized_twice(pair: Pair) -> None:
     r = reader(ours)
     with pytest.raises(TypeError):
         r.__init__(ours.fileno(), 0, 96, False, 5.0, b"")  # type: ignore[misc]
+
+
+def test_a_whole_unit_lost_between_held_ones_breaks_the_hold(pair: Pair) -> None:
+    """P2 lost whole, P3 arrives clean (its first slice is its picture's first,
+    so it is kept): P1, P3 must not be handed over as a chain from the keyframe."""
+    ours, theirs = pair
+    s = Sender(theirs)
+    s.send(*key_unit(s, 0), s.packet(3600, P_FIRST, marker=True))
+    s.send(s.packet(10800, P_FIRST, marker=True, skip=1))  # the unit at 7200 never came
+    r = reader(ours)
+    assert unit(r, True)[1] == 0 and not r.chain_broken
+    assert r.read(True, 0.2) is None
+    s.send(s.packet(14400, P_FIRST, marker=True))
+    _data, pts, key, *_ = unit(r)
+    assert (pts, key) == (14400, False)  # nothing held from across the hole
+    assert r.chain_broken  # and the caller is told this one follows a hole
+    s.send(*key_unit(s, 36000))
+    assert unit(r)[2] and not r.chain_broken  # a keyframe starts the chain afresh
+
+
+def test_a_lost_unit_in_every_unit_mode_is_flagged_too(pair: Pair) -> None:
+    ours, theirs = pair
+    s = Sender(theirs)
+    s.send(*key_unit(s, 0), s.packet(3600, P_FIRST, marker=True))
+    s.send(s.packet(10800, P_FIRST, marker=True, skip=1))
+    r = reader(ours)
+    assert unit(r)[1] == 0
+    assert unit(r)[1] == 3600 and not r.chain_broken
+    assert unit(r)[1] == 10800 and r.chain_broken
+
+
+def test_an_error_in_the_data_stands_before_anything_held(pair: Pair) -> None:
+    ours, theirs = pair
+    s = Sender(theirs)
+    s.send(*key_unit(s, 0), s.packet(3600, P_SLICE, marker=True))
+    s.send(b"RTSP/1.0 200 OK\r\nContent-Length: -4\r\n\r\n")
+    r = reader(ours)
+    assert unit(r, True)[1] == 0
+    with pytest.raises(OSError, match="malformed Content-Length"):
+        r.read(True, 0.5)
+    with pytest.raises(OSError, match="malformed Content-Length"):
+        r.read(False, 0.5)  # not the unit held before the error

@@ -13,6 +13,7 @@ import pytest
 from streamgrid.capture.sampling import (
     KEYFRAME_GRACE,
     MAX_HELD_PACKETS,
+    REANCHOR_AFTER,
     Arrival,
     DecodeMode,
     LivenessTracker,
@@ -56,6 +57,12 @@ class CountingDecoder:
         self._chain = None
 
 
+def keyframes_only(sampler: TickSampler, now: float) -> bool:
+    """What the source asks its reader at ``now`` (capture/source.py)."""
+    until = sampler.skipping_until()
+    return until is not None and now < until
+
+
 def stream(seconds: float, gop_frames: int, start: float = 100.0) -> list[Arrival]:
     """A live camera: one packet every 1/FPS s, a keyframe every gop_frames."""
     return [
@@ -80,7 +87,7 @@ def run(
     """``skip``: as the rtp reader does, hold back non-keyframes while the sampler
     says ``keyframes_only()``, and hand them over first when it no longer does."""
     decoder = CountingDecoder()
-    sampler = TickSampler(decoder, interval, mode, started=100.0)
+    sampler = TickSampler(decoder, interval, mode, started=100.0, recovers_skipped=skip)
     arrivals = stream(seconds, gop_frames)
     if skip:
         samples = offer_as_the_rtp_reader(sampler, arrivals)
@@ -164,7 +171,7 @@ def test_skipping_what_keyframes_only_allows_changes_no_sample(
     assert decoder.fed == all_decoder.fed
     fits = gop_frames / FPS <= interval
     expected = mode is DecodeMode.KEYFRAME or (mode is DecodeMode.AUTO and fits)
-    assert sampler.keyframes_only(100.0 + 60) is expected  # if so, most were never offered
+    assert keyframes_only(sampler, 100.0 + 60) is expected  # if so, most were never offered
 
 
 def test_liveness_is_judged_against_the_packet_before() -> None:
@@ -293,7 +300,7 @@ def offer_as_the_rtp_reader(
     held: list[Arrival] = []
     samples = []
     for arrival in arrivals:
-        if sampler.keyframes_only(arrival.arrived) and not arrival.keyframe:
+        if keyframes_only(sampler, arrival.arrived) and not arrival.keyframe:
             held.append(arrival)
             continue
         offered = [arrival] if arrival.keyframe else [*held, arrival]
@@ -308,7 +315,7 @@ def offer_as_the_rtp_reader(
 @pytest.mark.parametrize("skip", [False, True])
 def test_a_stretched_gop_makes_no_tick_late(skip: bool) -> None:
     decoder = CountingDecoder()
-    sampler = TickSampler(decoder, 1.0, DecodeMode.AUTO, started=100.0)
+    sampler = TickSampler(decoder, 1.0, DecodeMode.AUTO, started=100.0, recovers_skipped=True)
     arrivals = stretching_camera()
     if skip:
         samples = offer_as_the_rtp_reader(sampler, arrivals)
@@ -331,8 +338,47 @@ def test_without_recovery_of_skipped_units_a_late_keyframe_is_awaited() -> None:
     samples = [
         (p, a.arrived)
         for a in stretching_camera()
-        if not (sampler.keyframes_only(a.arrived) and not a.keyframe)
+        if not (keyframes_only(sampler, a.arrived) and not a.keyframe)
         and (p := sampler.offer(a)) is not None
     ]
     assert sampler.skipping_until() in (None, math.inf)
     assert len(samples) >= 40  # CountingDecoder asserts every chain it was fed
+
+
+def test_a_camera_clock_stepped_back_is_followed_after_a_while() -> None:
+    """A camera that steps its clock back 3 s (less than a new timeline): its
+    units look 3 s late against the old baseline; once they keep coming at
+    pace for REANCHOR_AFTER, the baseline follows them."""
+    tracker = LivenessTracker()
+    for n in range(25):
+        tracker.observe(n / FPS, 10.0 + n / FPS)
+    live = [tracker.observe(n / FPS - 3.0, 10.0 + n / FPS) for n in range(25, 150)]
+    first_live_again = live.index(True)
+
+    assert REANCHOR_AFTER * FPS - 2 <= first_live_again <= REANCHOR_AFTER * FPS + 2
+    assert all(live[first_live_again:])
+
+
+def test_a_slow_camera_clock_never_starves_the_sampler() -> None:
+    """1 % slow (ten times what crystals drift): ticks keep being served."""
+    tracker = LivenessTracker()
+    live = [tracker.observe(n / FPS * 0.99, 10.0 + n / FPS) for n in range(FPS * 600)]
+    assert sum(live) > 0.95 * len(live)
+
+
+def test_units_after_a_hole_in_the_chain_are_not_decoded() -> None:
+    """The rtp reader flags a unit that follows one it lost or could not keep:
+    no picture is decoded from a broken chain; the next keyframe starts over."""
+    decoder = CountingDecoder()
+    sampler = TickSampler(decoder, 0.2, DecodeMode.LAZY, started=100.0, recovers_skipped=True)
+    samples = []
+    for n in range(100):
+        key = n % 50 == 0
+        gap = 10 <= n < 50  # unit 9 was lost: units 10..49 follow a hole
+        arrival = Arrival(Packet(n, key), key, n / FPS, 100.0 + n / FPS, n > 0, after_gap=gap)
+        if gap and n == 10:
+            continue  # the lost one never comes (CountingDecoder checks every chain)
+        if sampler.offer(arrival) is not None:
+            samples.append(n)
+    assert samples and not any(10 <= n < 50 for n in samples)
+    assert any(n >= 50 for n in samples)

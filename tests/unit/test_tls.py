@@ -7,6 +7,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,13 @@ def test_a_server_that_hangs_up_closes_our_end(certs: Certificates) -> None:
     assert plain.recv(10) == b""  # end of stream, not a hang
     plain.close()
     listener.close()
+
+
+def test_a_ca_file_that_cannot_be_loaded_is_final(server: EchoServer, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    with pytest.raises(TlsVerifyError, match="cannot load the CA file"):
+        connect(server, TlsPolicy(ca_file=str(missing)))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(TlsVerifyError, match="cannot load the CA file"):
+        connect(server, TlsPolicy(ca_file=str(garbage)))
