@@ -6,8 +6,9 @@ wrong is a 4xx with a one-line reason.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,20 +32,76 @@ from .requests import BadRequest, parse_geometry, parse_start
 
 log = logging.getLogger("streamgrid.gateway")
 MAX_BODY = 64 * 1024
+MAX_JSON_DEPTH = 32
+MAX_ID_SHOWN = 256  # characters of an unknown id echoed in a 404
 
 
-def _text(status: int, message: str) -> PlainTextResponse:
-    return PlainTextResponse(message, status_code=status)
+class BodyTooLarge(Exception):
+    """Over MAX_BODY, whatever the transfer encoding: 413."""
+
+
+def _text(status: int, message: str, headers: Mapping[str, str] | None = None) -> PlainTextResponse:
+    return PlainTextResponse(message, status_code=status, headers=headers)
+
+
+def _shown_id(stream_id: str) -> str:
+    """An id as a 404 echoes it: control characters escaped, length capped, so
+    that the one-line reason stays one line of text."""
+    shown = "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+        for ch in stream_id[:MAX_ID_SHOWN]
+    )
+    return shown + ("..." if len(stream_id) > MAX_ID_SHOWN else "")
+
+
+async def _bounded_body(request: Request) -> bytes:
+    """The body, read no further than MAX_BODY: Content-Length is checked
+    first, and a chunked body is counted as it comes."""
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # what request.form() reads, as Starlette caches it
+    return body
+
+
+def json_depth(text: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text, strings skipped;
+    counted before parsing, since the parser recurses (a deep body was a 500)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 async def _rtsp_url_from_body(request: Request) -> str | None:
     """The spec's form field; a JSON body ``{"rtsp_url": ...}`` works too."""
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
-        raise BadRequest("Request body too large")
+    raw = await _bounded_body(request)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
+        if json_depth(raw) > MAX_JSON_DEPTH:
+            raise BadRequest(f"Invalid JSON body: nested deeper than {MAX_JSON_DEPTH}")
         try:
-            body: Any = await request.json()
+            body: Any = json.loads(raw)
         except ValueError:
             raise BadRequest("Invalid JSON body") from None
         value = body.get("rtsp_url") if isinstance(body, dict) else None
@@ -86,7 +143,11 @@ def create_app(make_backend: Callable[[], StreamBackend]) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return _text(exc.status_code, str(exc.detail))
+        return _text(exc.status_code, str(exc.detail), exc.headers)  # 405: Allow
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_: Request, exc: BodyTooLarge) -> Response:
+        return _text(413, "Request body too large")
 
     @app.exception_handler(TooManyStreams)
     async def too_many(_: Request, exc: TooManyStreams) -> Response:
@@ -119,7 +180,7 @@ def create_app(make_backend: Callable[[], StreamBackend]) -> FastAPI:
         try:
             info: StreamInfo = await run_in_threadpool(backend(request).info, stream_id)
         except StreamNotFound:
-            return _text(404, f"Stream not found with id {stream_id}")
+            return _text(404, f"Stream not found with id {_shown_id(stream_id)}")
         return info
 
     @app.post("/status/{stream_id}")
@@ -139,7 +200,7 @@ def create_app(make_backend: Callable[[], StreamBackend]) -> FastAPI:
         try:
             jpeg = await run_in_threadpool(backend(request).stop, stream_id, geometry)
         except StreamNotFound:
-            return _text(404, f"Stream ID {stream_id} not found")
+            return _text(404, f"Stream ID {_shown_id(stream_id)} not found")
         except NoFramesCaptured:
             return _text(400, "No frames captured")
         except GridFailed:

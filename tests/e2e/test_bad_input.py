@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from ..support.server import Server
@@ -50,7 +52,31 @@ def test_json_body_is_accepted_and_bad_json_is_a_400(api_server: Server) -> None
 def test_oversized_body_is_refused(api_server: Server) -> None:
     with api_server.client() as client:
         response = client.post("/start", data={"rtsp_url": URL, "pad": "x" * 100_000})
-    assert (response.status_code, response.text) == (400, "Request body too large")
+    assert (response.status_code, response.text) == (413, "Request body too large")
+
+
+def test_a_chunked_body_is_bounded_too(api_server: Server) -> None:
+    """No Content-Length to check: the body is counted as it comes, and the
+    server stops reading at 64 KiB (it used to read 300 MB whole)."""
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"rtsp_url": "' + URL.encode() + b'", "pad": "'
+        for _ in range(1024):  # 16 MiB, were it all read
+            yield b"x" * 16384
+
+    with api_server.client() as client:
+        headers = {"content-type": "application/json"}
+        response = client.post("/start", content=chunks(), headers=headers)
+        assert (response.status_code, response.text) == (413, "Request body too large")
+        assert client.get("/healthz").status_code == 200
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(api_server: Server) -> None:
+    body = b"[" * 5000 + b"]" * 5000
+    with api_server.client() as client:
+        response = client.post("/start", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.text.startswith("Invalid JSON body: nested deeper than")
 
 
 @pytest.mark.parametrize("stream_id", ["0123456789abcdef", "a..b", "UPPER", "a" * 200, "x;rm"])
@@ -66,3 +92,13 @@ def test_wrong_method_is_a_405_not_a_500(api_server: Server) -> None:
     with api_server.client() as client:
         assert client.get("/start").status_code == 405
         assert client.get("/stop").status_code == 405
+        wrong = client.get("/status/0123456789abcdef")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+
+
+def test_control_characters_of_an_unknown_id_are_not_echoed(api_server: Server) -> None:
+    with api_server.client() as client:
+        status = client.post("/status/a%01b%1b%5B2J")
+        stop = client.post("/stop/a%0db")
+    assert (status.status_code, status.text) == (404, "Stream not found with id a\\x01b\\x1b[2J")
+    assert (stop.status_code, stop.text) == (404, "Stream ID a\\rb not found")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from streamgrid.core.grid import GridGeometry
+from streamgrid.gateway.app import json_depth
 from streamgrid.gateway.requests import BadRequest, parse_geometry, parse_start
 
 URL = "rtsp://127.0.0.1/x"
@@ -65,3 +66,18 @@ def test_tile_size_sets_both_sides_and_explicit_sides_win() -> None:
     assert parse_geometry({"tile_size": "200", "tile_height": "100"}) == GridGeometry(
         None, 200, 100
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        (b"{}", 1),
+        (b'{"a": [1, {"b": []}]}', 4),
+        (b'{"a": "[[[[{{{{"}', 1),  # brackets inside strings do not count
+        (b'{"a": "\\"[[["}', 1),  # nor after an escaped quote
+        (b"[" * 100 + b"]" * 100, 100),
+        (b'"plain"', 0),
+    ],
+)
+def test_json_depth_is_counted_without_parsing(text: bytes, depth: int) -> None:
+    assert json_depth(text) == depth
