@@ -14,6 +14,15 @@ Image = npt.NDArray[np.uint8]
 
 MIN_TILE, MAX_TILE = 16, 2000
 MAX_CELLS = 100
+# The largest grid made: a side under JPEG's 65,535 px with room to spare, and
+# about 150 MB of pixels (three bytes each) while it is composed.
+MAX_GRID_SIDE = 16384
+MAX_GRID_PIXELS = 50_000_000
+
+
+class GridTooLarge(ValueError):
+    """The grid asked for is over MAX_GRID_SIDE or MAX_GRID_PIXELS: the
+    client's to change, a 400 with this reason."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +50,27 @@ class GridGeometry:
         cols = max(1, min(cols, frames))
         return cols, max(1, math.ceil(frames / cols))
 
+    def size(self, frames: int, k: int) -> tuple[int, int]:
+        """(width, height) in pixels of the grid of ``frames`` out of ``k``."""
+        cols, rows = self.layout(frames, k)
+        return cols * self.tile_width, rows * self.tile_height
+
+    def check_size(self, frames: int, k: int) -> GridGeometry:
+        """Raises GridTooLarge, with the reason, for a grid too large to make."""
+        width, height = self.size(frames, k)
+        if max(width, height) > MAX_GRID_SIDE:
+            raise GridTooLarge(
+                f"{width}x{height} px for {frames} frames: over {MAX_GRID_SIDE} px a side"
+            )
+        if width * height > MAX_GRID_PIXELS:
+            raise GridTooLarge(
+                f"{width}x{height} px for {frames} frames: over "
+                f"{MAX_GRID_PIXELS // 1_000_000} megapixels"
+            )
+        return self
+
     def name(self, frames: int, k: int) -> str:
+
         cols, rows = self.layout(frames, k)
         return f"grid_{cols}x{rows}_{self.tile_width}x{self.tile_height}_n{frames}.jpg"
 

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..core.grid import GridTooLarge
 from ..core.logs import log_event
 from .backend import (
     GridFailed,
@@ -203,6 +204,8 @@ def create_app(make_backend: Callable[[], StreamBackend]) -> FastAPI:
             return _text(404, f"Stream ID {_shown_id(stream_id)} not found")
         except NoFramesCaptured:
             return _text(400, "No frames captured")
+        except GridTooLarge as exc:
+            return _text(400, f"Invalid grid: {exc}")
         except GridFailed:
             return _text(500, "Failed to create image")
         return Response(jpeg, media_type="image/jpeg")

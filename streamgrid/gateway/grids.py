@@ -17,7 +17,9 @@ def grid_for_stream(store: FrameStore, stream_id: str, top_k: int, geometry: Gri
     records = best(store.list_frames(stream_id), top_k)
     if not records:
         raise NoFramesCaptured(stream_id)
+    geometry.check_size(len(records), top_k)  # GridTooLarge: the client's, a 400
     name = geometry.name(len(records), top_k)
+
     cached = store.get_grid(stream_id, name)
     if cached is not None:
         return cached

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..core.grid import MAX_CELLS, MAX_TILE, MIN_TILE, GridGeometry
+from ..core.grid import MAX_CELLS, MAX_TILE, MIN_TILE, GridGeometry, GridTooLarge
 from ..core.models import (
     INTERVAL_DEFAULT,
     INTERVAL_MAX,
@@ -103,11 +103,17 @@ def parse_start(rtsp_url: str | None, params: Mapping[str, str]) -> StartRequest
     transport = (params.get("rtsp_transport") or "tcp").strip().lower()
     if transport not in TRANSPORTS:
         raise BadRequest(f"Invalid rtsp_transport: must be one of {', '.join(TRANSPORTS)}")
+    top_k = top_k if top_k is not None else TOP_K_DEFAULT
+    geometry = parse_geometry(params)
+    try:  # the grid of a full top K must be one that can be made
+        geometry.check_size(top_k, top_k)
+    except GridTooLarge as exc:
+        raise BadRequest(f"Invalid grid: {exc}") from None
     return StartRequest(
         rtsp_url=url,
         capture_interval=interval if interval is not None else INTERVAL_DEFAULT,
-        top_k=top_k if top_k is not None else TOP_K_DEFAULT,
+        top_k=top_k,
         rtsp_transport=transport,
-        geometry=parse_geometry(params),
+        geometry=geometry,
         tls_verify=_flag(params, "tls_verify", True),
     )

@@ -65,7 +65,29 @@ def test_fewer_frames_than_k_and_custom_tiles(api_server: Server, camera: Camera
         assert (rows, cols) == (frames, 1)
 
 
+def test_a_grid_too_large_to_make_is_a_400_with_the_reason(
+    api_server: Server, camera: Camera
+) -> None:
+    """Within each parameter's bounds, a geometry can still ask for a grid no
+    JPEG holds (or 1.2 GB a request): 400 with the reason, not a 500."""
+    with api_server.client() as client:
+        refused = client.post(
+            "/start", params={"top_k": 100, "tile_size": 2000}, data={"rtsp_url": camera.url()}
+        )
+        assert refused.status_code == 400
+        assert refused.text == "Invalid grid: 20000x20000 px for 100 frames: over 16384 px a side"
+        stream_id = start(client, camera.url(), capture_interval=0.1)
+        wait_for(client, stream_id, lambda d: d["kept"] >= 9, 20, "9 kept frames")
+        wide = client.post(f"/stop/{stream_id}", params={"grid_cols": 9, "tile_size": 2000})
+        assert (wide.status_code, wide.text) == (
+            400,
+            "Invalid grid: 18000x2000 px for 9 frames: over 16384 px a side",
+        )
+        assert client.post(f"/stop/{stream_id}").status_code == 200  # the default grid
+
+
 def test_dead_camera_reports_why_and_stop_says_no_frames(api_server: Server) -> None:
+
     with api_server.client() as client:
         stream_id = start(client, f"rtsp://127.0.0.1:{free_port()}/gone")
         wait_for(client, stream_id, lambda d: d["state"] == "Reconnecting", 15, "reconnecting")

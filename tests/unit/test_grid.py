@@ -5,6 +5,7 @@ import pytest
 
 from streamgrid.core.grid import (
     GridGeometry,
+    GridTooLarge,
     compose_grid,
     decode_jpeg,
     encode_jpeg,
@@ -84,3 +85,13 @@ def test_reduced_decode_still_covers_the_tile() -> None:
     assert image.shape == (270, 480, 3)  # 1/4 scale: the fit is 300x169
     assert decode_jpeg(data, fit=(1000, 1000)).shape == (1080, 1920, 3)
     assert decode_jpeg(data, fit=(960, 540)).shape == (540, 960, 3)
+
+
+def test_grids_too_large_to_make_are_refused_with_the_reason() -> None:
+    assert GridGeometry().check_size(9, 9).size(9, 9) == (900, 900)
+    with pytest.raises(GridTooLarge, match="20000x20000 px for 100 frames: over 16384 px a side"):
+        GridGeometry(None, 2000, 2000).check_size(100, 100)
+    with pytest.raises(GridTooLarge, match="300x70000 px for 100 frames"):
+        GridGeometry(1, 300, 700).check_size(100, 100)  # JPEG's limit is 65,535 px
+    with pytest.raises(GridTooLarge, match="over 50 megapixels"):
+        GridGeometry(None, 1800, 1800).check_size(25, 25)  # 9000x9000
