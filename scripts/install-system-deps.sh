@@ -15,8 +15,10 @@ packages=(
   # The test node (issue 5): containers, pod networking, image builds.
   containerd runc containernetworking-plugins podman buildah catatonit debootstrap
   iptables conntrack iproute2 ethtool socat gcc libc6-dev
-  # The interoperability tests (issue 11): live555's C++ server.
-  g++
+  # The interoperability tests (issue 11): live555's C++ server; TLS for the
+  # test camera's rtsps:// port (GIO's GnuTLS backend).
+  g++ glib-networking
+
 )
 missing=()
 for p in "${packages[@]}"; do
