@@ -342,6 +342,13 @@ static void hold_reset(RtpReader *r, int broken) {
         r->chain_broken = 1;
 }
 
+/* What read() says of the unit in `au`, whose bytes are at `offset` where kept. */
+static HeldUnit unit_now(const RtpReader *r, size_t offset) {
+    return (HeldUnit){offset,     r->au_len,        r->pts,
+                      r->arrived, r->have_previous, r->previous_arrived,
+                      r->previous_pts};
+}
+
 /* Keeps the finished unit in `au` (a whole non-key unit) for a later read. */
 static void hold_push(RtpReader *r) {
     if (r->held_count == HOLD_UNITS || r->hold_len + r->au_len > HOLD_BYTES)
@@ -359,9 +366,7 @@ static void hold_push(RtpReader *r) {
         r->hold_cap = cap;
     }
     memcpy(r->hold + r->hold_len, r->au, r->au_len);
-    r->held_units[r->held_count++] = (HeldUnit){r->hold_len, r->au_len,   r->pts,
-                                                r->arrived,  r->have_previous,
-                                                r->previous_arrived, r->previous_pts};
+    r->held_units[r->held_count++] = unit_now(r, r->hold_len);
     r->hold_len += r->au_len;
     return;
 give_up: /* too long a GOP to hold, or no memory: this unit is not kept either */
@@ -637,7 +642,6 @@ static void RtpReader_dealloc(RtpReader *r) {
     free(r->au);
     free(r->hold);
     free(r->held_units);
-
     if (r->wake >= 0)
         close(r->wake);
     Py_TYPE(r)->tp_free((PyObject *)r);
@@ -669,8 +673,7 @@ static PyObject *unit_tuple(const uint8_t *bytes, size_t len, const HeldUnit *u,
 }
 
 static PyObject *hand_out(RtpReader *r) {
-    HeldUnit unit = {0, r->au_len, r->pts, r->arrived, r->have_previous, r->previous_arrived,
-                     r->previous_pts};
+    HeldUnit unit = unit_now(r, 0);
     PyObject *result = unit_tuple(r->au, r->au_len, &unit, r->au_vcl == 1);
     if (r->au_vcl == 1) {
         hold_reset(r, 0); /* a keyframe: what came before it is of no more use */

@@ -38,7 +38,6 @@ class RtpPackets:
 
         self._module = _rtp
         self.session = RtspSession(url, open_timeout, read_timeout, tls)
-
         self.read_timeout = read_timeout
         self._reader: Any = None
         self.codec_name = ""

@@ -272,7 +272,6 @@ class TickSampler:
             self._synced_all = True
         elif arrival.after_gap:
             self._synced_all = False
-
         if not self._synced_all:
             return None
         pictures = self._feed(arrival.packet)

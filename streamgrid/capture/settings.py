@@ -35,7 +35,6 @@ class CaptureSettings(CommonSettings):
     # PEM bundle in tls_ca_file (capture/tls.py); false accepts any certificate.
     tls_verify: bool = True
     tls_ca_file: Path | None = None
-
     open_timeout: float = Field(10.0, gt=0, le=120)  # connect + DESCRIBE/SETUP + probe
     read_timeout: float = Field(5.0, gt=0, le=120)  # no packet at all for this long
     no_frame_timeout: float = Field(10.0, gt=0, le=600)  # packets but no picture

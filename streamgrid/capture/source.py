@@ -177,7 +177,6 @@ class VideoSource:
             "analyzeduration": str(int(self.probe_seconds * 1_000_000)),
         }
         started = time.monotonic()
-
         try:
             if self._native_can_run():
                 self.native = native.NativePackets()

@@ -70,7 +70,6 @@ class GridGeometry:
         return self
 
     def name(self, frames: int, k: int) -> str:
-
         cols, rows = self.layout(frames, k)
         return f"grid_{cols}x{rows}_{self.tile_width}x{self.tile_height}_n{frames}.jpg"
 

@@ -29,7 +29,7 @@ from .backend import (
     StreamNotFound,
     TooManyStreams,
 )
-from .requests import BadRequest, parse_geometry, parse_start
+from .requests import BadRequest, json_depth, parse_geometry, parse_start
 
 log = logging.getLogger("streamgrid.gateway")
 MAX_BODY = 64 * 1024
@@ -69,29 +69,6 @@ async def _bounded_body(request: Request) -> bytes:
     body = b"".join(chunks)
     request._body = body  # what request.form() reads, as Starlette caches it
     return body
-
-
-def json_depth(text: bytes) -> int:
-    """How deeply arrays and objects nest in a JSON text, strings skipped;
-    counted before parsing, since the parser recurses (a deep body was a 500)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return deepest
 
 
 async def _rtsp_url_from_body(request: Request) -> str | None:

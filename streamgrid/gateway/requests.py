@@ -117,3 +117,26 @@ def parse_start(rtsp_url: str | None, params: Mapping[str, str]) -> StartRequest
         geometry=geometry,
         tls_verify=_flag(params, "tls_verify", True),
     )
+
+
+def json_depth(text: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text, strings skipped;
+    counted before parsing, since the parser recurses (a deep body was a 500)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest

@@ -3,8 +3,7 @@ from __future__ import annotations
 import pytest
 
 from streamgrid.core.grid import GridGeometry
-from streamgrid.gateway.app import json_depth
-from streamgrid.gateway.requests import BadRequest, parse_geometry, parse_start
+from streamgrid.gateway.requests import BadRequest, json_depth, parse_geometry, parse_start
 
 URL = "rtsp://127.0.0.1/x"
 
