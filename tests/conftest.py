@@ -71,7 +71,10 @@ def server(work_dir: Path) -> Iterator[Server]:
 def server_s3(work_dir: Path, s3: S3Server) -> Iterator[Server]:
     """The embedded runtime writing to the real S3 server."""
     s3.create_bucket("embedded")
-    srv = start_server(work_dir, "server-s3", store_env=s3.env("embedded", "frames"))
+    # Its stream records beside the other services' data (not ./streamgrid-state).
+    records = {"STREAMGRID_STATE_DIR": str(work_dir / "server-s3-state")}
+    store = s3.env("embedded", "frames")
+    srv = start_server(work_dir, "server-s3", store_env=store, extra_env=records)
     yield srv
     srv.process.stop()
 

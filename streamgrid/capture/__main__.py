@@ -6,6 +6,8 @@ and it exits 0 (3 when the camera refused us for good, 1 on a crash).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -25,12 +27,26 @@ from .worker import EXIT_CRASHED, EXIT_STOPPED, CaptureWorker
 log = logging.getLogger("streamgrid.capture")
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> bool:
+    """SIGTERM to us when the process that spawned us dies; False when it
+    already has. Done here, after exec, rather than in a preexec_fn: code run
+    between fork and exec in a threaded server can deadlock."""
+    with contextlib.suppress(OSError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # Checked after asking: a parent that died in between has re-parented us.
+    return os.getppid() == parent_pid
+
+
 def make_progress(settings: CaptureSettings) -> ProgressSink:
     if settings.progress == "stdout":
         return JsonLinesProgress()
     if settings.progress == "none":
         return NoProgress()
-    from .kube_progress import KubeStatusProgress, StatusEndpoint
+    from .kube_progress import KubeStatusProgress, StatusEndpoint, frames_captured_floor
 
     api = settings.kube_api_url
     if not api:
@@ -45,6 +61,11 @@ def make_progress(settings: CaptureSettings) -> ProgressSink:
         settings.kube_token_file,
         settings.kube_ca_file,
     )
+    # A restarted pod continues the count its status already shows (read
+    # before the worker restores from the store).
+    settings.frames_captured_floor = max(
+        settings.frames_captured_floor, frames_captured_floor(endpoint)
+    )
     return KubeStatusProgress(endpoint, settings.progress_interval)
 
 
@@ -56,6 +77,9 @@ def main() -> int:
         errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         log_event(log, "worker.bad_settings", logging.ERROR, errors=errors)
         return 2
+    if settings.parent_pid is not None and not die_with_parent(settings.parent_pid):
+        log_event(log, "worker.orphaned", logging.WARNING, stream_id=settings.stream_id)
+        return EXIT_STOPPED
     url = settings.camera_url()
     register_secret(*url_secrets(url))
     for secret in (settings.source_password, settings.source_full_url):

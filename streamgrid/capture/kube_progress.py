@@ -5,6 +5,9 @@ Rate: a PATCH when the state changes, otherwise at most one per
 about 200 small PATCHes a second in all. Sent from a background thread, so a
 slow API server never stalls capture.
 
+At start, one GET of the status: its ``framesCaptured`` is the floor of the
+worker's count, so a restarted pod or container never counts backwards.
+
 Standard library only (one PATCH with the pod's service-account token): the
 kubernetes client would add tens of MB to every capture pod.
 """
@@ -20,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from ..core.logs import log_event
 from ..core.timestamps import format_utc
@@ -47,19 +51,59 @@ class StatusEndpoint:
         self.token_file, self.timeout = token_file, timeout
         self.context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
 
+    def _authorization(self) -> str:
+        return f"Bearer {self.token_file.read_text().strip()}"  # re-read: projected tokens rotate
+
     def patch(self, status: dict[str, object]) -> None:
-        token = self.token_file.read_text().strip()  # re-read: projected tokens rotate
         request = urllib.request.Request(
             self.url,
             data=json.dumps({"status": status}).encode(),
             method="PATCH",
             headers={
                 "Content-Type": "application/merge-patch+json",
-                "Authorization": f"Bearer {token}",
+                "Authorization": self._authorization(),
             },
         )
         with urllib.request.urlopen(request, timeout=self.timeout, context=self.context):
             pass
+
+    def frames_captured(self) -> int:
+        """The count the status shows now (0 when it shows none): a restarted
+        pod or container continues from it, so the count never goes back.
+        Raises OSError (URLError included) or ValueError when it cannot tell."""
+        request = urllib.request.Request(
+            self.url,
+            method="GET",
+            headers={"Accept": "application/json", "Authorization": self._authorization()},
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as reply:
+            stream: Any = json.loads(reply.read(4 * 1024 * 1024))
+        status = stream.get("status") if isinstance(stream, dict) else None
+        count = status.get("framesCaptured", 0) if isinstance(status, dict) else 0
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ValueError(f"status.framesCaptured is not a count: {count!r}")
+        return count
+
+
+def frames_captured_floor(endpoint: StatusEndpoint, attempts: int = 3) -> int:
+    """The status's count, a few tries over a second or two; 0 (logged) when
+    the API server cannot say: the store's manifest and frames still bound it."""
+    for attempt in range(attempts):
+        try:
+            return endpoint.frames_captured()
+        except (OSError, ValueError) as exc:
+            log_event(
+                log,
+                "progress.floor_unknown",
+                logging.WARNING,
+                attempt=attempt + 1,
+                error=str(exc)[:300],
+            )
+            client_error = isinstance(exc, urllib.error.HTTPError) and exc.code < 500
+            if client_error or attempt + 1 == attempts:
+                break  # forbidden or gone: asking again will not change it
+            time.sleep(0.5 * (attempt + 1))
+    return 0
 
 
 def status_of(progress: Progress) -> dict[str, object]:
@@ -68,6 +112,9 @@ def status_of(progress: Progress) -> dict[str, object]:
         "captureReason": progress.reason[:1024],
         "framesCaptured": progress.frames_captured,
         "kept": progress.kept,
+        # Set while frames are held in memory because the store refused them:
+        # the gateway will not stop such a stream (they would be lost).
+        "storeError": progress.store_error[:1024],
     }
     if progress.last_frame_at is not None:
         status["lastFrameAt"] = format_utc(progress.last_frame_at)
@@ -88,8 +135,11 @@ class KubeStatusProgress:
     def report(self, progress: Progress) -> None:
         with self._lock:
             self._latest = progress
-            if self._sent is None or self._sent.state != progress.state:
-                self._wake.set()
+            if self._sent is None or (self._sent.state, self._sent.store_error) != (
+                progress.state,
+                progress.store_error,
+            ):
+                self._wake.set()  # at once: a state change, or the store failing or back
 
     def close(self, timeout: float = 10.0) -> None:
         """Send the last report now (the final state), then stop."""

@@ -19,6 +19,10 @@ class Progress:
     last_frame_at: float | None
     reason: str = ""
     codec: str = ""
+    # Frames in the top K that the store refused (kept in memory, retried;
+    # ``kept`` counts only stored ones), and the store's last error meanwhile.
+    unsaved: int = 0
+    store_error: str = ""
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)

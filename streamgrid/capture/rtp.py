@@ -13,6 +13,7 @@ import time
 from fractions import Fraction
 from typing import Any
 
+from ..core.sources import SourcePolicy
 from .native import NativePacket
 from .rtsp import RtspSession
 from .tls import TlsPolicy
@@ -32,12 +33,17 @@ class RtpPackets:
     """One camera over RTSP/TCP. Not thread-safe, but for ``interrupt()``."""
 
     def __init__(
-        self, url: str, open_timeout: float, read_timeout: float, tls: TlsPolicy | None = None
+        self,
+        url: str,
+        open_timeout: float,
+        read_timeout: float,
+        tls: TlsPolicy | None = None,
+        source_policy: SourcePolicy | None = None,
     ) -> None:
         from . import _rtp
 
         self._module = _rtp
-        self.session = RtspSession(url, open_timeout, read_timeout, tls)
+        self.session = RtspSession(url, open_timeout, read_timeout, tls, source_policy)
         self.read_timeout = read_timeout
         self._reader: Any = None
         self.codec_name = ""

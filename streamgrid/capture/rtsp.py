@@ -24,9 +24,11 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
+from ..core.sources import Endpoint, SourceNotAllowed, SourcePolicy
 from ..core.urls import host_name_problem, mask_url
 from .tls import TlsPolicy, connect_tls
 
@@ -379,10 +381,16 @@ class RtspSession:
     """One RTSP connection over TCP; ``start()`` leaves it playing."""
 
     def __init__(
-        self, url: str, open_timeout: float, read_timeout: float, tls: TlsPolicy | None = None
+        self,
+        url: str,
+        open_timeout: float,
+        read_timeout: float,
+        tls: TlsPolicy | None = None,
+        source_policy: SourcePolicy | None = None,
     ) -> None:
         self.url, self.host, self.port, self.creds = split_url(url)
         self.tls = tls or TlsPolicy()  # for rtsps://
+        self.source_policy = source_policy or SourcePolicy()  # where cameras may be
         self.scheme = urlsplit(self.url).scheme.lower()
         self.open_timeout, self.read_timeout = open_timeout, read_timeout
         self.sock: socket.socket | None = None
@@ -444,8 +452,12 @@ class RtspSession:
 
     def _connect(self) -> socket.socket:
         """A new connection to ``self.host``, ``self.port``: the one place that
-        makes it."""
-        sock = socket.create_connection((self.host, self.port), timeout=self._remaining())
+        makes it. The host is looked up and each of its addresses checked
+        against the source policy here, at every connection (a redirect's and
+        a reconnect's too: DNS rebinding), and the socket connects to an
+        address that was checked; the name stays for TLS and the URLs."""
+        endpoints = self.source_policy.resolve_and_check(self.host, self.port, self._remaining())
+        sock = _connect_first(endpoints, self._remaining)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.scheme == "rtsps":
             return connect_tls(sock, self.host, self.tls, self._remaining())
@@ -501,7 +513,11 @@ class RtspSession:
             if self.sock is not None:
                 self.sock.close()
             self.sock, self._buffer = None, b""
-            self.sock = self._open()
+            try:
+                self.sock = self._open()
+            except SourceNotAllowed as exc:  # the classic way around a policy
+                origin = _endpoint(*self._origin)
+                raise SourceNotAllowed(f"{exc.reason} (redirected from {origin})") from None
 
     def _take_session(self, response: Response) -> None:
         session, timeout = parse_session(response.header("Session") or "")
@@ -664,3 +680,21 @@ def _join(base: str, location: str) -> str:
 
 def _endpoint(scheme: str, host: str, port: int) -> str:
     return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _connect_first(endpoints: list[Endpoint], remaining: Callable[[], float]) -> socket.socket:
+    """A TCP connection to the first of ``endpoints`` that takes one, each try
+    within what is left of the deadline (socket.create_connection's way, but
+    to addresses already looked up and checked, never to a new lookup's)."""
+    errors: list[OSError] = []
+    for endpoint in endpoints:
+        sock = socket.socket(endpoint.family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(remaining())
+            sock.connect(endpoint.sockaddr)
+        except OSError as exc:
+            sock.close()
+            errors.append(exc)
+            continue
+        return sock
+    raise errors[-1]  # as create_connection: the last try's error

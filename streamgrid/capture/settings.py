@@ -42,6 +42,12 @@ class CaptureSettings(CommonSettings):
     backoff_max: float = Field(30.0, gt=0, le=3600)
     manifest_interval: float = Field(5.0, gt=0, le=3600)
     jpeg_quality: int = Field(90, ge=10, le=100)
+    # The count the runtime last saw (embedded: the gateway's records; cluster:
+    # the VideoStream's status): a restarted worker never counts below it.
+    frames_captured_floor: int = Field(0, ge=0)
+    # The embedded server's pid: the worker asks for SIGTERM when it dies (a
+    # killed server leaves no orphan), and exits if it is already gone.
+    parent_pid: int | None = None
     probe_seconds: float = Field(0.5, ge=0, le=10)  # FFmpeg's analyzeduration at connect
     # auto: decode only keyframes when the interval is at least a GOP, else only
     # the packets up to each tick (see capture/sampling.py); all: decode all.

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import av
 import av.error
@@ -32,6 +32,7 @@ import numpy as np
 from ..core.brightness import brightness_of_luma
 from ..core.grid import Image
 from ..core.logs import log_event
+from ..core.sources import SourceNotAllowed, SourcePolicy
 from ..core.urls import mask_secrets, url_secrets
 from . import native, rtp, rtsp
 from .sampling import Arrival, LivenessTracker
@@ -114,6 +115,18 @@ def _describe(exc: BaseException, url: str, waited: float = 0.0, limit: float = 
     return text
 
 
+def with_address(url: str, address: str) -> str:
+    """``url`` with its host replaced by ``address`` (an IP literal), user,
+    password and port kept."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    host = f"[{address}]" if ":" in address else address
+    netloc = (f"{userinfo}@" if userinfo else "") + host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 class VideoSource:
     """Context manager over one connection; iterate ``arrivals(stop, ...)``."""
 
@@ -128,10 +141,12 @@ class VideoSource:
         probe_seconds: float = 0.5,
         demuxer: Demuxer = "auto",
         tls: TlsPolicy | None = None,
+        source_policy: SourcePolicy | None = None,
     ) -> None:
         self.url = url
         self.transport = transport
         self.tls = tls or TlsPolicy()
+        self.source_policy = source_policy or SourcePolicy()  # where cameras may be
         # Where FFmpeg may go, if it reads this camera: the URL our client ended
         # at after redirects, with the credentials only where they were given.
         self._ffmpeg_url = url
@@ -167,7 +182,7 @@ class VideoSource:
         return self
 
     def _open_ffmpeg(self) -> None:
-        url = self._ffmpeg_url
+        url = self._check_ffmpeg_source(self._ffmpeg_url)
         options = {
             "rtsp_transport": self.transport,
             # Socket-level timeout (microseconds), on top of the read deadline.
@@ -202,6 +217,29 @@ class VideoSource:
             self.__exit__(None, None, None)
             raise SourceFatalError("the source has no video stream")
 
+    def _check_ffmpeg_source(self, url: str) -> str:
+        """The source policy before FFmpeg gets the URL, which then names the
+        address just checked instead of the host, so FFmpeg's own lookup
+        cannot answer differently (DNS rebinding). A lookup that fails here
+        fails the attempt (retried): nothing unchecked is handed on. FFmpeg
+        follows RTSP redirects on its own, unchecked: a residual risk the
+        README names (an egress NetworkPolicy closes it in a cluster)."""
+        try:
+            parts = urlsplit(url)
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            host, port = None, None
+        if not host:
+            raise SourceFatalError("source not allowed: the URL names no host to check")
+        port = port or rtsp.DEFAULT_PORTS.get(parts.scheme.lower(), 554)
+        try:
+            endpoints = self.source_policy.resolve_and_check(host, port, self.open_timeout)
+        except SourceNotAllowed as exc:
+            raise SourceFatalError(str(exc)) from None
+        except (OSError, UnicodeError) as exc:
+            raise SourceError(f"cannot look up {host}: {exc}") from None
+        return with_address(url, str(endpoints[0].sockaddr[0]))
+
     def _may_try(self, demuxer: Demuxer, reason: str | None) -> bool:
         """Whether to try ``demuxer``: yes with no reason against it. Against it,
         a demuxer asked for by name fails the stream; under auto the reason is
@@ -227,7 +265,9 @@ class VideoSource:
         started = time.monotonic()
         session: rtsp.RtspSession | None = None
         try:
-            self.native = rtp.RtpPackets(self.url, self.open_timeout, self.read_timeout, self.tls)
+            self.native = rtp.RtpPackets(
+                self.url, self.open_timeout, self.read_timeout, self.tls, self.source_policy
+            )
             session = self.native.session
             self.native.open()
         except rtsp.TransportRefused as exc:
@@ -254,6 +294,9 @@ class VideoSource:
         except rtsp.NoVideo:
             self.__exit__(None, None, None)
             raise SourceFatalError("the source has no video stream") from None
+        except SourceNotAllowed as exc:  # the camera's address, or a redirect's
+            self.__exit__(None, None, None)
+            raise SourceFatalError(str(exc)) from None
         except OSError as exc:  # refused, unreachable, timed out, an error status
             self.__exit__(None, None, None)
             waited = time.monotonic() - started

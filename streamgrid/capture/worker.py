@@ -5,6 +5,10 @@ Freshness: the worker decodes continuously and samples the picture decoded at
 Durability: a frame that enters the top K is in the store before the next one
 is looked at, and an evicted frame is deleted after its replacement is written;
 a restarted worker rebuilds its top K and its count from the store.
+Store faults: a frame the store refuses stays in memory (at most K of them:
+an evicted unsaved frame is simply dropped) and is retried with backoff from
+the sampling loop; meanwhile the reason says "store: <why>" and ``kept``
+counts only stored frames.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from ..core.grid import encode_jpeg
 from ..core.logs import log_event
 from ..core.models import FrameRecord, Manifest, StreamState
-from ..core.store import FrameStore
+from ..core.store import FrameStore, store_error_text
 from ..core.topk import TopK, best
 from ..core.urls import mask_secrets
 from .progress import Progress, ProgressSink
@@ -31,6 +35,9 @@ from .tls import TlsPolicy
 log = logging.getLogger("streamgrid.capture")
 
 EXIT_STOPPED, EXIT_CRASHED, EXIT_FAILED = 0, 1, 3
+# Retrying unsaved frames: one small write per try, so the cap is low; it is
+# also how long a user who freed space may wait before /stop succeeds.
+STORE_RETRY_INITIAL, STORE_RETRY_MAX = 0.5, 10.0
 
 
 @dataclass
@@ -67,6 +74,7 @@ def default_source(settings: CaptureSettings) -> VideoSource:
         tls=TlsPolicy(
             settings.tls_verify, str(settings.tls_ca_file) if settings.tls_ca_file else None
         ),
+        source_policy=settings.source_policy(),
     )
 
 
@@ -85,6 +93,9 @@ class CaptureWorker:
         self.stream_id = settings.stream_id
         self.topk: TopK = TopK(settings.top_k)
         self.unsaved: dict[FrameRecord, bytes] = {}  # kept, but the store refused it
+        self.store_error = ""  # why the store last refused a frame
+        self.store_backoff = Backoff(STORE_RETRY_INITIAL, STORE_RETRY_MAX)
+        self._store_retry_at = 0.0  # monotonic time of the next retry of self.unsaved
         self.frames_captured = 0
         self.state = StreamState.CONNECTING
         self.reason = ""
@@ -99,7 +110,13 @@ class CaptureWorker:
 
     # -- restart -------------------------------------------------------------
     def restore(self) -> None:
-        """Rebuild the top K and the sample count from what the store holds."""
+        """Rebuild the top K and the sample count from what the store holds.
+
+        The count is the highest of: the floor the runtime passes (the last
+        count it saw reported: the manifest may be up to manifest_interval
+        older after a kill -9), the manifest's, and one past every stored
+        sequence number; so neither the count nor a sequence number goes back.
+        """
         records = self.store.list_frames(self.stream_id)
         manifest = self.store.get_manifest(self.stream_id)
         keep = best(records, self.settings.top_k)
@@ -109,8 +126,9 @@ class CaptureWorker:
         for record in keep:
             self.topk.offer(record)
         counted = manifest.frames_captured if manifest else 0
-        self.frames_captured = max([counted] + [r.seq + 1 for r in records])
-        if records or manifest:
+        floor = self.settings.frames_captured_floor
+        self.frames_captured = max([counted, floor] + [r.seq + 1 for r in records])
+        if records or manifest or floor:
             log_event(
                 log,
                 "worker.restored",
@@ -150,7 +168,7 @@ class CaptureWorker:
                     reason=reason,
                     retry_in=round(delay, 2),
                 )
-                self._retry_unsaved()
+                self._retry_if_due()
                 stop.wait(delay)
         self.finish(StreamState.STOPPED)
         return EXIT_STOPPED
@@ -180,6 +198,7 @@ class CaptureWorker:
                     )
                 self.sample(Picture(frame))
                 continue
+            self._retry_if_due()  # a long interval must not hold up a retry
             now = arrival.arrived if arrival is not None else time.monotonic()
             if sampler.overdue(now) > settings.no_frame_timeout + (sampler.gop or 0):
                 raise SourceError(f"no picture decoded for {settings.no_frame_timeout:g} s")
@@ -219,26 +238,41 @@ class CaptureWorker:
                 self._save(record, jpeg)
                 if evicted is not None:
                     self._evict(evicted)
+            if self.store_error and (not self.unsaved or time.monotonic() >= self._store_retry_at):
+                self._retry_unsaved()  # due, or all evicted meanwhile: then it clears the error
             self._report(self.state)
             if time.monotonic() - self._last_manifest >= self.settings.manifest_interval:
                 self._write_manifest(final=False)
 
     # -- store ---------------------------------------------------------------
     def _save(self, record: FrameRecord, jpeg: bytes) -> None:
+        """Put a frame that just entered the top K; if the store refuses it,
+        keep it in memory for a retry."""
         try:
             self.store.put_frame(self.stream_id, record, jpeg)
         except Exception as exc:  # noqa: BLE001 - any store failure: keep it, retry later
+            first = not self.unsaved
             self.unsaved[record] = jpeg
-            log_event(
-                log,
-                "store.write_failed",
-                logging.WARNING,
-                stream_id=self.stream_id,
-                seq=record.seq,
-                error=mask_secrets(str(exc)),
-            )
+            self.store_error = store_error_text(exc)
+            if first:  # later failures of new frames do not push the retry back
+                self._store_retry_at = time.monotonic() + self.store_backoff.next()
+                log_event(
+                    log,
+                    "store.write_failed",
+                    logging.WARNING,
+                    stream_id=self.stream_id,
+                    seq=record.seq,
+                    error=self.store_error,
+                )
+            return
+        if self.unsaved:
+            self._store_retry_at = 0.0  # the store took a frame again: retry the rest now
+        else:
+            self.store_backoff.reset()
 
     def _evict(self, record: FrameRecord) -> None:
+        # An unsaved frame lives only here: evicting it drops it, so at most K
+        # frames are ever held in memory however long the store fails.
         if self.unsaved.pop(record, None) is not None:
             return
         try:
@@ -253,17 +287,47 @@ class CaptureWorker:
                 error=mask_secrets(str(exc)),
             )
 
+    def _retry_if_due(self) -> None:
+        if not self.unsaved or time.monotonic() < self._store_retry_at:
+            return  # the common case, checked without the lock
+        with self._lock:
+            if not self._finished and self.unsaved:
+                self._retry_unsaved()
+                self._report(self.state)
+
     def _retry_unsaved(self) -> None:
-        for record, jpeg in list(self.unsaved.items()):
+        """Put the unsaved frames, brightest first; at the first refusal the
+        store is still failing: back off and leave the rest for the next try."""
+        for record in sorted(self.unsaved, key=lambda r: r.rank_key):
+            try:
+                self.store.put_frame(self.stream_id, record, self.unsaved[record])
+            except Exception as exc:  # noqa: BLE001 - any store failure: retry later
+                self.store_error = store_error_text(exc)
+                delay = self.store_backoff.next()
+                self._store_retry_at = time.monotonic() + delay
+                log_event(
+                    log,
+                    "store.retry_failed",
+                    logging.WARNING,
+                    stream_id=self.stream_id,
+                    unsaved=len(self.unsaved),
+                    error=self.store_error,
+                    retry_in=round(delay, 2),
+                )
+                return
             del self.unsaved[record]
-            self._save(record, jpeg)
+        if self.store_error:
+            log_event(log, "store.recovered", stream_id=self.stream_id, kept=len(self.topk))
+        self.store_error = ""
+        self.store_backoff.reset()
 
     def _write_manifest(self, final: bool) -> None:
         self._last_manifest = time.monotonic()
         manifest = Manifest(
             stream_id=self.stream_id,
             frames_captured=self.frames_captured,
-            kept=self.topk.records(),
+            # Only what is in the store: a restore must not expect the rest.
+            kept=[r for r in self.topk.records() if r not in self.unsaved],
             state=self.state,
             updated_at=time.time(),
             final=final,
@@ -294,24 +358,36 @@ class CaptureWorker:
             log_event(
                 log,
                 "worker.finished",
+                logging.ERROR if self.unsaved else logging.INFO,
                 stream_id=self.stream_id,
                 state=state.value,
                 frames_captured=self.frames_captured,
-                kept=len(self.topk),
-                unsaved=len(self.unsaved),
+                kept=len(self.topk) - len(self.unsaved),
+                unsaved=len(self.unsaved),  # lost with this process: the store refused them
+                store_error=self.failing_store(),
             )
+
+    def failing_store(self) -> str:
+        """The store's error while any kept frame is not stored, else ""."""
+        return self.store_error if self.unsaved else ""
 
     def _report(self, state: StreamState, reason: str = "") -> None:
         self.state = state
         if reason or state in (StreamState.ACTIVE, StreamState.CONNECTING):
             self.reason = reason
+        store_error = self.failing_store()
+        # The camera's trouble first (it explains the state); else the store's,
+        # while capture goes on (Active) with frames held only in memory.
+        shown = self.reason or (f"store: {store_error}" if store_error else "")
         self.progress.report(
             Progress(
                 state=state,
                 frames_captured=self.frames_captured,
-                kept=len(self.topk),
+                kept=len(self.topk) - len(self.unsaved),  # stored frames only
                 last_frame_at=self.last_frame_at,
-                reason=self.reason,
+                reason=shown,
                 codec=self.codec,
+                unsaved=len(self.unsaved),
+                store_error=store_error,
             )
         )

@@ -1,8 +1,10 @@
 """Structured logs: one JSON object per line, credentials masked at the source.
 
-Every line goes through ``mask_secrets`` before it is written, and secrets a
-process knows about (its camera password) are registered so that even a
-library's error text that echoes them is masked.
+Every value of a line goes through ``mask_secrets`` before it is written, and
+secrets a process knows about (its camera password) are registered so that even
+a library's error text that echoes them is masked. Values only: a password that
+happens to be "info" or "stream_id" never rewrites a key or the line's own
+fields (ts, level, component, logger).
 """
 
 from __future__ import annotations
@@ -40,8 +42,26 @@ class JsonFormatter(logging.Formatter):
             event.update(fields)
         if record.exc_info:
             event["error"] = self.formatException(record.exc_info)
-        line = json.dumps(event, default=str, separators=(",", ":"))
-        return mask_secrets(line, _known_secrets)
+        masked = {
+            key: value if key in _OWN_FIELDS else _masked(value) for key, value in event.items()
+        }
+        return json.dumps(masked, separators=(",", ":"))
+
+
+# The formatter's own fields: never secrets, never masked.
+_OWN_FIELDS = frozenset({"ts", "level", "component", "logger"})
+
+
+def _masked(value: Any) -> Any:
+    """A field's value with credentials masked: strings (and what becomes a
+    string in JSON), inside lists and dicts too; keys and numbers as they are."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_masked(v) for v in value]
+    return mask_secrets(value if isinstance(value, str) else str(value), _known_secrets)
 
 
 def configure_logging(component: str, level: str = "INFO") -> None:

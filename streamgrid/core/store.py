@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .models import FrameRecord, Manifest
+from .urls import mask_secrets
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -32,6 +33,15 @@ _FRAME_KEY_RE = re.compile(r"^(?P<seq>\d{12})_(?P<b>\d{7})_(?P<ms>\d{13})\.jpg$"
 
 class StoreError(RuntimeError):
     pass
+
+
+def store_error_text(exc: BaseException) -> str:
+    """Why a store call failed, in one short line for a status reason: an
+    OSError's strerror ("No space left on device", without "[Errno 28]"),
+    else the client's own text (S3), credentials masked."""
+    strerror = exc.strerror if isinstance(exc, OSError) else None
+    text = " ".join(str(strerror or exc).split())
+    return mask_secrets(text)[:300] or type(exc).__name__
 
 
 class ObjectStore(ABC):
@@ -218,6 +228,14 @@ class FrameStore:
 
     def delete_stream(self, stream_id: str) -> None:
         self.objects.delete_prefix(f"{stream_id}/")
+
+    def list_grids(self, stream_id: str) -> list[str]:
+        """Names of the stream's stored grids, as put_grid was given them."""
+        prefix = f"{stream_id}/grids/"
+        return [key[len(prefix) :] for key in self.objects.list(prefix)]
+
+    def delete_grid(self, stream_id: str, name: str) -> None:
+        self.objects.delete(f"{stream_id}/grids/{name}")
 
 
 def open_object_store(

@@ -5,19 +5,45 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 MAX_URL_LENGTH = 2048
 SCHEMES = ("rtsp", "rtsps")
 MASK = "***"
-# Query parameters some cameras take credentials in.
+# The one list of parameter names whose values are credentials, wherever they
+# appear: in the query (?access_token=...) or in the path, as Dahua-style
+# cameras take them (/user=admin&password=...&channel=1). Every output (/list,
+# /streams, status, events, logs) masks through it.
 SECRET_PARAMS = frozenset(
-    {"password", "pass", "passwd", "pwd", "token", "auth", "key", "secret", "signature"}
+    {
+        "token",
+        "access_token",
+        "apikey",
+        "api_key",
+        "key",
+        "pw",
+        "pwd",
+        "pass",
+        "password",
+        "passwd",
+        "auth",
+        "sig",
+        "signature",
+        "secret",
+    }
 )
-_USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@")
-_QUERY_SECRET_RE = re.compile(
-    r"(?P<k>[?&](?:" + "|".join(sorted(SECRET_PARAMS)) + r"))=[^&\s'\"]*", re.IGNORECASE
+# The password runs to the authority's last '@' (a password may hold one).
+_USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):[^/\s]*@")
+# name=value in free text, the name a whole parameter name: at the start, or
+# after a query, path or parameter separator.
+_PARAM_SECRET_RE = re.compile(
+    r"(?P<k>(?:^|[?&;/])(?:" + "|".join(sorted(SECRET_PARAMS)) + r"))=[^&;#\s'\"]*",
+    re.IGNORECASE,
 )
+# What separates name=value parameters: in a query or fragment '&' and ';'
+# (a value may hold '/'), in a Dahua-style path '/' too.
+_QUERY_SEPARATORS_RE = re.compile(r"([&;])")
+_PATH_SEPARATORS_RE = re.compile(r"([&;/])")
 
 
 class InvalidURLError(ValueError):
@@ -91,8 +117,36 @@ def validate_rtsp_url(raw: str) -> str:
     return url
 
 
+def _is_secret_name(name: str) -> bool:
+    return unquote_plus(name).strip().lower() in SECRET_PARAMS
+
+
+def _secret_params(
+    text: str, separators: re.Pattern[str] = _QUERY_SEPARATORS_RE
+) -> list[tuple[int, str]]:
+    """(index among the pieces of ``separators.split(text)``, raw value) of
+    each name=value whose name is in SECRET_PARAMS."""
+    pieces = separators.split(text)
+    found = []
+    for i, piece in enumerate(pieces):
+        name, eq, value = piece.partition("=")
+        if eq and _is_secret_name(name):
+            found.append((i, value))
+    return found
+
+
+def _mask_params(text: str, separators: re.Pattern[str] = _QUERY_SEPARATORS_RE) -> str:
+    """The secret values among name=value pieces of a query or path masked;
+    every other byte kept as it was (no re-encoding)."""
+    pieces = separators.split(text)
+    for i, _ in _secret_params(text, separators):
+        pieces[i] = pieces[i].partition("=")[0] + "=" + MASK
+    return "".join(pieces)
+
+
 def mask_url(url: str) -> str:
-    """``rtsp://user:pass@host/x?password=y`` -> ``rtsp://user:***@host/x?password=***``."""
+    """``rtsp://user:pass@host/x?password=y`` -> ``rtsp://user:***@host/x?password=***``,
+    and the Dahua-style ``rtsp://host/user=admin&password=y`` -> ``.../user=admin&password=***``."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -102,32 +156,60 @@ def mask_url(url: str) -> str:
         userinfo, host = netloc.rsplit("@", 1)
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:{MASK}@{host}" if ":" in userinfo else f"{user}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() in SECRET_PARAMS for k, _ in pairs):
-            query = urlencode(
-                [(k, MASK if k.lower() in SECRET_PARAMS else v) for k, v in pairs], safe="*"
-            )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit(
+        (
+            parts.scheme,
+            netloc,
+            _mask_params(parts.path, _PATH_SEPARATORS_RE),
+            _mask_params(parts.query),
+            _mask_params(parts.fragment),
+        )
+    )
 
 
 def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
-    """Masks credentials in free text (error messages, log lines)."""
+    """Masks credentials in free text (error messages, log lines): the known
+    secrets first, longest first (a pattern could cut one in two, leaving a
+    piece no longer recognised), then the patterns."""
+    for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
     text = _USERINFO_RE.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-    text = _QUERY_SECRET_RE.sub(lambda m: f"{m['k']}={MASK}", text)
-    for secret in secrets:
-        if secret and len(secret) >= 3:
-            text = text.replace(secret, MASK)
-    return text
+    return _PARAM_SECRET_RE.sub(lambda m: f"{m['k']}={MASK}", text)
+
+
+def has_secret_params(url: str) -> bool:
+    """Whether credentials ride in the URL's query, path or fragment (not its userinfo)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return bool(
+        _secret_params(parts.path, _PATH_SEPARATORS_RE)
+        or _secret_params(parts.query)
+        or _secret_params(parts.fragment)
+    )
+
+
+def drop_secret_params(query: str) -> str:
+    """A query without its secret name=value parameters, the rest as written."""
+    pieces = re.split(r"[&;]", query)
+    return "&".join(p for p in pieces if p and not _is_secret_name(p.partition("=")[0]))
 
 
 def url_secrets(url: str) -> list[str]:
-    """The secret strings inside a URL, to mask wherever they might reappear."""
+    """The secret strings inside a URL, as written and decoded, to mask
+    wherever they might reappear."""
     try:
         parts = urlsplit(url)
-        found = [parts.password or ""]
-        found += [v for k, v in parse_qsl(parts.query) if k.lower() in SECRET_PARAMS]
+        raw = [parts.password or ""]
     except ValueError:
         return []
-    return [s for s in found if s]
+    raw += [value for _, value in _secret_params(parts.path, _PATH_SEPARATORS_RE)]
+    for text in (parts.query, parts.fragment):
+        raw += [value for _, value in _secret_params(text)]
+    found: list[str] = []
+    for value in raw:
+        for form in (value, unquote(value), unquote_plus(value)):
+            if form and form != MASK and form not in found:
+                found.append(form)
+    return found

@@ -21,14 +21,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..core.grid import GridTooLarge
 from ..core.logs import log_event
+from .auth import Authenticator, RequireToken
 from .backend import (
     GridFailed,
     NoFramesCaptured,
+    StoreUnavailable,
     StreamBackend,
     StreamInfo,
     StreamNotFound,
     TooManyStreams,
 )
+from .openapi import DETAILS, HEALTHZ, LIST, START, STATUS, STOP, STOP_ALL, install_docs
 from .requests import BadRequest, json_depth, parse_geometry, parse_start
 
 log = logging.getLogger("streamgrid.gateway")
@@ -94,7 +97,9 @@ async def _rtsp_url_from_body(request: Request) -> str | None:
     return value
 
 
-def create_app(make_backend: Callable[[], StreamBackend]) -> FastAPI:
+def create_app(
+    make_backend: Callable[[], StreamBackend], authenticator: Authenticator | None = None
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backend = make_backend()
@@ -104,6 +109,8 @@ def create_app(make_backend: Callable[[], StreamBackend]) -> FastAPI:
             await run_in_threadpool(app.state.backend.close)
 
     app = FastAPI(title="streamgrid", version=__version__, lifespan=lifespan)
+    if authenticator is not None:
+        app.add_middleware(RequireToken, authenticator=authenticator)
 
     def backend(request: Request) -> StreamBackend:
         b: StreamBackend = request.app.state.backend
@@ -127,6 +134,10 @@ def create_app(make_backend: Callable[[], StreamBackend]) -> FastAPI:
     async def too_large(_: Request, exc: BodyTooLarge) -> Response:
         return _text(413, "Request body too large")
 
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(_: Request, exc: StoreUnavailable) -> Response:
+        return _text(503, f"Store unavailable: {exc}")
+
     @app.exception_handler(TooManyStreams)
     async def too_many(_: Request, exc: TooManyStreams) -> Response:
         return _text(429, f"Too many streams: the limit is {exc.args[0]}")
@@ -142,14 +153,14 @@ def create_app(make_backend: Callable[[], StreamBackend]) -> FastAPI:
         )
         return _text(500, "Internal server error")
 
-    @app.post("/start")
+    @app.post("/start", response_model=None, **START)
     async def start(request: Request) -> dict[str, str]:
         rtsp_url = await _rtsp_url_from_body(request)
         parsed = parse_start(rtsp_url, request.query_params)
         stream_id = await run_in_threadpool(backend(request).start, parsed)
         return {"status": "Video stream started", "stream_id": stream_id}
 
-    @app.get("/list")
+    @app.get("/list", response_model=None, **LIST)
     async def list_streams(request: Request) -> dict[str, Any]:
         infos = await run_in_threadpool(backend(request).active)
         return {"active_streams": {i.stream_id: i.list_entry() for i in infos}}
@@ -161,18 +172,18 @@ def create_app(make_backend: Callable[[], StreamBackend]) -> FastAPI:
             return _text(404, f"Stream not found with id {_shown_id(stream_id)}")
         return info
 
-    @app.post("/status/{stream_id}")
+    @app.post("/status/{stream_id}", **STATUS)
     async def status(stream_id: str, request: Request) -> Response:
         info = await find(request, stream_id)
         return info if isinstance(info, Response) else JSONResponse(info.status_line())
 
-    @app.get("/streams/{stream_id}")
+    @app.get("/streams/{stream_id}", **DETAILS)
     async def details(stream_id: str, request: Request) -> Response:
         """Extension: everything known about one stream, as JSON."""
         info = await find(request, stream_id)
         return info if isinstance(info, Response) else JSONResponse(info.to_json())
 
-    @app.post("/stop/{stream_id}")
+    @app.post("/stop/{stream_id}", response_class=Response, **STOP)
     async def stop(stream_id: str, request: Request) -> Response:
         geometry = parse_geometry(request.query_params) if request.query_params else None
         try:
@@ -187,12 +198,13 @@ def create_app(make_backend: Callable[[], StreamBackend]) -> FastAPI:
             return _text(500, "Failed to create image")
         return Response(jpeg, media_type="image/jpeg")
 
-    @app.post("/stop")
+    @app.post("/stop", response_model=None, **STOP_ALL)
     async def stop_all(request: Request) -> dict[str, dict[str, str]]:
         return {"results": await run_in_threadpool(backend(request).stop_all)}
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=None, **HEALTHZ)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    install_docs(app, authenticated=authenticator is not None)
     return app

@@ -26,6 +26,12 @@ class TooManyStreams(RuntimeError):
     pass
 
 
+class StoreUnavailable(RuntimeError):
+    """The store refuses writes (or reads) now; the message says why. /stop
+    answers 503 and leaves the worker running: it holds the frames the store
+    refused, and the user can stop again once the store is back."""
+
+
 @dataclass
 class StreamInfo:
     stream_id: str
@@ -84,7 +90,7 @@ class StreamBackend(Protocol):
 
     def stop(self, stream_id: str, geometry: GridGeometry | None) -> bytes:
         """Stops (if running) and returns the grid JPEG. Raises StreamNotFound,
-        NoFramesCaptured, GridFailed."""
+        NoFramesCaptured, GridFailed, StoreUnavailable (nothing stopped)."""
         ...
 
     def stop_all(self) -> dict[str, str]: ...

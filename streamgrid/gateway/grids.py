@@ -1,32 +1,60 @@
-"""The grid of a stopped stream, made from the store and stored once made."""
+"""The grid of a stopped stream, made from the store and stored once made.
+
+A store that fails while the grid is read is StoreUnavailable (a 503: stop
+again later). A grid made but not stored is still returned: the stored copy
+is only a cache of what the frames (safe in the store) give again.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 from ..core.grid import GridGeometry, compose_grid, decode_jpeg, encode_jpeg
 from ..core.logs import log_event
-from ..core.store import FrameStore
+from ..core.store import FrameStore, store_error_text
 from ..core.topk import best
-from .backend import GridFailed, NoFramesCaptured
+from .backend import GridFailed, NoFramesCaptured, StoreUnavailable
 
 log = logging.getLogger("streamgrid.gateway")
+# Grids kept per stream: every geometry asked for at stop is stored, so without
+# a bound a client looping over geometries fills the store.
+MAX_GRIDS_PER_STREAM = 8
+T = TypeVar("T")
 
 
-def grid_for_stream(store: FrameStore, stream_id: str, top_k: int, geometry: GridGeometry) -> bytes:
-    records = best(store.list_frames(stream_id), top_k)
+def _read(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except Exception as exc:  # whatever the store raises (OSError, botocore, ...)
+        raise StoreUnavailable(store_error_text(exc)) from exc
+
+
+def grid_for_stream(
+    store: FrameStore,
+    stream_id: str,
+    top_k: int,
+    geometry: GridGeometry,
+    default: GridGeometry | None = None,
+) -> bytes:
+    """The stream's grid in ``geometry``, from the store when made before.
+    ``default`` is the stream's own geometry: its grid (what a plain repeated
+    stop returns) is the last one evicted to keep the bound."""
+    records = best(_read(lambda: store.list_frames(stream_id)), top_k)
     if not records:
         raise NoFramesCaptured(stream_id)
     geometry.check_size(len(records), top_k)  # GridTooLarge: the client's, a 400
     name = geometry.name(len(records), top_k)
 
-    cached = store.get_grid(stream_id, name)
+    cached = _read(lambda: store.get_grid(stream_id, name))
     if cached is not None:
         return cached
     try:
         images = []
         for record in records:
-            data = store.get_frame(stream_id, record)
+            data = _read(partial(store.get_frame, stream_id, record))
             if data is None:
                 raise GridFailed(f"frame {record.seq} vanished from the store")
             images.append(decode_jpeg(data, fit=(geometry.tile_width, geometry.tile_height)))
@@ -34,6 +62,27 @@ def grid_for_stream(store: FrameStore, stream_id: str, top_k: int, geometry: Gri
     except (ValueError, GridFailed) as exc:
         log_event(log, "grid.failed", logging.ERROR, stream_id=stream_id, error=str(exc))
         raise GridFailed(str(exc)) from None
-    store.put_grid(stream_id, name, jpeg)
+    keep = {name} | ({default.name(len(records), top_k)} if default is not None else set())
+    try:
+        _make_room(store, stream_id, keep)
+        store.put_grid(stream_id, name, jpeg)
+    except Exception as exc:  # noqa: BLE001 - the cache only; the grid itself is right
+        log_event(
+            log,
+            "grid.store_failed",
+            logging.WARNING,
+            stream_id=stream_id,
+            error=store_error_text(exc),
+        )
     log_event(log, "grid.created", stream_id=stream_id, frames=len(records), name=name)
     return jpeg
+
+
+def _make_room(store: FrameStore, stream_id: str, keep: set[str]) -> None:
+    """Deletes stored grids, those not in ``keep`` first, until one more fits
+    under MAX_GRIDS_PER_STREAM."""
+    stored = store.list_grids(stream_id)
+    # The store keeps no age: evict the others in listing order, ``keep`` last.
+    evictable = [n for n in stored if n not in keep] + [n for n in stored if n in keep]
+    for name in evictable[: max(0, len(stored) - MAX_GRIDS_PER_STREAM + 1)]:
+        store.delete_grid(stream_id, name)

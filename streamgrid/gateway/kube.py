@@ -28,11 +28,11 @@ from ..core.logs import log_event, register_secret
 from ..core.models import StreamState
 from ..core.store import FrameStore
 from ..core.timestamps import parse_utc
-from ..core.urls import SECRET_PARAMS, mask_url, url_secrets
+from ..core.urls import drop_secret_params, has_secret_params, mask_url, url_secrets
 from ..operator.settings import GROUP, KIND, PLURAL, VERSION
-from .backend import StreamInfo, StreamNotFound, TooManyStreams
+from .backend import StoreUnavailable, StreamInfo, StreamNotFound, TooManyStreams
 from .grids import grid_for_stream
-from .requests import BadRequest, StartRequest
+from .requests import BadRequest, StartRequest, check_source
 from .settings import GatewaySettings
 
 log = logging.getLogger("streamgrid.gateway")
@@ -48,13 +48,15 @@ def split_credentials(url: str) -> tuple[str, dict[str, str]]:
         data["username"] = unquote(parts.username)
     if parts.password:
         data["password"] = unquote(parts.password)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(k.lower() in SECRET_PARAMS for k, _ in query):
-        data = {"url": url}  # credentials in the query: the Secret holds the whole URL
-        query = [(k, v) for k, v in query if k.lower() not in SECRET_PARAMS]
+    query = urlencode(parse_qsl(parts.query, keep_blank_values=True))
+    if has_secret_params(url):
+        # Credentials in the query or a Dahua-style path: the Secret holds the
+        # whole URL; the spec's drops them from the query and masks them in the path.
+        data = {"url": url}
+        query = drop_secret_params(parts.query)
     host = parts.netloc.rsplit("@", 1)[-1]
-    clean = urlunsplit((parts.scheme, host, parts.path or "/", urlencode(query), ""))
-    return clean, data
+    clean = urlunsplit((parts.scheme, host, parts.path or "/", query, ""))
+    return mask_url(clean), data
 
 
 def _time(value: str | None) -> float | None:
@@ -84,11 +86,22 @@ def info_of(stream: Obj) -> StreamInfo:
         top_k=int(spec.get("topK", 9)),
         details={
             "kept": int(status.get("kept", 0)),
+            "store_error": failing_store(stream),
             "pod": status.get("podName"),
             "restarts": int(status.get("restarts", 0)),
             "desired_state": spec.get("state", "Running"),
         },
     )
+
+
+def failing_store(stream: Obj) -> str:
+    """The capture pod's store error while it runs holding frames the store
+    refused, else "" (once the stream stops or fails, its last word is stale)."""
+    status = stream.get("status") or {}
+    running = (StreamState.CONNECTING, StreamState.ACTIVE, StreamState.RECONNECTING)
+    if (stream.get("spec") or {}).get("state", "Running") != "Running":
+        return ""  # already being stopped: nothing to hold back
+    return str(status.get("storeError") or "") if status.get("state") in running else ""
 
 
 class StreamCache:
@@ -200,6 +213,8 @@ class KubeBackend:
 
     # -- the API -------------------------------------------------------------
     def start(self, request: StartRequest) -> str:
+        # 400 for a denied address; a capture pod checks host names when it connects.
+        check_source(request.rtsp_url, self.settings.source_policy())
         running = [
             s
             for s in self.cache.values()
@@ -292,21 +307,32 @@ class KubeBackend:
         return info_of(self._get(stream_id))
 
     def stop(self, stream_id: str, geometry: GridGeometry | None) -> bytes:
+        failing = failing_store(self._get(stream_id))
+        if failing:  # the pod holds frames the store refused: stopping it loses them
+            raise StoreUnavailable(failing)
         stream = self._stop(stream_id)
         spec = stream.get("spec", {})
         grid = spec.get("grid") or {}
         default = GridGeometry(
             grid.get("columns"), grid.get("tileWidth", 300), grid.get("tileHeight", 300)
         )
-        return grid_for_stream(self.store, stream_id, int(spec.get("topK", 9)), geometry or default)
+        top_k = int(spec.get("topK", 9))
+        return grid_for_stream(self.store, stream_id, top_k, geometry or default, default)
 
     def stop_all(self) -> dict[str, str]:
-        names = [s["metadata"]["name"] for s in self._not_stopped()]
+        streams = self._not_stopped()
+        # Streams whose store fails keep running (see stop) and say why.
+        results = {
+            s["metadata"]["name"]: f"Store unavailable: {why}"
+            for s in streams
+            if (why := failing_store(s))
+        }
+        names = [s["metadata"]["name"] for s in streams if s["metadata"]["name"] not in results]
         if not names:
-            return {}
+            return results
         with ThreadPoolExecutor(max_workers=min(32, len(names))) as pool:
             done = list(pool.map(self._stop, names))
-        return {s["metadata"]["name"]: info_of(s).state.value for s in done}
+        return results | {s["metadata"]["name"]: info_of(s).state.value for s in done}
 
     def close(self) -> None:
         self.cache.close()

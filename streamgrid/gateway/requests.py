@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from ..core.grid import MAX_CELLS, MAX_TILE, MIN_TILE, GridGeometry, GridTooLarge
 from ..core.models import (
@@ -20,6 +21,7 @@ from ..core.models import (
     TOP_K_MIN,
     TRANSPORTS,
 )
+from ..core.sources import SourceNotAllowed, SourcePolicy
 from ..core.urls import InvalidURLError, validate_rtsp_url
 
 
@@ -117,6 +119,17 @@ def parse_start(rtsp_url: str | None, params: Mapping[str, str]) -> StartRequest
         geometry=geometry,
         tls_verify=_flag(params, "tls_verify", True),
     )
+
+
+def check_source(rtsp_url: str, policy: SourcePolicy) -> None:
+    """A 400 for a URL (validated) whose host is an address, in any spelling,
+    that the source policy refuses. A host name is not looked up here (no DNS
+    on the request path): the worker checks its addresses when it connects."""
+    host = urlsplit(rtsp_url).hostname or ""
+    try:
+        policy.check_literal(host)
+    except SourceNotAllowed as exc:
+        raise BadRequest(f"Source not allowed: {exc.reason}") from None
 
 
 def json_depth(text: bytes) -> int:

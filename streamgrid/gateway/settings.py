@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from ..core.settings import CommonSettings
+from .auth import read_token_file
 
 
 class GatewaySettings(CommonSettings):
@@ -19,8 +21,32 @@ class GatewaySettings(CommonSettings):
     stop_timeout_seconds: float = Field(15.0, gt=0, le=300)  # SIGTERM, then SIGKILL
     worker_restart_limit: int = Field(20, ge=0)  # unexpected worker exits per stream
     worker_log_level: str = "INFO"
+    # The embedded runtime's stream records (gateway/state.py: streamgrid.db,
+    # mode 0600, camera credentials included). Default: the store's directory
+    # for a local store, else ./streamgrid-state.
+    state_dir: Path | None = None
     # The cluster runtime: streams are VideoStream resources in this namespace.
     backend: Literal["local", "kube"] = "local"
     kube_namespace: str = "default"
     kubeconfig: str | None = None  # default: in-cluster, else ~/.kube/config
     kube_stop_timeout_seconds: float = Field(60.0, gt=0, le=600)
+    # Authentication (gateway/auth.py): a static bearer token (or a file that
+    # holds it, as a mounted Secret), and/or Kubernetes tokens checked by
+    # TokenReview and authorized by SubjectAccessReview in kube_namespace.
+    api_token: SecretStr | None = None
+    api_token_file: Path | None = None
+    auth_kubernetes: bool = False
+    auth_cache_seconds: float = Field(10.0, ge=0, le=600)
+    # Serve a non-loopback address with no authentication at all.
+    insecure: bool = False
+
+    def static_tokens(self) -> list[str]:
+        """The static tokens configured, the file read now (start-up)."""
+        tokens = [self.api_token.get_secret_value()] if self.api_token else []
+        if self.api_token_file is not None:
+            tokens.append(read_token_file(self.api_token_file))
+        return [t for t in tokens if t]
+
+    @property
+    def authenticated(self) -> bool:
+        return bool(self.api_token or self.api_token_file or self.auth_kubernetes)

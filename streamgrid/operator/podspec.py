@@ -49,6 +49,16 @@ def capture_pod(stream: dict[str, Any], settings: OperatorSettings) -> dict[str,
         {"name": "STREAMGRID_KUBE_NAMESPACE", "value": namespace},
         {"name": "STREAMGRID_KUBE_NAME", "value": name},
         {"name": "STREAMGRID_LOG_LEVEL", "value": settings.log_level},
+        # The source policy (core/sources.py), checked by the pod at each connection.
+        {"name": "STREAMGRID_SOURCE_ALLOW_CIDRS", "value": ",".join(settings.source_allow_cidrs)},
+        {
+            "name": "STREAMGRID_SOURCE_DENY_CIDRS",
+            "value": ",".join(settings.capture_source_deny_cidrs()),
+        },
+        {
+            "name": "STREAMGRID_SOURCE_DENY_LOOPBACK",
+            "value": str(settings.source_deny_loopback).lower(),
+        },
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
         {"name": "HOME", "value": "/tmp"},
     ]

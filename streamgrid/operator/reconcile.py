@@ -7,7 +7,7 @@ handler calls ``reconcile``, so the outcome never depends on which event came
 first, and running it twice does nothing new.
 
 Status ownership: the capture pod writes ``captureState``, ``captureReason``,
-``framesCaptured``, ``kept`` and ``lastFrameAt``; the operator writes the rest
+``framesCaptured``, ``kept``, ``storeError`` and ``lastFrameAt``; the operator writes the rest
 (``state``, ``conditions``, ``podName``, times, ``restarts``, ``store``).
 """
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ..core.settings import CommonSettings
+from ..core.sources import SourcePolicy
 
 GROUP, VERSION, PLURAL, KIND = "streamgrid.io", "v1alpha1", "videostreams", "VideoStream"
 
@@ -29,3 +30,15 @@ class OperatorSettings(CommonSettings):
     reconcile_interval_seconds: float = Field(30.0, ge=0.5, le=3600)
     liveness_host: str = "0.0.0.0"  # probes come from the node
     liveness_port: int = 8080
+    # The source policy's settings (CommonSettings) are what capture pods get;
+    # the chart sets source_deny_loopback (in a pod, loopback is the pod itself).
+
+    def capture_source_deny_cidrs(self) -> list[str]:
+        """The deny list a capture pod gets: ours, and the API server's ClusterIP
+        (which the pod would add itself; said here so the pod spec shows it).
+        The API server's own endpoints are for source_deny_cidrs: on a small
+        cluster they are a node's address, which may serve cameras too."""
+        policy = SourcePolicy.from_cidrs(
+            (), self.source_deny_cidrs, deny_hosts=[self.kubernetes_service_host or ""]
+        )
+        return list(dict.fromkeys(str(network) for network in policy.deny))

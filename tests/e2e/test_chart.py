@@ -27,6 +27,11 @@ def test_helm_lint(cluster: ClusterRuntime) -> None:
 
 def test_rendered_chart_is_accepted_by_the_api_server(cluster: ClusterRuntime) -> None:
     cluster.kube.kubectl("create", "namespace", "chart-check", check=False)
+    # A dry run creates nothing, but admission checks that a pod's service
+    # account exists: the one the helm test hook would have made first.
+    cluster.kube.kubectl(
+        "-n", "chart-check", "create", "serviceaccount", "sg-streamgrid-test", check=False
+    )
     text = cluster.kube.helm("template", "sg", CHART, "--namespace", "chart-check")
     out = cluster.kube.kubectl(
         "-n", "chart-check", "apply", "--dry-run=server", "-f", "-", input_text=text
@@ -88,3 +93,27 @@ def test_external_s3_needs_credentials(cluster: ClusterRuntime) -> None:
 def test_the_values_schema_refuses_bad_values(cluster: ClusterRuntime, bad: str) -> None:
     with pytest.raises(RuntimeError, match=r"values don't meet the specifications|schema"):
         render(cluster, "--set", bad)
+
+
+def test_authentication_is_on_by_default_and_off_only_when_asked(cluster: ClusterRuntime) -> None:
+    def gateway_env(*args: str) -> dict[str, Any]:
+        docs = render(cluster, *args)
+        deployments = [d for d in docs if d["kind"] == "Deployment"]
+        gateway = next(d for d in deployments if d["metadata"]["name"] == "sg-streamgrid-gateway")
+        env = gateway["spec"]["template"]["spec"]["containers"][0]["env"]
+        return {e["name"]: e.get("value", e.get("valueFrom")) for e in env}
+
+    env = gateway_env()
+    assert env["STREAMGRID_AUTH_KUBERNETES"] == "true"
+    assert env["STREAMGRID_INSECURE"] == "false"
+    bindings = [d for d in render(cluster) if d["kind"] == "ClusterRoleBinding"]
+    delegator = [b for b in bindings if b["roleRef"]["name"] == "system:auth-delegator"]
+    assert [s["name"] for s in delegator[0]["subjects"]] == ["sg-streamgrid-gateway"]
+
+    env = gateway_env("--set", "gateway.auth.existingSecret=api-token")
+    assert env["STREAMGRID_API_TOKEN"] == {"secretKeyRef": {"name": "api-token", "key": "token"}}
+    env = gateway_env(
+        "--set", "gateway.auth.kubernetes=false", "--set", "gateway.auth.allowUnauthenticated=true"
+    )
+    assert env["STREAMGRID_AUTH_KUBERNETES"] == "false"
+    assert env["STREAMGRID_INSECURE"] == "true"

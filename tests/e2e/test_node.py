@@ -13,7 +13,7 @@ import pytest
 
 from ..support.api import assert_grid_of_brightest, assert_no_kept_frame_lost, details, start
 from ..support.processes import wait_until
-from ..support.release import RELEASE, NodeCluster
+from ..support.release import NAMESPACE, RELEASE, NodeCluster
 
 # The first test also brings the node up: images built on a fresh machine,
 # imported into containerd, the chart installed.
@@ -175,6 +175,41 @@ def test_camera_credentials_stay_in_their_secret(node_cluster: NodeCluster) -> N
     assert '"demux":"rtp"' in seen["logs"]
     for where, text in seen.items():
         assert PASSWORD not in text, where
+
+
+def test_the_api_takes_kubernetes_tokens_and_rbac_decides(node_cluster: NodeCluster) -> None:
+    """The chart turns authentication on: a token made by `kubectl create
+    token` works as far as its account's RBAC verbs go, and no further."""
+    node_cluster.kubectl("create", "serviceaccount", "api-viewer")
+    node_cluster.kubectl(
+        "create",
+        "rolebinding",
+        "api-viewer",
+        f"--clusterrole={RELEASE}-streamgrid-view",
+        f"--serviceaccount={NAMESPACE}:api-viewer",
+    )
+    with node_cluster.client(token="") as anonymous:
+        assert anonymous.get("/healthz").status_code == 200
+        refused = anonymous.get("/list")
+        assert refused.status_code == 401, refused.text
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+    with node_cluster.client() as user:
+        stream_id = start(user, node_cluster.camera.url("/gray"), capture_interval=1)
+        with node_cluster.client(token=node_cluster.token("api-viewer")) as viewer:
+            assert stream_id in viewer.get("/list").json()["active_streams"]
+            assert viewer.post(f"/status/{stream_id}").status_code == 200
+            denied = viewer.post(f"/stop/{stream_id}")
+            assert denied.status_code == 403, denied.text
+            assert denied.text == (
+                f"Forbidden: system:serviceaccount:{NAMESPACE}:api-viewer may not "
+                f"update videostreams/{stream_id}.streamgrid.io"
+            )
+            assert viewer.post("/start", data={"rtsp_url": "rtsp://x/"}).status_code == 403
+        assert vstream(node_cluster, stream_id)["spec"].get("state") != "Stopped"
+        wait_until(
+            lambda: details(user, stream_id)["frames_captured"] >= 1, 60, "a sample", step=0.5
+        )
+        assert user.post(f"/stop/{stream_id}").status_code == 200
 
 
 def test_uninstall_leaves_no_pods_behind(node_cluster: NodeCluster) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +17,9 @@ from streamgrid.core.store import FrameStore, S3ObjectStore
 from streamgrid.core.topk import best
 
 from ..support.camera import PASSWORD, Camera, make_camera
-from ..support.processes import free_port
+from ..support.cluster import install_crd
+from ..support.kube import KubeCluster
+from ..support.processes import ManagedProcess, free_port, wait_until
 from ..support.s3 import S3Server
 from ..support.worker import capture_settings, dir_store, read_clock_ms, start_worker
 
@@ -163,3 +168,106 @@ def test_worker_writes_to_s3(camera: Camera, s3: S3Server) -> None:
     assert len(kept) == 3
     manifest = store.get_manifest("test")
     assert manifest is not None and manifest.kept == best(kept, 3)
+
+
+def test_a_floor_keeps_the_count_and_sequence_numbers_from_going_back(
+    camera: Camera, tmp_path: Path
+) -> None:
+    """After a kill -9 the manifest can be manifest_interval old and the
+    listing holds only the kept frames: the runtime's last seen count (the
+    floor) is what stops the count, and the sequence numbers, going back."""
+    store = dir_store(tmp_path)
+    first = start_worker(capture_settings(camera.url(), top_k=2), store)
+    first.wait_for(lambda p: p.frames_captured >= 12, 20, "12 samples")
+    first.stop()
+    before = store.list_frames("test")
+    # What a kill -9 leaves: the last periodic manifest, older than the count.
+    manifest = store.get_manifest("test")
+    assert manifest is not None
+    manifest.frames_captured, manifest.final = 3, False
+    store.put_manifest(manifest)
+    # The runtime saw more samples than the store shows (unkept ones, after
+    # the last manifest): as if 20 more had been reported before the kill.
+    seen = first.progress.last().frames_captured + 20
+
+    settings = capture_settings(camera.url(), top_k=2, frames_captured_floor=seen)
+    second = start_worker(settings, store)
+    second.wait_for(lambda p: p.state == StreamState.ACTIVE, 15, "reconnect")
+    assert second.progress.reports[0].frames_captured == seen  # restored, before any sample
+    second.wait_for(lambda p: p.frames_captured >= seen + 5, 20, "5 more samples")
+    second.stop()
+    counts = [p.frames_captured for p in second.progress.reports]
+    assert counts == sorted(counts) and counts[0] >= seen
+    after = store.list_frames("test")
+    new = [r for r in after if r not in before]
+    assert all(r.seq >= seen for r in new), (seen, new)  # no number used twice
+    seqs = [r.seq for r in after]
+    assert len(seqs) == len(set(seqs))
+
+
+def test_a_restarted_capture_pod_continues_the_count_its_status_shows(
+    kube: KubeCluster, camera: Camera, tmp_path: Path
+) -> None:
+    """The cluster worker (progress=kube) against the real API server: its
+    VideoStream's status already shows 57 samples (a pod that was killed),
+    the store shows none: it continues from 57, never from 0."""
+    install_crd(kube)
+    namespace, name = "floor-test", "restarted"
+    kube.kubectl("create", "namespace", namespace, check=False)
+    stream = {
+        "apiVersion": "streamgrid.io/v1alpha1",
+        "kind": "VideoStream",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"source": {"url": camera.url()}, "captureInterval": 0.2},
+    }
+    kube.kubectl("apply", "-f", "-", input_text=json.dumps(stream))
+    patch = json.dumps({"status": {"framesCaptured": 57}})
+    kube.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "vstream",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+    )
+
+    def status_count() -> int:
+        found = json.loads(kube.kubectl("-n", namespace, "get", "vstream", name, "-o", "json"))
+        return int(found.get("status", {}).get("framesCaptured", 0))
+
+    env = dict(os.environ)
+    env.update(
+        STREAMGRID_STREAM_ID=name,
+        STREAMGRID_SOURCE_URL=camera.url(),
+        STREAMGRID_CAPTURE_INTERVAL="0.2",
+        STREAMGRID_STORE_URL=str(tmp_path / "store"),
+        STREAMGRID_PROGRESS="kube",
+        STREAMGRID_PROGRESS_INTERVAL="0.5",
+        STREAMGRID_KUBE_NAMESPACE=namespace,
+        STREAMGRID_KUBE_NAME=name,
+        STREAMGRID_KUBE_API_URL=kube.url,
+        STREAMGRID_KUBE_TOKEN_FILE=str(kube.token_file),
+        STREAMGRID_KUBE_CA_FILE=str(kube.ca_file),
+    )
+    worker = ManagedProcess(
+        "pod-worker", [sys.executable, "-m", "streamgrid.capture"], tmp_path / "worker.log", env
+    ).start()
+    try:
+        seen: list[int] = []
+
+        def counting_on() -> bool:
+            seen.append(status_count())
+            return seen[-1] >= 57 + 5
+
+        wait_until(counting_on, 30, "the status to count on from 57", step=0.2)
+    finally:
+        worker.stop()
+    assert worker.process is not None and worker.process.returncode == EXIT_STOPPED
+    assert seen == sorted(seen), seen  # the status never went back
+    store = dir_store(tmp_path / "store")
+    assert all(r.seq >= 57 for r in store.list_frames(name))
+    manifest = store.get_manifest(name)
+    assert manifest is not None and manifest.frames_captured == status_count() >= 62

@@ -21,6 +21,8 @@ CHART = ROOT / "charts" / "streamgrid"
 RELEASE, NAMESPACE = "sg", "streamgrid-node"
 BUCKET, PREFIX = "node", "frames"
 NODE_PORT = 30080
+# The tests call the API as this service account, bound to the chart's edit role.
+API_USER = "api-user"
 # The chart makes its MinIO's root user from these (MinIO wants 8+ characters).
 ACCESS_KEY, SECRET_KEY = "streamgrid-node", "minio-test-secret-9c1f"
 
@@ -31,6 +33,7 @@ class NodeCluster:
     node: KubeletNode
     camera: Camera
     work: Path
+    api_token: str | None = None
 
     @property
     def s3_endpoint(self) -> str:
@@ -46,8 +49,22 @@ class NodeCluster:
         """The gateway's Service, by its NodePort on the node (kube-proxy's rules)."""
         return f"http://{self.node.network.node_ip}:{NODE_PORT}"
 
-    def client(self, timeout: float = 60.0) -> httpx.Client:
-        return httpx.Client(base_url=self.gateway_url, timeout=timeout)
+    def token(self, account: str = API_USER) -> str:
+        """A token for a service account of the namespace, as a user gets one."""
+        return self.kubectl("create", "token", account, "--duration=2h").strip()
+
+    def client(self, timeout: float = 60.0, token: str | None = None) -> httpx.Client:
+        """A client of the gateway that calls as API_USER (the chart turns
+        authentication on); ``token`` calls as someone else."""
+        if token is None:
+            if self.api_token is None:
+                self.api_token = self.token()
+            token = self.api_token
+        return httpx.Client(
+            base_url=self.gateway_url,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {token}"} if token else {},
+        )
 
     def kubectl(self, *args: str, check: bool = True) -> str:
         return self.kube.kubectl("-n", NAMESPACE, *args, check=check)
@@ -129,3 +146,11 @@ def install(cluster: NodeCluster) -> None:
             return False
 
     wait_until(serving, 60, "the gateway through its NodePort", step=0.5)
+    cluster.kubectl("create", "serviceaccount", API_USER)
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        API_USER,
+        f"--clusterrole={RELEASE}-streamgrid-edit",
+        f"--serviceaccount={NAMESPACE}:{API_USER}",
+    )

@@ -20,6 +20,17 @@ from streamgrid.gateway.kube import split_credentials
             "rtsp://cam/live?ch=1",
             {"url": "rtsp://cam/live?ch=1&password=x"},
         ),
+        (
+            "rtsp://cam/live?access_token=t;ch=1&apikey=k",
+            "rtsp://cam/live?ch=1",
+            {"url": "rtsp://cam/live?access_token=t;ch=1&apikey=k"},
+        ),
+        # Dahua-style: the whole URL to the Secret, the spec's path masked.
+        (
+            "rtsp://cam:554/user=admin&password=Pw1&channel=1",
+            "rtsp://cam:554/user=admin&password=***&channel=1",
+            {"url": "rtsp://cam:554/user=admin&password=Pw1&channel=1"},
+        ),
     ],
 )
 def test_split_credentials(url: str, clean: str, data: dict[str, str]) -> None:

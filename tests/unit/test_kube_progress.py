@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+import urllib.error
+from email.message import Message
 from typing import Any
 
-from streamgrid.capture.kube_progress import KubeStatusProgress, status_of
+from streamgrid.capture.kube_progress import KubeStatusProgress, frames_captured_floor, status_of
 from streamgrid.capture.progress import Progress
 from streamgrid.core.models import StreamState
+
+from ..support.processes import wait_until
 
 
 class SlowEndpoint:
@@ -54,5 +59,48 @@ def test_samples_are_coalesced_between_state_changes() -> None:
 
 def test_status_fields_are_the_pods_own() -> None:
     status = status_of(progress(StreamState.ACTIVE, 5))
-    assert set(status) == {"captureState", "captureReason", "framesCaptured", "kept", "lastFrameAt"}
+    assert set(status) == {
+        "captureState",
+        "captureReason",
+        "framesCaptured",
+        "kept",
+        "storeError",
+        "lastFrameAt",
+    }
     assert status["lastFrameAt"] == "2026-11-18T11:06:40Z"
+
+
+def last_sent(endpoint: SlowEndpoint, key: str) -> Any:
+    with endpoint.lock:
+        return endpoint.sent[-1].get(key) if endpoint.sent else None
+
+
+def test_a_store_failing_or_back_is_sent_at_once() -> None:
+    """The gateway holds back a stop while the store fails: it must hear of it
+    (and of the recovery) without waiting out the interval."""
+    endpoint = SlowEndpoint(delay=0.0)
+    sink = KubeStatusProgress(endpoint, interval=60)  # type: ignore[arg-type]
+    sink.report(progress(StreamState.ACTIVE, 1))
+    failing = Progress(StreamState.ACTIVE, 2, 1, 1795000000.0, "store: No space left on device")
+    failing = dataclasses.replace(failing, unsaved=1, store_error="No space left on device")
+    sink.report(failing)
+    wait_until(lambda: last_sent(endpoint, "storeError") == "No space left on device", 5, "PATCH")
+    assert endpoint.sent[-1]["kept"] == 1
+    sink.report(progress(StreamState.ACTIVE, 3))
+    wait_until(lambda: last_sent(endpoint, "storeError") == "", 5, "a PATCH")
+    sink.close()
+
+
+class ForbiddenEndpoint:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def frames_captured(self) -> int:
+        self.calls += 1
+        raise urllib.error.HTTPError("https://api/status", 403, "Forbidden", Message(), None)
+
+
+def test_a_status_that_cannot_be_read_gives_no_floor_and_no_retries_on_a_4xx() -> None:
+    endpoint = ForbiddenEndpoint()
+    assert frames_captured_floor(endpoint, attempts=3) == 0  # type: ignore[arg-type]
+    assert endpoint.calls == 1
