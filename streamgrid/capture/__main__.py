@@ -1,7 +1,8 @@
 """``python -m streamgrid.capture``: the worker process (embedded child, or pod).
 
 SIGTERM/SIGINT stop it gracefully: kept frames and a final manifest are flushed
-and it exits 0 (3 when the camera refused us for good, 1 on a crash).
+and it exits 0 (3 when the camera refused us for good, 2 on invalid settings,
+1 on a crash).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from pydantic import ValidationError
@@ -20,11 +22,22 @@ from pydantic import ValidationError
 from ..core.logs import configure_logging, log_event, register_secret
 from ..core.models import StreamState
 from ..core.urls import mask_url, url_secrets
+from .health import HealthServer, stale_after
 from .progress import JsonLinesProgress, NoProgress, ProgressSink
 from .settings import CaptureSettings
-from .worker import EXIT_CRASHED, EXIT_STOPPED, CaptureWorker
+from .worker import EXIT_BAD_SETTINGS, EXIT_CRASHED, EXIT_STOPPED, CaptureWorker
 
 log = logging.getLogger("streamgrid.capture")
+# Where a pod's container leaves its last words: the kubelet copies this file
+# into the container status (state.terminated.message), where the operator
+# can read why the worker gave up. Only written where it exists (in a pod).
+TERMINATION_LOG = Path("/dev/termination-log")
+
+
+def leave_termination_message(message: str) -> None:
+    if TERMINATION_LOG.is_file():
+        with contextlib.suppress(OSError):
+            TERMINATION_LOG.write_text(message[:4096], encoding="utf-8")
 
 
 _PR_SET_PDEATHSIG = 1
@@ -69,14 +82,31 @@ def make_progress(settings: CaptureSettings) -> ProgressSink:
     return KubeStatusProgress(endpoint, settings.progress_interval)
 
 
+def start_health(settings: CaptureSettings, worker: CaptureWorker) -> HealthServer | None:
+    """The liveness endpoint when STREAMGRID_HEALTH_PORT is set. A port that
+    cannot be bound is logged, not fatal: capture matters more than the probe."""
+    if settings.health_port is None:
+        return None
+    limit = stale_after(settings)
+    try:
+        health = HealthServer(settings.health_host, settings.health_port, worker.heartbeat, limit)
+    except OSError as exc:
+        log_event(log, "worker.health_unavailable", logging.WARNING, error=str(exc))
+        return None
+    log_event(log, "worker.health", port=health.port, stale_after=limit)
+    return health.start()
+
+
 def main() -> int:
     configure_logging("capture")
     try:
         settings = CaptureSettings()
     except ValidationError as exc:
+        # e['msg'] states the rule, never the value (which may be a secret).
         errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         log_event(log, "worker.bad_settings", logging.ERROR, errors=errors)
-        return 2
+        leave_termination_message(f"bad settings: {errors}")
+        return EXIT_BAD_SETTINGS
     if settings.parent_pid is not None and not die_with_parent(settings.parent_pid):
         log_event(log, "worker.orphaned", logging.WARNING, stream_id=settings.stream_id)
         return EXIT_STOPPED
@@ -88,6 +118,7 @@ def main() -> int:
     logging.getLogger().setLevel(settings.log_level.upper())
     progress = make_progress(settings)
     worker = CaptureWorker(settings, settings.open_store(), progress)
+    health = start_health(settings, worker)
 
     stop = threading.Event()
 
@@ -128,6 +159,8 @@ def main() -> int:
         thread.join(settings.read_timeout + 1.0)
         worker.finish(StreamState.STOPPED)
     progress.close()
+    if health is not None:
+        health.close()
     return result.get("code", EXIT_STOPPED if stop.is_set() else EXIT_CRASHED)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.logs import log_event
+from ..core.models import StreamState
 from ..core.timestamps import format_utc
 from .progress import Progress
 
@@ -118,6 +119,20 @@ def status_of(progress: Progress) -> dict[str, object]:
     }
     if progress.last_frame_at is not None:
         status["lastFrameAt"] = format_utc(progress.last_frame_at)
+    if progress.grid is not None:  # the final report of a graceful stop
+        grid = progress.grid
+        status["grid"] = {
+            "url": grid.url,
+            "name": grid.name,
+            "width": grid.width,
+            "height": grid.height,
+            "frames": grid.frames,
+            "composedAt": format_utc(grid.composed_at),
+        }
+    elif progress.state is StreamState.CONNECTING:
+        # A pod starting (again) captures more: a grid named before is stale
+        # (null deletes it in a merge patch).
+        status["grid"] = None
     return status
 
 

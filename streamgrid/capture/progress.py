@@ -8,6 +8,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import IO, Protocol
 
+from ..core.grid_store import StoredGrid
 from ..core.models import StreamState
 
 
@@ -23,6 +24,8 @@ class Progress:
     # ``kept`` counts only stored ones), and the store's last error meanwhile.
     unsaved: int = 0
     store_error: str = ""
+    # The grid stored at a graceful stop (cluster: grid_at_stop), in the final report.
+    grid: StoredGrid | None = None
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)

@@ -6,10 +6,12 @@ from urllib.parse import quote
 
 from pydantic import Field, SecretStr
 
+from ..core.grid import MAX_CELLS, MAX_TILE, MIN_TILE, GridGeometry
 from ..core.models import (
     INTERVAL_DEFAULT,
     INTERVAL_MAX,
     INTERVAL_MIN,
+    STREAM_ID_RE,
     TOP_K_DEFAULT,
     TOP_K_MAX,
     TOP_K_MIN,
@@ -26,7 +28,8 @@ Demuxer = Literal["auto", "rtp", "native", "pyav"]
 class CaptureSettings(CommonSettings):
     """One stream's worker; every field is ``STREAMGRID_<NAME>`` in the environment."""
 
-    stream_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    # Every name the CRD accepts (an RFC 1123 label) matches; so does the gateway's hex.
+    stream_id: str = Field(pattern=STREAM_ID_RE.pattern)
     source_url: SecretStr
     capture_interval: float = Field(INTERVAL_DEFAULT, ge=INTERVAL_MIN, le=INTERVAL_MAX)
     top_k: int = Field(TOP_K_DEFAULT, ge=TOP_K_MIN, le=TOP_K_MAX)
@@ -58,6 +61,19 @@ class CaptureSettings(CommonSettings):
     # the camera allows, else native where it can run, else pyav.
     demuxer: Demuxer = "auto"
     decode_threads: int = Field(1, ge=0, le=16)  # 0: FFmpeg picks
+    # The liveness endpoint (capture/health.py): off unless a port is set (0:
+    # any free one). A pod binds every address: the kubelet probes its IP.
+    health_port: int | None = Field(None, ge=0, le=65535)
+    health_host: str = "0.0.0.0"
+    # -- the grid at stop (cluster) -------------------------------------------
+    # The stream's own geometry (VideoStream spec.grid). With grid_at_stop, a
+    # graceful stop composes that grid from the stored top K and stores it, so
+    # a kubectl user finds it named in status.grid. The operator turns it on;
+    # the embedded gateway composes at /stop from the same directory anyway.
+    grid_at_stop: bool = False
+    grid_columns: int | None = Field(None, ge=1, le=MAX_CELLS)
+    grid_tile_width: int = Field(300, ge=MIN_TILE, le=MAX_TILE)
+    grid_tile_height: int = Field(300, ge=MIN_TILE, le=MAX_TILE)
     progress: Literal["stdout", "none", "kube"] = "stdout"
     progress_interval: float = Field(5.0, ge=0.5, le=300)  # kube: seconds between PATCHes
     # In a pod, credentials come from the stream's Secret, never from the spec.
@@ -82,3 +98,7 @@ class CaptureSettings(CommonSettings):
         userinfo = f"{user}:{quote(password, safe='')}" if password else user
         scheme, rest = url.split("://", 1)
         return f"{scheme}://{userinfo}@{rest}"
+
+    def grid_geometry(self) -> GridGeometry:
+        """The stream's own grid geometry (its default grid)."""
+        return GridGeometry(self.grid_columns, self.grid_tile_width, self.grid_tile_height)

@@ -19,13 +19,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..core.grid import encode_jpeg
+from ..core.grid_store import StoredGrid, compose_from_store
 from ..core.logs import log_event
 from ..core.models import FrameRecord, Manifest, StreamState
 from ..core.store import FrameStore, store_error_text
 from ..core.topk import TopK, best
 from ..core.urls import mask_secrets
+from .health import Heartbeat
 from .progress import Progress, ProgressSink
 from .sampling import TickSampler
 from .settings import CaptureSettings
@@ -35,9 +38,16 @@ from .tls import TlsPolicy
 log = logging.getLogger("streamgrid.capture")
 
 EXIT_STOPPED, EXIT_CRASHED, EXIT_FAILED = 0, 1, 3
+# The settings (the pod's env, from the VideoStream) are invalid: a restart
+# cannot help; the reason is the worker.bad_settings log line and the pod's
+# termination message.
+EXIT_BAD_SETTINGS = 2
 # Retrying unsaved frames: one small write per try, so the cap is low; it is
 # also how long a user who freed space may wait before /stop succeeds.
 STORE_RETRY_INITIAL, STORE_RETRY_MAX = 0.5, 10.0
+# The largest grid a capture pod composes at stop: a 48 MB canvas, well inside
+# the pod's memory limit; K=100 at the default 300x300 tiles is 9 megapixels.
+GRID_AT_STOP_MAX_PIXELS = 16_000_000
 
 
 @dataclass
@@ -102,8 +112,10 @@ class CaptureWorker:
         self.codec = ""
         self.last_frame_at: float | None = None
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_max)
+        self.heartbeat = Heartbeat()  # the liveness probe's evidence (capture/health.py)
         self._lock = threading.Lock()  # samples vs the final flush
         self._finished = False
+        self.grid: StoredGrid | None = None  # the default grid, stored at a graceful stop
         self._last_manifest = 0.0
         self.sampler: TickSampler | None = None
         self.source: VideoSource | None = None
@@ -142,6 +154,7 @@ class CaptureWorker:
         self.restore()
         self._report(StreamState.CONNECTING)
         while not stop.is_set():
+            self.heartbeat.beat()  # each connection attempt, after each backoff wait
             try:
                 with self.source_factory(self.settings) as source:
                     self.source = source
@@ -184,6 +197,7 @@ class CaptureWorker:
         )
         self.sampler = sampler
         for arrival in source.arrivals(stop, sampler.skipping_until):
+            self.heartbeat.beat()
             frame = sampler.offer(arrival) if arrival is not None else None
             if frame is not None:
                 if self.state is not StreamState.ACTIVE:
@@ -354,6 +368,8 @@ class CaptureWorker:
             self._retry_unsaved()
             self.state = state
             self._write_manifest(final=True)
+            if state is StreamState.STOPPED and self.settings.grid_at_stop:
+                self.grid = self._store_grid()
             self._report(state, self.reason)
             log_event(
                 log,
@@ -366,6 +382,55 @@ class CaptureWorker:
                 unsaved=len(self.unsaved),  # lost with this process: the store refused them
                 store_error=self.failing_store(),
             )
+
+    def _store_grid(self) -> StoredGrid | None:
+        """Composes the stream's default grid from the stored top K and stores
+        it where the gateway looks (its name says geometry and frame count), so
+        a kubectl user has it without the gateway. Grids stored before are
+        dropped: frames kept since may have changed them. None (logged) when
+        there is nothing to tile, a frame is not stored, or the store refuses."""
+        records = best(self.topk.records(), self.settings.top_k)
+        geometry = self.settings.grid_geometry()
+        if not records or self.unsaved:
+            return None  # nothing, or not all of it, is in the store
+        width, height = geometry.size(len(records), self.settings.top_k)
+        if width * height > GRID_AT_STOP_MAX_PIXELS:
+            log_event(
+                log, "grid.too_large_for_pod", stream_id=self.stream_id, size=f"{width}x{height}"
+            )
+            return None  # the gateway composes it, with its own memory
+        name = geometry.name(len(records), self.settings.top_k)
+        started = time.monotonic()
+        try:
+            jpeg = compose_from_store(
+                partial(self.store.get_frame, self.stream_id),
+                records,
+                geometry,
+                self.settings.top_k,
+            )
+            for stale in self.store.list_grids(self.stream_id):
+                if stale != name:
+                    self.store.delete_grid(self.stream_id, stale)
+            self.store.put_grid(self.stream_id, name, jpeg)
+        except Exception as exc:  # noqa: BLE001 - the gateway can still compose it from the frames
+            log_event(
+                log,
+                "grid.failed",
+                logging.WARNING,
+                stream_id=self.stream_id,
+                error=store_error_text(exc),
+            )
+            return None
+        url = f"{self.settings.store_url.rstrip('/')}/{self.stream_id}/grids/{name}"
+        log_event(
+            log,
+            "grid.stored",
+            stream_id=self.stream_id,
+            name=name,
+            frames=len(records),
+            ms=round((time.monotonic() - started) * 1000),
+        )
+        return StoredGrid(name, url, width, height, len(records), time.time())
 
     def failing_store(self) -> str:
         """The store's error while any kept frame is not stored, else ""."""
@@ -389,5 +454,6 @@ class CaptureWorker:
                 codec=self.codec,
                 unsaved=len(self.unsaved),
                 store_error=store_error,
+                grid=self.grid,
             )
         )

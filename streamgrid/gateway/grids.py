@@ -3,6 +3,10 @@
 A store that fails while the grid is read is StoreUnavailable (a 503: stop
 again later). A grid made but not stored is still returned: the stored copy
 is only a cache of what the frames (safe in the store) give again.
+
+In the cluster, the capture pod stores the stream's default grid at a
+graceful stop (capture/worker.py, same composition, same name), so a stop in
+the default geometry returns those bytes without composing again.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
 
-from ..core.grid import GridGeometry, compose_grid, decode_jpeg, encode_jpeg
+from ..core.grid import GridGeometry
+from ..core.grid_store import compose_from_store
 from ..core.logs import log_event
 from ..core.store import FrameStore, store_error_text
 from ..core.topk import best
@@ -52,14 +57,14 @@ def grid_for_stream(
     if cached is not None:
         return cached
     try:
-        images = []
-        for record in records:
-            data = _read(partial(store.get_frame, stream_id, record))
-            if data is None:
-                raise GridFailed(f"frame {record.seq} vanished from the store")
-            images.append(decode_jpeg(data, fit=(geometry.tile_width, geometry.tile_height)))
-        jpeg = encode_jpeg(compose_grid(images, geometry, top_k))
-    except (ValueError, GridFailed) as exc:
+        # The same composition as the capture pod's grid at stop: same bytes.
+        jpeg = compose_from_store(
+            lambda record: _read(partial(store.get_frame, stream_id, record)),
+            records,
+            geometry,
+            top_k,
+        )
+    except ValueError as exc:  # FrameMissing, or a frame that does not decode
         log_event(log, "grid.failed", logging.ERROR, stream_id=stream_id, error=str(exc))
         raise GridFailed(str(exc)) from None
     keep = {name} | ({default.name(len(records), top_k)} if default is not None else set())

@@ -4,7 +4,9 @@
 VideoStream; ``/list`` and ``/status`` read a cache fed by a watch (one LIST
 at start, then a WATCH; never a LIST per request); ``/stop/<id>`` sets
 ``spec.state: Stopped``, waits (bounded) for the operator to report Stopped,
-then composes the grid from S3. Stateless: several replicas can run.
+then returns the grid: in the stream's own geometry, the one its capture pod
+stored at stop (status.grid; same name, so found as is); in another, composed
+from S3. Stateless: several replicas can run.
 """
 
 from __future__ import annotations

@@ -8,16 +8,24 @@ streamgrid.operator``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from ..core.logs import configure_logging
+from ..core.store import store_error_text
+from ..core.timestamps import parse_utc
 from .kubeapi import KubernetesStreamApi, load_kube_config
 from .podspec import COMPONENT_LABEL, STREAM_LABEL
-from .reconcile import reconcile
+from .provision import NamespaceProvisioner, report_reconcile_failure
+from .reconcile import RETRY_ANNOTATION, reconcile
+from .retention import StillRunning, finish_deleted_stream
 from .settings import GROUP, PLURAL, VERSION, OperatorSettings
 
 _state: dict[str, Any] = {}
@@ -37,19 +45,46 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 30
     _state["settings"] = ours
     load_kube_config(ours.kubeconfig)  # for our client; Kopf logs in on its own
-    _state["api"] = KubernetesStreamApi()
+    _state["api"] = KubernetesStreamApi(provisioner=NamespaceProvisioner(ours))
+
+
+# One reconcile at a time per stream: handlers run in threads, and two
+# plans made from the same status would count one lost pod twice.
+_stream_locks: dict[tuple[str, str], threading.Lock] = {}
+_stream_locks_guard = threading.Lock()
+
+
+def _reconcile_alone(
+    api: KubernetesStreamApi, settings: OperatorSettings, namespace: str, name: str
+) -> None:
+    with _stream_locks_guard:
+        lock = _stream_locks.setdefault((namespace, name), threading.Lock())
+    with lock:
+        result = reconcile(api, settings, namespace, name)
+    if result is None:  # the stream is gone or going: forget its lock
+        with _stream_locks_guard:
+            _stream_locks.pop((namespace, name), None)
 
 
 def _reconcile(namespace: str | None, name: str | None) -> None:
     if namespace and name:
         api, settings = _api()
-        reconcile(api, settings, namespace, name)
+        try:
+            _reconcile_alone(api, settings, namespace, name)
+        except ApiException as exc:
+            # Kopf retries, but posts nothing a kubectl user sees: say it here,
+            # and check the namespace's ServiceAccount, Role and Secret again.
+            if api.provisioner is not None:
+                api.provisioner.forget(namespace)
+            report_reconcile_failure(api, namespace, name, exc)
+            raise
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 @kopf.on.field(GROUP, VERSION, PLURAL, field="status.captureState")
+@kopf.on.field(GROUP, VERSION, PLURAL, field=("metadata", "annotations", RETRY_ANNOTATION))
 def stream_changed(namespace: str | None, name: str, **_: Any) -> None:
     _reconcile(namespace, name)
 
@@ -59,11 +94,53 @@ def pod_changed(labels: Mapping[str, str], namespace: str | None, **_: Any) -> N
     _reconcile(namespace, labels.get(STREAM_LABEL))
 
 
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def stream_deleted(namespace: str | None, name: str, **_: Any) -> None:
+    """The finalizer stays until the stream's data is gone (or retained)."""
+    if namespace:
+        api, settings = _api()
+        try:
+            finish_deleted_stream(api, settings, namespace, name)
+        except StillRunning as exc:
+            raise kopf.TemporaryError(str(exc), delay=2) from None
+        except Exception as exc:  # noqa: BLE001 - the store's or the API's: retry, said in an Event
+            why = store_error_text(exc)
+            raise kopf.TemporaryError(why, delay=settings.data_delete_retry_seconds) from None
+
+
+def next_reconcile_in(
+    status: Mapping[str, Any], interval: float, last_run: datetime, now: datetime
+) -> float:
+    """Seconds until the periodic reconcile is due: the interval after the
+    last one, or sooner when a crashed pod's backoff (nextAttemptAt) ends."""
+    due = last_run + timedelta(seconds=interval)
+    retry_at = parse_utc(status.get("nextAttemptAt"))
+    if retry_at is not None and retry_at > last_run:
+        due = min(due, retry_at)
+    return max(0.0, (due - now).total_seconds())
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5)
-async def periodic(namespace: str | None, name: str, stopped: Any, **_: Any) -> None:
+async def periodic(
+    namespace: str | None,
+    name: str,
+    stopped: kopf.DaemonStopped,
+    status: kopf.Status,
+    **_: Any,
+) -> None:
     """Per stream: reconcile every few seconds, to catch anything an event
-    missed and to expire stopped streams (TTL)."""
+    missed, to expire stopped streams (TTL) and to recreate a crashed pod
+    when its backoff ends. ``status`` is Kopf's live view of the stream."""
     interval = _api()[1].reconcile_interval_seconds
+    last_run = datetime.now(UTC)
     while not stopped:
-        await asyncio.sleep(interval)
-        await asyncio.to_thread(_reconcile, namespace, name)
+        wait = next_reconcile_in(status, interval, last_run, datetime.now(UTC))
+        if wait > 0:
+            # Waiting on the flag, not asyncio.sleep: at shutdown the daemon
+            # ends at once instead of being cancelled (and warned about).
+            # Short steps: a nextAttemptAt written meanwhile is seen.
+            await stopped.wait(min(wait, 1.0))
+            continue
+        last_run = datetime.now(UTC)
+        with contextlib.suppress(ApiException):  # reported on the stream; next round retries
+            await asyncio.to_thread(_reconcile, namespace, name)

@@ -14,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ..core.urls import mask_secrets
+from .provision import NamespaceProvisioner
 from .settings import GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("streamgrid.operator")
@@ -40,9 +41,18 @@ def _ignoring(status: int) -> Iterator[None]:
 
 
 class KubernetesStreamApi:
-    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient | None = None,
+        provisioner: NamespaceProvisioner | None = None,
+    ) -> None:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
+        self.provisioner = provisioner  # None: namespaces are prepared by hand
+
+    def prepare_namespace(self, namespace: str) -> None:
+        if self.provisioner is not None:
+            self.provisioner.ensure(namespace)
 
     def get_stream(self, namespace: str, name: str) -> dict[str, Any] | None:
         with _ignoring(404):
@@ -91,6 +101,14 @@ class KubernetesStreamApi:
             self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, PLURAL, name, {"status": status}
             )
+
+    def secret_version(self, namespace: str, name: str) -> str | None:
+        """Whether a stream's credentials Secret exists, and which version
+        (a change retries a Failed stream); its data is not kept."""
+        with _ignoring(404):
+            secret = self.core.read_namespaced_secret(name, namespace)
+            return str(secret.metadata.resource_version)
+        return None
 
     def event(self, stream: dict[str, Any], type_: str, reason: str, message: str) -> None:
         meta = stream["metadata"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from .settings import GROUP, KIND, VERSION, OperatorSettings
@@ -9,6 +11,21 @@ from .settings import GROUP, KIND, VERSION, OperatorSettings
 COMPONENT_LABEL = "app.kubernetes.io/component"
 STREAM_LABEL = "streamgrid.io/stream"
 CAPTURE = "capture"
+# The worker's liveness endpoint (capture/health.py), in the pod's own network.
+HEALTH_PORT = 8081
+# The hash of the spec a capture pod was made from: a pod whose hash differs
+# from the stream's is replaced (reconcile.py).
+SPEC_HASH_ANNOTATION = "streamgrid.io/spec-hash"
+# What of the spec capture_pod() turns into the pod; state and
+# ttlSecondsAfterStopped (and retention) are the operator's, not the pod's.
+CAPTURE_SPEC_FIELDS = ("source", "captureInterval", "topK", "grid")
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """A short, stable hash of the capture-relevant part of a stream's spec."""
+    relevant = {key: spec.get(key) for key in CAPTURE_SPEC_FIELDS}
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def pod_name(stream_name: str) -> str:
@@ -28,6 +45,19 @@ def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> dic
     return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
 
+def _grid_env(grid: dict[str, Any]) -> list[dict[str, str]]:
+    """The stream's grid geometry: the pod stores that grid at a graceful stop
+    (status.grid), for users without the gateway."""
+    env = [
+        {"name": "STREAMGRID_GRID_AT_STOP", "value": "true"},
+        {"name": "STREAMGRID_GRID_TILE_WIDTH", "value": str(int(grid.get("tileWidth", 300)))},
+        {"name": "STREAMGRID_GRID_TILE_HEIGHT", "value": str(int(grid.get("tileHeight", 300)))},
+    ]
+    if grid.get("columns"):
+        env.append({"name": "STREAMGRID_GRID_COLUMNS", "value": str(int(grid["columns"]))})
+    return env
+
+
 def capture_pod(stream: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
     meta, spec = stream["metadata"], stream["spec"]
     name, namespace = meta["name"], meta["namespace"]
@@ -40,6 +70,7 @@ def capture_pod(stream: dict[str, Any], settings: OperatorSettings) -> dict[str,
             "value": repr(float(spec.get("captureInterval", 1))),
         },
         {"name": "STREAMGRID_TOP_K", "value": str(int(spec.get("topK", 9)))},
+        *_grid_env(spec.get("grid") or {}),
         {"name": "STREAMGRID_RTSP_TRANSPORT", "value": source.get("transport", "tcp")},
         {"name": "STREAMGRID_TLS_VERIFY", "value": str(source.get("tlsVerify", True)).lower()},
         {"name": "STREAMGRID_STORE_URL", "value": store_url_for(settings.store_url, namespace)},
@@ -61,6 +92,7 @@ def capture_pod(stream: dict[str, Any], settings: OperatorSettings) -> dict[str,
         },
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
         {"name": "HOME", "value": "/tmp"},
+        {"name": "STREAMGRID_HEALTH_PORT", "value": str(HEALTH_PORT)},
     ]
     if settings.s3_endpoint_url:
         env.append({"name": "STREAMGRID_S3_ENDPOINT_URL", "value": settings.s3_endpoint_url})
@@ -80,6 +112,8 @@ def capture_pod(stream: dict[str, Any], settings: OperatorSettings) -> dict[str,
     credentials = source.get("credentialsSecretRef")
     if credentials:
         secret = credentials["name"]
+        # Each key is optional (username/password, or url); the Secret itself
+        # must exist, which the operator checks before it creates the pod.
         env += [
             _secret_env("STREAMGRID_SOURCE_USERNAME", secret, "username", optional=True),
             _secret_env("STREAMGRID_SOURCE_PASSWORD", secret, "password", optional=True),
@@ -98,6 +132,7 @@ def capture_pod(stream: dict[str, Any], settings: OperatorSettings) -> dict[str,
             "name": pod_name(name),
             "namespace": namespace,
             "labels": labels,
+            "annotations": {SPEC_HASH_ANNOTATION: spec_hash(spec)},
             "ownerReferences": [
                 {
                     "apiVersion": f"{GROUP}/{VERSION}",
@@ -127,8 +162,21 @@ def capture_pod(stream: dict[str, Any], settings: OperatorSettings) -> dict[str,
                     "name": CAPTURE,
                     "image": settings.capture_image,
                     "imagePullPolicy": settings.capture_image_pull_policy,
+                    # The log's tail when it fails: the operator's Failed reason names it.
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
                     "command": ["python", "-m", "streamgrid.capture"],
                     "env": env,
+                    "ports": [{"name": "health", "containerPort": HEALTH_PORT}],
+                    # 503 once the capture loop has not moved for its longest
+                    # wait plus a store call (a camera down still beats): the
+                    # kubelet's SIGTERM then flushes, the operator recreates.
+                    "livenessProbe": {
+                        "httpGet": {"path": "/healthz", "port": "health"},
+                        "initialDelaySeconds": 10,
+                        "periodSeconds": 10,
+                        "timeoutSeconds": 3,
+                        "failureThreshold": 3,
+                    },
                     "resources": {
                         "requests": {
                             "cpu": settings.capture_cpu_request,

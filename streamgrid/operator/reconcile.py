@@ -8,25 +8,70 @@ first, and running it twice does nothing new.
 
 Status ownership: the capture pod writes ``captureState``, ``captureReason``,
 ``framesCaptured``, ``kept``, ``storeError`` and ``lastFrameAt``; the operator writes the rest
-(``state``, ``conditions``, ``podName``, times, ``restarts``, ``store``).
+(``state``, ``conditions``, ``podName``, times, ``restarts``, ``store``,
+``consecutiveExits``, ``nextAttemptAt``, ``failedInputs``).
+
+Level-based, against the spec:
+
+- The pod carries the hash of the spec it was made from (podspec.spec_hash:
+  source, captureInterval, topK, grid; not state or the TTL). A pod whose
+  hash differs is deleted gracefully (the worker flushes its kept frames and
+  manifest) and a new one created once it is gone. ``observedGeneration``
+  moves only when the pod runs the current generation's spec (or the stream
+  is stopping). No reset: the frames belong to the stream, not to one camera
+  URL or setting, so the new worker restores the top K from the store
+  (worker.restore: a smaller topK keeps the brightest of the kept, a larger
+  one keeps them all and fills up) and the count goes on. A user who wants a
+  fresh start with another camera creates another stream.
+- A capture pod that exits is recreated after a capped exponential backoff
+  (``pod_backoff_initial_seconds`` doubling to ``pod_backoff_max_seconds``,
+  ``status.nextAttemptAt``); ``pod_restart_limit`` exits in a row (no Active
+  between) fail the stream, and so does at once an exit that a retry cannot
+  mend (PERMANENT_EXITS). The Failed reason names the cause: the worker's
+  ``captureReason``, else the container's termination message.
+- A Failed stream is retried when something it depends on changes
+  (``status.failedInputs``): its spec (a new generation), its credentials
+  Secret (created, fixed), or the annotation ``streamgrid.io/retry`` (set it
+  to any new value: ``kubectl annotate vstream NAME streamgrid.io/retry=$(date
+  +%s) --overwrite``). Stopped and Running again restarts it too.
+- A credentials Secret that does not exist keeps the stream Pending with the
+  reason, a ``SecretMissing`` Event and the ``CredentialsFound`` condition,
+  until it appears (the Secret is read at each reconcile: the periodic one
+  notices it within ``reconcile_interval_seconds``).
+- Events: PodCreated, PodReplaced, PodLost, PodExited, Reconnecting, Failed,
+  Retrying, SecretMissing, Stopped. ``restarts`` counts every recreation, a
+  lost pod's too; ``status.podName`` is cleared when the operator deletes the
+  pod itself, so a pod that vanishes while named was lost.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ..capture.worker import EXIT_FAILED
+from ..capture.worker import EXIT_BAD_SETTINGS, EXIT_FAILED
 from ..core.logs import log_event
 from ..core.timestamps import format_utc, parse_utc
-from .podspec import capture_pod, pod_name, store_url_for
+from ..core.urls import mask_secrets
+from .podspec import SPEC_HASH_ANNOTATION, capture_pod, pod_name, spec_hash, store_url_for
+from .provision import ProvisionError, report_problem
 from .settings import OperatorSettings
 
 log = logging.getLogger("streamgrid.operator")
 
 TERMINAL_POD_PHASES = ("Succeeded", "Failed")
+RETRY_ANNOTATION = "streamgrid.io/retry"
+# Exits a recreated pod would repeat (the camera refused us; the worker
+# refused its settings): the stream fails at once, saying why.
+PERMANENT_EXITS = {
+    EXIT_FAILED: "the camera refused the stream",
+    EXIT_BAD_SETTINGS: "the capture worker refused its settings",
+}
 
 
 @dataclass
@@ -78,31 +123,153 @@ def _exit_code(pod: dict[str, Any]) -> int | None:
     return None
 
 
+def termination_message(pod: dict[str, Any]) -> str:
+    """The last line the container left (its log's tail on a real kubelet:
+    terminationMessagePolicy FallbackToLogsOnError), as one short phrase."""
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        lines = [line for line in str(terminated.get("message") or "").splitlines() if line]
+        if not lines:
+            continue
+        last = lines[-1].strip()
+        with contextlib.suppress(ValueError):
+            record = json.loads(last)
+            if isinstance(record, dict):  # our JSON log lines: the event and its why
+                why = record.get("errors") or record.get("reason") or record.get("error") or ""
+                last = f"{record.get('event', '')}: {why}".strip(": ")
+        return mask_secrets(last)[:300]
+    return ""
+
+
+def backoff_seconds(exits_in_a_row: int, settings: OperatorSettings) -> float:
+    """Capped exponential: initial, 2x initial, 4x ... up to the maximum."""
+    exponent = max(0, min(exits_in_a_row - 1, 32))
+    return float(
+        min(settings.pod_backoff_initial_seconds * 2**exponent, settings.pod_backoff_max_seconds)
+    )
+
+
+def failure_inputs(stream: dict[str, Any], credentials_version: str | None) -> str:
+    """What a failed attempt was made with: the spec's generation, the
+    credentials Secret's version and the retry annotation (hashed: any
+    value). A Failed stream is retried when any of them changes."""
+    meta = stream["metadata"]
+    retry = (meta.get("annotations") or {}).get(RETRY_ANNOTATION)
+    digest = hashlib.sha256(retry.encode()).hexdigest()[:12] if retry is not None else "-"
+    return (
+        f"generation={meta.get('generation', 1)} secret={credentials_version or '-'} retry={digest}"
+    )
+
+
+def retry_cause(status: dict[str, Any], inputs: str, generation: int) -> str | None:
+    """Why a Failed stream should be tried again, or None while nothing it
+    depends on changed."""
+    recorded = status.get("failedInputs")
+    if recorded is None:  # failed under an operator that recorded no inputs
+        return None if status.get("observedGeneration") == generation else "the spec changed"
+    if recorded == inputs:
+        return None
+    before = dict(part.split("=", 1) for part in str(recorded).split() if "=" in part)
+    now = dict(part.split("=", 1) for part in inputs.split())
+    causes = {
+        "generation": "the spec changed",
+        "secret": "the credentials Secret changed",
+        "retry": f"the {RETRY_ANNOTATION} annotation changed",
+    }
+    changed = [why for key, why in causes.items() if before.get(key) != now.get(key)]
+    return ", ".join(changed) or "what it depends on changed"
+
+
+# Env var -> the spec field it comes from, to say what a replacement changes.
+_ENV_FIELDS = {
+    "STREAMGRID_SOURCE_URL": "source.url",
+    "STREAMGRID_CAPTURE_INTERVAL": "captureInterval",
+    "STREAMGRID_TOP_K": "topK",
+    "STREAMGRID_RTSP_TRANSPORT": "source.transport",
+    "STREAMGRID_TLS_VERIFY": "source.tlsVerify",
+    "STREAMGRID_GRID_TILE_WIDTH": "grid.tileWidth",
+    "STREAMGRID_GRID_TILE_HEIGHT": "grid.tileHeight",
+    "STREAMGRID_GRID_COLUMNS": "grid.columns",
+    "STREAMGRID_SOURCE_USERNAME": "source.credentialsSecretRef",
+    "STREAMGRID_SOURCE_PASSWORD": "source.credentialsSecretRef",
+    "STREAMGRID_SOURCE_FULL_URL": "source.credentialsSecretRef",
+}
+
+
+def describe_changes(old_pod: dict[str, Any], new_pod: dict[str, Any]) -> str:
+    """``captureInterval 1.0 -> 0.2, topK 9 -> 4``: the old pod's env against the new."""
+
+    def env(pod: dict[str, Any]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for container in pod.get("spec", {}).get("containers") or []:
+            for item in container.get("env") or []:
+                ref = (item.get("valueFrom") or {}).get("secretKeyRef")
+                value = f"Secret {ref.get('name')}" if ref else str(item.get("value", ""))
+                found[str(item["name"])] = value
+        return found
+
+    before, after = env(old_pod), env(new_pod)
+    changes: dict[str, str] = {}
+    for name in [*after, *(n for n in before if n not in after)]:
+        old, new = before.get(name, "unset"), after.get(name, "unset")
+        if old != new and name in _ENV_FIELDS:
+            changes.setdefault(_ENV_FIELDS[name], f"{_ENV_FIELDS[name]} {old} -> {new}")
+    return ", ".join(changes.values()) or "the capture settings"
+
+
 def plan(
-    stream: dict[str, Any], pod: dict[str, Any] | None, settings: OperatorSettings, now: datetime
+    stream: dict[str, Any],
+    pod: dict[str, Any] | None,
+    settings: OperatorSettings,
+    now: datetime,
+    credentials_version: str | None = None,
 ) -> Plan:
+    """``credentials_version``: the resourceVersion of the Secret named by
+    spec.source.credentialsSecretRef, None when it is missing (only read when
+    the spec names one and the stream should run)."""
     meta, spec = stream["metadata"], stream.get("spec", {})
     status: dict[str, Any] = dict(stream.get("status") or {})
     generation = int(meta.get("generation", 1))
     name, namespace = meta["name"], meta["namespace"]
     desired = spec.get("state", "Running")
     result = Plan()
-    new: dict[str, Any] = {"observedGeneration": generation}
+    new: dict[str, Any] = {}
     if "store" not in status:
         prefix = f"{store_url_for(settings.store_url, namespace)}/{name}"
         new["store"] = {"url": f"{prefix}/", "manifest": f"{prefix}/manifest.json"}
     pod_gone = pod is None or bool(pod["metadata"].get("deletionTimestamp"))
     phase = (pod or {}).get("status", {}).get("phase", "Pending")
+    pod_hash = ((pod or {}).get("metadata", {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+    matches = pod is not None and pod_hash == spec_hash(spec)
     capture_state = status.get("captureState")
     previous_state = status.get("state")
     # The capture pod's last word, else what we said before (never blank it out).
     reason = status.get("captureReason") or status.get("reason", "")
+    restarts = int(status.get("restarts", 0))
+    exits_in_a_row = int(status.get("consecutiveExits", 0))
+    next_attempt = parse_utc(status.get("nextAttemptAt"))
+    secret_ref = (spec.get("source") or {}).get("credentialsSecretRef") or {}
+    secret_name: str | None = secret_ref.get("name")
+    secret_missing = secret_name is not None and credentials_version is None
+    inputs = failure_inputs(stream, credentials_version)
+    # status.podName names the pod the stream should have; the operator clears
+    # it when it deletes the pod itself, so a pod gone while named was lost.
+    expected_pod = bool(status.get("podName")) and previous_state not in ("Stopped", "Failed")
+    # observedGeneration moves only once the pod runs this generation's spec.
+    observed = False
+    replacing = False
+
+    def retire_pod() -> None:
+        result.delete_pod = True
+        new["podName"] = None
 
     if desired == "Stopped":
-        if pod is not None and not pod["metadata"].get("deletionTimestamp"):
-            result.delete_pod = True
+        observed = True
+        if pod is not None and not pod_gone:
+            retire_pod()
         if pod is None:
             state = "Stopped"
+            new.update(podName=None, consecutiveExits=None, nextAttemptAt=None)
             if previous_state != "Stopped":
                 new["stoppedAt"] = format_utc(now)
                 result.events.append(("Normal", "Stopped", "capture stopped"))
@@ -112,47 +279,113 @@ def plan(
                 result.delete_stream = True
         else:
             state = "Stopping"
-    elif previous_state == "Failed" and status.get("observedGeneration") == generation:
-        state = "Failed"  # until the user edits the spec (a new generation) or stops it
+    elif previous_state == "Failed" and (why := retry_cause(status, inputs, generation)) is None:
+        state = "Failed"  # until what it depends on changes (retry_cause) or it is stopped
         if pod is not None and not pod_gone and phase in TERMINAL_POD_PHASES:
-            result.delete_pod = True
-    elif pod is None:
-        if previous_state == "Failed":  # the spec changed since: a fresh start
-            new["restarts"] = 0
-            reason = ""
-        result.create_pod = capture_pod(stream, settings)
-        new.setdefault("startedAt", status.get("startedAt") or format_utc(now))
-        new["podName"] = pod_name(name)
-        state = "Reconnecting" if status.get("restarts") else "Pending"
-    elif pod_gone:
-        state = "Reconnecting"  # it is going away; recreated once it is gone
-    elif phase in TERMINAL_POD_PHASES:
-        code = _exit_code(pod)
-        if code == EXIT_FAILED:
-            state = "Failed"
-            reason = reason or "the camera refused the connection"
-            result.events.append(("Warning", "Failed", reason))
-        else:
-            restarts = int(status.get("restarts", 0)) + 1
-            new["restarts"] = restarts
-            if restarts > settings.pod_restart_limit:
+            retire_pod()
+    else:
+        if previous_state == "Failed":
+            result.events.append(("Normal", "Retrying", f"retrying the failed stream: {why}"))
+            restarts, exits_in_a_row, next_attempt, reason = 0, 0, None, ""
+            new.update(restarts=0, consecutiveExits=None, nextAttemptAt=None, failedInputs=None)
+        if previous_state == "Failed" and pod is not None and not pod_gone:
+            retire_pod()  # the failed attempt's pod goes first
+            state = "Pending"
+        elif pod is None or pod_gone:
+            if expected_pod:
+                restarts += 1
+                new["restarts"] = restarts
+                new["podName"] = None  # counted once
+                reason = f"capture pod {pod_name(name)} was deleted or lost; recreating it"
+                result.events.append(("Warning", "PodLost", reason))
+            if pod is not None:
+                state = "Reconnecting"  # it is going away; recreated once it is gone
+            elif secret_missing:
+                state = "Pending"
+                reason = f"credentials Secret {secret_name} not found in namespace {namespace}"
+                if status.get("reason") != reason:
+                    result.events.append(("Warning", "SecretMissing", reason))
+            elif (
+                next_attempt is not None
+                and now < next_attempt
+                and status.get("observedGeneration") == generation  # an edit may be the fix
+            ):
+                state = "Reconnecting"  # backing off; the daemon wakes at nextAttemptAt
+            else:
+                result.create_pod = capture_pod(stream, settings)
+                observed = True
+                new.update(podName=pod_name(name), nextAttemptAt=None)
+                new.setdefault("startedAt", status.get("startedAt") or format_utc(now))
+                new["stoppedAt"] = None  # running again
+                state = "Reconnecting" if restarts else "Pending"
+                if state == "Pending":
+                    reason = ""
+                what = f"recreated (restart {restarts})" if restarts else "created"
+                result.events.append(
+                    ("Normal", "PodCreated", f"capture pod {pod_name(name)} {what}")
+                )
+        elif not matches:
+            replacing = True
+            retire_pod()
+            changes = describe_changes(pod, capture_pod(stream, settings))
+            state = "Reconnecting"
+            reason = f"applying the changed spec ({changes}): replacing the capture pod"
+            result.events.append(
+                (
+                    "Normal",
+                    "PodReplaced",
+                    f"spec changed ({changes}): capture pod {pod_name(name)} replaced; "
+                    "its kept frames carry over",
+                )
+            )
+        elif phase in TERMINAL_POD_PHASES:
+            observed = True
+            retire_pod()
+            code = _exit_code(pod)
+            cause = status.get("captureReason") or termination_message(pod)
+            if code in PERMANENT_EXITS:
                 state = "Failed"
-                reason = f"capture pod exited {restarts} times (last code {code})"
+                reason = f"{PERMANENT_EXITS[code]}: {cause}" if cause else PERMANENT_EXITS[code]
                 result.events.append(("Warning", "Failed", reason))
             else:
-                state = "Reconnecting"
-                reason = f"capture pod exited with code {code}; recreating"
-                result.events.append(("Warning", "PodExited", reason))
-        result.delete_pod = True
-    elif phase == "Running":
-        running = ("Connecting", "Active", "Reconnecting")
-        state = capture_state if capture_state in running else "Connecting"
-    else:
-        state = "Pending"
+                restarts, exits_in_a_row = restarts + 1, exits_in_a_row + 1
+                new.update(restarts=restarts, consecutiveExits=exits_in_a_row)
+                said = f" ({cause})" if cause else ""
+                if exits_in_a_row > settings.pod_restart_limit:
+                    state = "Failed"
+                    reason = (
+                        f"capture pod exited {exits_in_a_row} times in a row "
+                        f"(last code {code}){said}"
+                    )
+                    result.events.append(("Warning", "Failed", reason))
+                else:
+                    delay = backoff_seconds(exits_in_a_row, settings)
+                    new["nextAttemptAt"] = format_utc(now + timedelta(seconds=delay))
+                    state = "Reconnecting"
+                    reason = (
+                        f"capture pod exited with code {code}{said}; recreating it in {delay:g} s"
+                    )
+                    result.events.append(("Warning", "PodExited", reason))
+            if state == "Failed":
+                new["failedInputs"] = inputs
+        elif phase == "Running":
+            observed = True
+            running = ("Connecting", "Active", "Reconnecting")
+            state = capture_state if capture_state in running else "Connecting"
+            if state == "Reconnecting" and previous_state != "Reconnecting":
+                result.events.append(("Warning", "Reconnecting", reason or "reconnecting"))
+            if state == "Active":  # a healthy run ends a crash loop
+                new.update(consecutiveExits=None, nextAttemptAt=None)
+        else:
+            observed = True
+            state = "Pending"
 
+    if observed:
+        new["observedGeneration"] = generation
+    applied = new.get("observedGeneration", status.get("observedGeneration")) == generation
     new["state"] = state
     if state in ("Failed", "Reconnecting", "Pending"):
-        new["reason"] = reason if state != "Pending" else ""
+        new["reason"] = reason
     elif state == "Active":
         new["reason"] = ""
     if state == "Failed" and previous_state != "Failed":
@@ -179,6 +412,27 @@ def plan(
         generation,
         now,
     )
+    conditions = set_condition(
+        conditions,
+        "SpecApplied",
+        applied,
+        "Applied" if applied else ("ReplacingPod" if replacing else "PodNotCreated"),
+        f"the capture pod runs generation {generation}'s spec" if applied else reason,
+        generation,
+        now,
+    )
+    if desired == "Running" and secret_name is not None:
+        conditions = set_condition(
+            conditions,
+            "CredentialsFound",
+            not secret_missing,
+            "SecretMissing" if secret_missing else "SecretFound",
+            f"Secret {secret_name} {'not found' if secret_missing else 'found'} in {namespace}",
+            generation,
+            now,
+        )
+    elif secret_name is None:
+        conditions = [c for c in conditions if c.get("type") != "CredentialsFound"]
     new["conditions"] = conditions
     result.status = {k: v for k, v in new.items() if status.get(k) != v}
     return result
@@ -201,11 +455,22 @@ class StreamApi(Protocol):
 
     def event(self, stream: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
 
+    def secret_version(self, namespace: str, name: str) -> str | None:
+        """The Secret's resourceVersion; None when there is none."""
+
+    def prepare_namespace(self, namespace: str) -> None:
+        """What capture pods need there (provision.py); raises ProvisionError."""
+
 
 def apply(api: StreamApi, stream: dict[str, Any], result: Plan, settings: OperatorSettings) -> None:
     meta = stream["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     if result.create_pod is not None:
+        try:  # any namespace: its ServiceAccount, Role and S3 Secret first
+            api.prepare_namespace(namespace)
+        except ProvisionError as exc:
+            report_problem(api, stream, "ProvisioningFailed", str(exc))
+            return
         api.create_pod(namespace, result.create_pod)
         log_event(
             log,
@@ -231,6 +496,11 @@ def reconcile(api: StreamApi, settings: OperatorSettings, namespace: str, name: 
     if stream is None or stream["metadata"].get("deletionTimestamp"):
         return None
     pod = api.get_pod(namespace, pod_name(name))
-    result = plan(stream, pod, settings, datetime.now(UTC))
+    spec = stream.get("spec") or {}
+    secret_ref = (spec.get("source") or {}).get("credentialsSecretRef") or {}
+    credentials_version = None
+    if secret_ref.get("name") and spec.get("state", "Running") == "Running":
+        credentials_version = api.secret_version(namespace, secret_ref["name"])
+    result = plan(stream, pod, settings, datetime.now(UTC), credentials_version)
     apply(api, stream, result, settings)
     return result

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from ..core.settings import CommonSettings
@@ -21,7 +23,11 @@ class OperatorSettings(CommonSettings):
     s3_access_key_key: str = "accessKeyId"
     s3_secret_key_key: str = "secretAccessKey"
     default_ttl_seconds: int = Field(86400, ge=0)  # stopped streams are deleted after this
+    # A capture pod that exits this many times in a row (never Active between)
+    # fails the stream; each recreation waits initial, doubling up to max.
     pod_restart_limit: int = Field(20, ge=0)
+    pod_backoff_initial_seconds: float = Field(1.0, ge=0, le=3600)
+    pod_backoff_max_seconds: float = Field(300.0, ge=0, le=86400)
     termination_grace_seconds: int = Field(30, ge=1, le=600)
     progress_interval_seconds: float = Field(5.0, ge=0.5, le=300)
     capture_cpu_request: str = "20m"
@@ -30,6 +36,17 @@ class OperatorSettings(CommonSettings):
     reconcile_interval_seconds: float = Field(30.0, ge=0.5, le=3600)
     liveness_host: str = "0.0.0.0"  # probes come from the node
     liveness_port: int = 8080
+    # -- Any namespace, and what a stream leaves behind (provision.py, retention.py).
+    # Where the operator runs (the chart: the downward API): its S3 Secret is
+    # copied from here into each namespace that gets a capture pod. Unset: namespace.
+    operator_namespace: str | None = None
+    # How often a namespace's ServiceAccount, Role, RoleBinding and Secret copy
+    # are checked again (a deleted one comes back, a rotated Secret is recopied).
+    provision_refresh_seconds: float = Field(300.0, ge=1, le=86400)
+    # What deleting a VideoStream (or its TTL) does to its frames and grids in
+    # the store, unless the stream's spec.dataRetention says otherwise.
+    data_retention: Literal["Delete", "Retain"] = "Delete"
+    data_delete_retry_seconds: float = Field(10.0, ge=1, le=3600)
     # The source policy's settings (CommonSettings) are what capture pods get;
     # the chart sets source_deny_loopback (in a pod, loopback is the pod itself).
 

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from streamgrid.core.settings import CommonSettings
+
 from ..support.api import assert_grid_of_brightest, assert_no_kept_frame_lost, details, start
+from ..support.plugin import KubectlPlugin, installed_plugin_dir
 from ..support.processes import wait_until
-from ..support.release import NAMESPACE, RELEASE, NodeCluster
+from ..support.release import ACCESS_KEY, NAMESPACE, RELEASE, SECRET_KEY, NodeCluster
 
 # The first test also brings the node up: images built on a fresh machine,
 # imported into containerd, the chart installed.
@@ -41,6 +46,17 @@ def running(pod: dict[str, Any] | None) -> bool:
 def vstream(cluster: NodeCluster, stream_id: str) -> dict[str, Any]:
     found: dict[str, Any] = json.loads(cluster.kubectl("get", "vstream", stream_id, "-o", "json"))
     return found
+
+
+def apply_stream(cluster: NodeCluster, name: str, source: dict[str, Any], interval: float) -> None:
+    """A VideoStream made with kubectl, as a user without the gateway would."""
+    body = {
+        "apiVersion": "streamgrid.io/v1alpha1",
+        "kind": "VideoStream",
+        "metadata": {"name": name},
+        "spec": {"source": source, "captureInterval": interval},
+    }
+    cluster.kube.kubectl("-n", NAMESPACE, "apply", "-f", "-", input_text=json.dumps(body))
 
 
 def test_the_release_runs_on_the_node_and_helm_test_passes(node_cluster: NodeCluster) -> None:
@@ -210,6 +226,281 @@ def test_the_api_takes_kubernetes_tokens_and_rbac_decides(node_cluster: NodeClus
             lambda: details(user, stream_id)["frames_captured"] >= 1, 60, "a sample", step=0.5
         )
         assert user.post(f"/stop/{stream_id}").status_code == 200
+
+
+def test_kubectl_streamgrid_stops_a_stream_and_fetches_its_grid(
+    node_cluster: NodeCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the gateway: `kubectl streamgrid start`, `stop`, `grid -o FILE`
+    from the chart's MinIO. The capture pod composed the grid at stop and
+    named it in status.grid; the gateway, asked with the kubeconfig's token,
+    returns the same bytes."""
+    plugin = KubectlPlugin(
+        node_cluster.kube.kubeconfig,
+        installed_plugin_dir(),
+        NAMESPACE,
+        {
+            "STREAMGRID_S3_ENDPOINT_URL": node_cluster.s3_endpoint,
+            "STREAMGRID_S3_ACCESS_KEY_ID": ACCESS_KEY,
+            "STREAMGRID_S3_SECRET_ACCESS_KEY": SECRET_KEY,
+        },
+    )
+    name = "plugin-grid"
+    camera = node_cluster.camera
+    plugin.run("start", name, "--url", camera.url("/gray"), "--interval", "0.2")
+    wait_until(lambda: running(pod_of(node_cluster, name)), 90, "a running capture pod")
+    wait_until(
+        lambda: vstream(node_cluster, name)["status"].get("framesCaptured", 0) >= 35,
+        60,
+        "35 samples",
+        step=0.5,
+    )
+    plugin.run("stop", name)
+    show(node_cluster, capsys, "stopped with kubectl streamgrid")
+    assert pod_of(node_cluster, name) is None
+
+    grid = vstream(node_cluster, name)["status"]["grid"]
+    assert (grid["width"], grid["height"], grid["frames"]) == (900, 900, 9)
+    plugin.run("grid", name, "-o", str(tmp_path / "grid.jpg"))
+    fetched = (tmp_path / "grid.jpg").read_bytes()
+    store = node_cluster.store()
+    assert fetched == store.get_grid(name, grid["name"])
+    manifest = store.get_manifest(name)
+    assert manifest is not None
+    assert_grid_of_brightest(fetched, manifest, camera)
+
+    gateway = tmp_path / "gateway.jpg"
+    plugin.run("grid", name, "-o", str(gateway), "--gateway", node_cluster.gateway_url)
+    assert gateway.read_bytes() == fetched
+
+
+def test_a_capture_pod_passes_its_liveness_probe_while_capturing(
+    node_cluster: NodeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The kubelet probes the worker's /healthz (capture/health.py): a
+    capturing pod outlives the probe's whole failure budget (initial delay +
+    failureThreshold x period), is neither restarted nor marked Unhealthy,
+    and the endpoint answers inside the pod."""
+    name = "liveness"
+    apply_stream(node_cluster, name, {"url": node_cluster.camera.url("/gray")}, 0.5)
+    wait_until(lambda: running(pod_of(node_cluster, name)), 90, "a running capture pod")
+    pod = pod_of(node_cluster, name)
+    assert pod is not None
+    probe = pod["spec"]["containers"][0]["livenessProbe"]
+    assert probe["httpGet"]["path"] == "/healthz"
+    budget = probe["initialDelaySeconds"] + probe["failureThreshold"] * probe["periodSeconds"]
+
+    def probed_long_enough() -> bool:
+        found = pod_of(node_cluster, name)
+        status = (found or {}).get("status", {}).get("containerStatuses") or [{}]
+        started = (status[0].get("state") or {}).get("running", {}).get("startedAt")
+        age = time.time() - datetime.fromisoformat(started).timestamp() if started else 0.0
+        return bool(age > budget + 5)
+
+    wait_until(probed_long_enough, budget + 60, "the probe's failure budget to pass")
+    after = pod_of(node_cluster, name)
+    assert after is not None and running(after)
+    assert after["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert after["status"]["containerStatuses"][0]["restartCount"] == 0
+    events = json.loads(
+        node_cluster.kubectl(
+            "get", "events", "--field-selector", f"involvedObject.name={name}-capture", "-o", "json"
+        )
+    )["items"]
+    assert [e["message"] for e in events if e["reason"] == "Unhealthy"] == []
+    code = (
+        "import urllib.request; print(urllib.request.urlopen("
+        "'http://127.0.0.1:8081/healthz', timeout=5).status)"
+    )
+    answer = node_cluster.kubectl("exec", f"{name}-capture", "--", "python", "-c", code)
+    assert answer.strip() == "200"
+    assert vstream(node_cluster, name)["status"]["state"] == "Active"
+    show(node_cluster, capsys, "capturing past the liveness probe's failure budget")
+    node_cluster.kubectl("delete", "vstream", name, "--wait=false")
+
+
+def test_a_stream_in_a_second_namespace_runs_and_deleting_it_empties_its_prefix(
+    node_cluster: NodeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A namespace the release never touched: the chart's operator, with the
+    chart's RBAC, makes the capture ServiceAccount, Role, RoleBinding and S3
+    Secret there; the pod runs as that account and reports into its stream's
+    status (the Role works). Deleting the stream empties its MinIO prefix."""
+    namespace, name = "cams-second", "second"
+    kubectl = node_cluster.kube.kubectl
+    kubectl("create", "namespace", namespace)
+    try:
+        body = {
+            "apiVersion": "streamgrid.io/v1alpha1",
+            "kind": "VideoStream",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "source": {"url": node_cluster.camera.url("/gray")},
+                "captureInterval": 0.3,
+                "topK": 3,
+            },
+        }
+        kubectl("apply", "-f", "-", input_text=json.dumps(body))
+
+        def stream_status() -> dict[str, Any]:
+            out = kubectl("-n", namespace, "get", "vstream", name, "-o", "json")
+            found: dict[str, Any] = json.loads(out).get("status") or {}
+            return found
+
+        try:
+            wait_until(
+                lambda: stream_status().get("framesCaptured", 0) >= 4, 120, "4 samples", step=0.5
+            )
+        except TimeoutError:
+            pods = kubectl("-n", namespace, "describe", "pods", check=False)
+            seen = kubectl("-n", namespace, "get", "vstream,events,sa,role,secret", check=False)
+            capture = kubectl("-n", namespace, "logs", f"{name}-capture", check=False)
+            raise AssertionError(f"{seen}\n{pods}\n{capture}\n{node_cluster.logs()}") from None
+        assert stream_status()["state"] == "Active"
+        with capsys.disabled():
+            print(f"\n$ kubectl -n {namespace} get vstream,pods,sa,role,rolebinding,secret")
+            print(kubectl("-n", namespace, "get", "vstream,pods,sa,role,rolebinding,secret"))
+        made = json.loads(
+            kubectl(
+                "-n", namespace, "get", "serviceaccounts,roles,rolebindings,secrets",
+                "-l", "streamgrid.io/provisioned-by=streamgrid-operator", "-o", "json",
+            )
+        )["items"]  # fmt: skip
+        assert {(m["kind"], m["metadata"]["name"]) for m in made} == {
+            ("ServiceAccount", "streamgrid-capture"),
+            ("Role", "streamgrid-capture"),
+            ("RoleBinding", "streamgrid-capture"),
+            ("Secret", f"{RELEASE}-streamgrid-s3"),
+        }
+        pod = json.loads(kubectl("-n", namespace, "get", "pod", f"{name}-capture", "-o", "json"))
+        assert pod["spec"]["serviceAccountName"] == "streamgrid-capture"
+        store = CommonSettings.model_validate(
+            {
+                "store_url": f"s3://node/frames/{namespace}",
+                "s3_endpoint_url": node_cluster.s3_endpoint,
+                "s3_access_key_id": ACCESS_KEY,
+                "s3_secret_access_key": SECRET_KEY,
+            }
+        ).open_store()
+        wait_until(lambda: len(store.list_frames(name)) == 3, 30, "3 kept frames in MinIO")
+
+        kubectl("-n", namespace, "delete", "vstream", name, "--wait=false")
+        wait_until(
+            lambda: kubectl("-n", namespace, "get", "vstream", name, check=False) == "",
+            90,
+            "the operator's finalizer to finish the deletion",
+            step=0.5,
+        )
+        assert list(store.objects.list(f"{name}/")) == []
+        events = kubectl(
+            "-n", namespace, "get", "events", f"--field-selector=involvedObject.name={name}"
+        )
+        assert "DataDeleted" in events, events
+    finally:
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_an_edited_interval_replaces_the_pod_and_it_samples_at_the_new_rate(
+    node_cluster: NodeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13 item 1 on the real node: `kubectl patch` captureInterval 1 ->
+    0.2 replaces the capture pod (the kubelet stops the old one gracefully),
+    the new pod has the new env and samples about 5 a second, and
+    observedGeneration says 2 only once it runs."""
+    name = "edited-interval"
+    apply_stream(node_cluster, name, {"url": node_cluster.camera.url("/gray")}, 1)
+
+    def stream_status() -> dict[str, Any]:
+        found: dict[str, Any] = vstream(node_cluster, name).get("status") or {}
+        return found
+
+    wait_until(
+        lambda: stream_status().get("framesCaptured", 0) >= 3,
+        120,
+        "3 samples at 1 a second",
+        step=0.5,
+    )
+    old = pod_of(node_cluster, name)
+    assert old is not None and stream_status()["observedGeneration"] == 1
+    node_cluster.kubectl(
+        "patch", "vstream", name, "--type", "merge", "-p", '{"spec":{"captureInterval":0.2}}'
+    )
+    seen: list[tuple[Any, str | None]] = []  # (observedGeneration, the pod's uid) as polled
+
+    def replaced() -> bool:
+        observed = stream_status().get("observedGeneration")
+        pod = pod_of(node_cluster, name)
+        seen.append((observed, pod["metadata"]["uid"] if pod else None))
+        return observed == 2 and running(pod) and pod["metadata"]["uid"] != old["metadata"]["uid"]  # type: ignore[index]
+
+    wait_until(replaced, 120, "a new running capture pod, observedGeneration 2", step=0.5)
+    assert all(gen == 1 for gen, uid in seen if uid == old["metadata"]["uid"]), seen
+    new = pod_of(node_cluster, name)
+    assert new is not None
+    env = {e["name"]: e.get("value") for e in new["spec"]["containers"][0]["env"]}
+    assert env["STREAMGRID_CAPTURE_INTERVAL"] == "0.2"
+    wait_until(
+        lambda: stream_status().get("state") == "Active",
+        60,
+        "Active again",
+        step=0.5,
+    )
+    count = stream_status()["framesCaptured"]
+    # 10 samples take 2 s at the new interval; the old one could not make 8 s.
+    wait_until(
+        lambda: stream_status()["framesCaptured"] >= count + 10,
+        8,
+        "the new sampling rate",
+        step=0.3,
+    )
+    show(node_cluster, capsys, "after captureInterval 1 -> 0.2")
+    events = node_cluster.kubectl(
+        "get",
+        "events",
+        f"--field-selector=involvedObject.name={name},involvedObject.kind=VideoStream",
+    )
+    assert "PodReplaced" in events and "captureInterval 1.0 -> 0.2" in events, events
+    node_cluster.kubectl("delete", "vstream", name, "--wait=false")
+
+
+def test_a_missing_credentials_secret_shows_in_kubectl_describe(node_cluster: NodeCluster) -> None:
+    """Issue 13 item 7 on the real node: a stream whose credentials Secret is
+    not there says so (status, condition, Event in `kubectl describe`) and
+    makes no pod; once the Secret exists, it runs."""
+    from ..support.camera import PASSWORD, USER
+
+    camera = node_cluster.camera
+    name, secret = "missing-secret", "missing-secret-credentials"
+    source = {
+        "url": f"rtsp://{camera.host}:{camera.secure_port}/gray",
+        "credentialsSecretRef": {"name": secret},
+    }
+    apply_stream(node_cluster, name, source, 0.5)
+    why = f"credentials Secret {secret} not found in namespace {NAMESPACE}"
+
+    def status() -> dict[str, Any]:
+        found: dict[str, Any] = vstream(node_cluster, name).get("status") or {}
+        return found
+
+    wait_until(lambda: status().get("reason") == why, 60, "the missing Secret named", step=0.5)
+    described = node_cluster.kubectl("describe", "vstream", name)
+    assert "SecretMissing" in described and why in described, described
+    assert pod_of(node_cluster, name) is None  # no pod to fail with the camera's 401
+    node_cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        secret,
+        f"--from-literal=username={USER}",
+        f"--from-literal=password={PASSWORD}",
+    )
+    wait_until(
+        lambda: status().get("state") == "Active" and status().get("framesCaptured", 0) >= 2,
+        120,
+        "Active once the Secret exists",
+        step=0.5,
+    )
+    node_cluster.kubectl("delete", "vstream", name, "--wait=false")
 
 
 def test_uninstall_leaves_no_pods_behind(node_cluster: NodeCluster) -> None:

@@ -75,9 +75,11 @@ def start_cluster_runtime(kube: KubeCluster, s3: S3Server, work: Path) -> Cluste
     s3.create_bucket(BUCKET)
     env = dict(os.environ)
     env.update(kube.env())
+    env.update(s3.env(BUCKET, PREFIX))  # the operator deletes a deleted stream's data
     env.update(
         {
-            "STREAMGRID_NAMESPACE": NAMESPACE,
+            # Every namespace, as the chart runs it; the S3 Secret is copied from here.
+            "STREAMGRID_OPERATOR_NAMESPACE": NAMESPACE,
             "STREAMGRID_STORE_URL": f"s3://{BUCKET}/{PREFIX}",
             "STREAMGRID_S3_ENDPOINT_URL": s3.endpoint,
             "STREAMGRID_S3_SECRET_NAME": "streamgrid-s3",

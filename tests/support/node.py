@@ -50,6 +50,8 @@ class RunningPod:
     process: subprocess.Popen[bytes]
     grace: int
     terminating: bool = False
+    # A pod's name comes back with each replacement: act on this pod only.
+    uid: str = ""
 
 
 @dataclass
@@ -62,6 +64,7 @@ class NodeStandIn:
     started_count: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _finishing: set[str] = field(default_factory=set)  # uids being finished
 
     def start(self) -> NodeStandIn:
         self.core = client.CoreV1Api(self.cluster.api_client())
@@ -101,12 +104,13 @@ class NodeStandIn:
 
     def _on_event(self, kind: str, pod: client.V1Pod) -> None:
         name = pod.metadata.name
+        uid = pod.metadata.uid
         if kind == "DELETED":
-            self._terminate(name, 0)
+            self._terminate(name, 0, uid)
             return
         if pod.metadata.deletion_timestamp is not None:
             grace = pod.metadata.deletion_grace_period_seconds or 30
-            threading.Thread(target=self._finish, args=(name, grace), daemon=True).start()
+            threading.Thread(target=self._finish, args=(name, grace, uid), daemon=True).start()
             return
         with self._lock:
             known = name in self.pods
@@ -137,6 +141,9 @@ class NodeStandIn:
                 "STREAMGRID_KUBE_TOKEN_FILE": str(self.cluster.token_file),
                 "STREAMGRID_KUBE_CA_FILE": str(self.cluster.ca_file),
                 "HOME": str(self.log_dir),
+                # Pods share this machine's network here: any free port, on loopback.
+                "STREAMGRID_HEALTH_PORT": "0",
+                "STREAMGRID_HEALTH_HOST": "127.0.0.1",
             }
         )
         command = [sys.executable if c == "python" else c for c in container.command]
@@ -146,10 +153,12 @@ class NodeStandIn:
         )
         grace = pod.spec.termination_grace_period_seconds or 30
         with self._lock:
-            self.pods[name] = RunningPod(name, process, grace)
+            self.pods[name] = RunningPod(name, process, grace, uid=pod.metadata.uid)
             self.started_count += 1
         self._status(name, "Running", {"running": {"startedAt": _now()}}, ready=True)
-        threading.Thread(target=self._reap, args=(name, process), daemon=True).start()
+        threading.Thread(
+            target=self._reap, args=(name, process, pod.metadata.uid), daemon=True
+        ).start()
 
     def _env_value(self, item: client.V1EnvVar) -> str | None:
         if item.value is not None:
@@ -168,11 +177,11 @@ class NodeStandIn:
             return None
         return base64.b64decode(data).decode()
 
-    def _reap(self, name: str, process: subprocess.Popen[bytes]) -> None:
+    def _reap(self, name: str, process: subprocess.Popen[bytes], uid: str) -> None:
         code = process.wait()
         with self._lock:
             running = self.pods.get(name)
-            terminating = running.terminating if running else True
+            terminating = running.terminating if running and running.uid == uid else True
         if terminating:
             return  # _finish reports it
         phase = "Succeeded" if code == 0 else "Failed"
@@ -180,8 +189,12 @@ class NodeStandIn:
             name, phase, {"terminated": {"exitCode": code, "finishedAt": _now()}}, ready=False
         )
 
-    def _finish(self, name: str, grace: int) -> None:
-        code = self._terminate(name, grace)
+    def _finish(self, name: str, grace: int, uid: str) -> None:
+        with self._lock:  # one finisher per pod: each update of a deleted pod calls this
+            if uid in self._finishing:
+                return
+            self._finishing.add(uid)
+        code = self._terminate(name, grace, uid)
         if code is not None:
             self._status(
                 name,
@@ -189,16 +202,23 @@ class NodeStandIn:
                 {"terminated": {"exitCode": code, "finishedAt": _now()}},
                 ready=False,
             )
-        try:
-            self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
+        try:  # this pod, not a successor of the same name (as a kubelet does)
+            self.core.delete_namespaced_pod(
+                name,
+                self.namespace,
+                grace_period_seconds=0,
+                body=client.V1DeleteOptions(
+                    grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)
+                ),
+            )
         except ApiException as exc:
-            if exc.status != 404:
+            if exc.status not in (404, 409):
                 raise
 
-    def _terminate(self, name: str, grace: int) -> int | None:
+    def _terminate(self, name: str, grace: int, uid: str) -> int | None:
         with self._lock:
             running = self.pods.get(name)
-            if running is None or running.terminating:
+            if running is None or running.terminating or running.uid != uid:
                 return None
             running.terminating = True
         process = running.process

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from streamgrid.core.timestamps import format_utc as iso
-from streamgrid.operator.podspec import capture_pod, pod_name
-from streamgrid.operator.reconcile import plan, set_condition
+from streamgrid.operator.podspec import SPEC_HASH_ANNOTATION, capture_pod, pod_name, spec_hash
+from streamgrid.operator.reconcile import RETRY_ANNOTATION, backoff_seconds, plan, set_condition
 from streamgrid.operator.settings import OperatorSettings
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
@@ -28,14 +28,22 @@ def stream(
     }
 
 
-def pod(phase: str, exit_code: int | None = None, deleting: bool = False) -> dict[str, Any]:
+def pod(
+    phase: str,
+    exit_code: int | None = None,
+    deleting: bool = False,
+    of: dict[str, Any] | None = None,
+    message: str = "",
+) -> dict[str, Any]:
+    """The capture pod, made from ``of``'s spec (default: stream()'s)."""
     statuses = []
     if exit_code is not None:
-        statuses = [{"state": {"terminated": {"exitCode": exit_code}}}]
-    meta: dict[str, Any] = {"name": "cam1-capture"}
+        statuses = [{"state": {"terminated": {"exitCode": exit_code, "message": message}}}]
+    body = capture_pod(of or stream(), SETTINGS)
     if deleting:
-        meta["deletionTimestamp"] = iso(NOW)
-    return {"metadata": meta, "status": {"phase": phase, "containerStatuses": statuses}}
+        body["metadata"]["deletionTimestamp"] = iso(NOW)
+    body["status"] = {"phase": phase, "containerStatuses": statuses}
+    return body
 
 
 def condition(status: dict[str, Any], type_: str) -> str:
@@ -113,7 +121,7 @@ def test_a_crashed_pod_is_replaced_up_to_the_limit() -> None:
     assert gone.create_pod is not None
     limit = SETTINGS.pod_restart_limit
     over = plan(
-        stream(status={"state": "Reconnecting", "restarts": limit}),
+        stream(status={"state": "Reconnecting", "restarts": limit, "consecutiveExits": limit}),
         pod("Failed", exit_code=137),
         SETTINGS,
         NOW,
@@ -173,3 +181,151 @@ def test_a_stream_may_turn_certificate_checks_off_and_only_it() -> None:
 
     assert verify({"url": "rtsps://cam/x"}) == "true"
     assert verify({"url": "rtsps://cam/x", "tlsVerify": False}) == "false"
+
+
+def events(p: Any) -> dict[str, str]:
+    return {reason: message for _type, reason, message in p.events}
+
+
+def test_a_changed_spec_replaces_the_pod_and_only_then_is_observed() -> None:
+    """Issue 13 item 1: an edit used to leave the old pod running while
+    observedGeneration claimed it applied."""
+    old = stream(status={"state": "Active", "captureState": "Active", "podName": "cam1-capture"})
+    edited = stream(status={**old["status"], "observedGeneration": 3}, captureInterval=0.2, topK=4)
+    edited["metadata"]["generation"] = 4
+    p = plan(edited, pod("Running", of=old), SETTINGS, NOW)
+    assert p.delete_pod and p.create_pod is None
+    assert "observedGeneration" not in p.status  # still 3: the old pod runs
+    assert p.status["state"] == "Reconnecting"
+    assert "captureInterval 1.0 -> 0.2" in events(p)["PodReplaced"]
+    assert "topK 9 -> 4" in events(p)["PodReplaced"]
+    assert condition(p.status, "SpecApplied") == "False"
+
+    gone = {**edited["status"], **p.status}
+    p2 = plan({**edited, "status": gone}, None, SETTINGS, NOW)
+    assert p2.create_pod is not None and p2.status["observedGeneration"] == 4
+    env = {e["name"]: e.get("value") for e in p2.create_pod["spec"]["containers"][0]["env"]}
+    assert (env["STREAMGRID_CAPTURE_INTERVAL"], env["STREAMGRID_TOP_K"]) == ("0.2", "4")
+    assert "PodLost" not in events(p2) and "restarts" not in p2.status  # ours, not lost
+    running = plan(edited, pod("Running", of=edited), SETTINGS, NOW)
+    assert not running.delete_pod and running.status["observedGeneration"] == 4
+
+
+def test_state_and_ttl_are_not_the_pods_business() -> None:
+    changed = stream(status={"state": "Active", "captureState": "Active"}, ttlSecondsAfterStopped=5)
+    p = plan(changed, pod("Running"), SETTINGS, NOW)
+    assert not p.delete_pod and "PodReplaced" not in events(p)
+
+
+@pytest.mark.parametrize(
+    ("exits", "delay"), [(1, 1), (2, 2), (3, 4), (9, 256), (10, 300), (50, 300)]
+)
+def test_recreation_backs_off_exponentially_up_to_a_cap(exits: int, delay: float) -> None:
+    assert backoff_seconds(exits, SETTINGS) == delay
+
+
+def test_a_crashing_pod_is_recreated_after_its_backoff_only() -> None:
+    """Issue 13 item 4: 21 recreations in 15 s; now each waits longer."""
+    p = plan(
+        stream(status={"state": "Reconnecting", "consecutiveExits": 3, "restarts": 3}),
+        pod("Failed", exit_code=1),
+        SETTINGS,
+        NOW,
+    )
+    assert p.delete_pod and p.status["consecutiveExits"] == 4 and p.status["restarts"] == 4
+    assert p.status["nextAttemptAt"] == iso(NOW + timedelta(seconds=8))
+    after = {"state": "Reconnecting", **p.status, "podName": None}
+    early = plan(stream(status=after), None, SETTINGS, NOW + timedelta(seconds=7))
+    assert early.create_pod is None and early.status.get("state", "Reconnecting") == "Reconnecting"
+    edited = stream(status={**after, "observedGeneration": 3})
+    edited["metadata"]["generation"] = 4  # an edit may be the fix: no waiting
+    assert plan(edited, None, SETTINGS, NOW + timedelta(seconds=1)).create_pod is not None
+    due = plan(stream(status=after), None, SETTINGS, NOW + timedelta(seconds=8))
+    assert due.create_pod is not None and "PodLost" not in events(due)
+    active = plan(stream(status={**after, "captureState": "Active"}), pod("Running"), SETTINGS, NOW)
+    assert active.status["consecutiveExits"] is None  # a healthy run ends the crash loop
+
+
+def test_bad_settings_fail_at_once_naming_the_cause() -> None:
+    """Exit 2 (the worker refused its settings) fails at once, with its log's last word."""
+    line = '{"event":"worker.bad_settings","errors":"stream_id: String should match pattern"}'
+    p = plan(stream(status={"state": "Pending"}), pod("Failed", 2, message=line), SETTINGS, NOW)
+    assert p.status["state"] == "Failed" and p.delete_pod
+    assert "worker.bad_settings: stream_id: String should match pattern" in p.status["reason"]
+    assert "settings" in events(p)["Failed"]
+
+
+def test_a_missing_credentials_secret_says_so_and_waits_for_it() -> None:
+    """Issue 13 item 7: a missing Secret read as a camera's 401."""
+    source = {"url": "rtsp://cam/x", "credentialsSecretRef": {"name": "cam1-creds"}}
+    s = stream(source=source)
+    p = plan(s, None, SETTINGS, NOW, credentials_version=None)
+    assert p.create_pod is None and p.status["state"] == "Pending"
+    assert p.status["reason"] == "credentials Secret cam1-creds not found in namespace ns"
+    assert events(p)["SecretMissing"] == p.status["reason"]
+    assert condition(p.status, "CredentialsFound") == "False"
+    again = plan(stream(status=p.status, source=source), None, SETTINGS, NOW)
+    assert "SecretMissing" not in events(again)  # said once
+    found = plan(stream(status=p.status, source=source), None, SETTINGS, NOW, "42")
+    assert found.create_pod is not None and condition(found.status, "CredentialsFound") == "True"
+    assert found.status["reason"] == ""
+
+
+def test_a_failed_stream_is_retried_when_its_secret_or_the_annotation_changes() -> None:
+    source = {"url": "rtsp://cam/x", "credentialsSecretRef": {"name": "cam1-creds"}}
+    failing = stream(status={"state": "Active", "captureReason": "401"}, source=source)
+    p = plan(failing, pod("Failed", 3, of=failing), SETTINGS, NOW, "7")
+    assert p.status["state"] == "Failed"
+    failed = {**failing["status"], **p.status}
+    same = plan(stream(status=failed, source=source), None, SETTINGS, NOW, "7")
+    assert same.create_pod is None and "state" not in same.status
+    fixed = plan(stream(status=failed, source=source), None, SETTINGS, NOW, "8")
+    assert fixed.create_pod is not None
+    assert "credentials Secret changed" in events(fixed)["Retrying"]
+    assert fixed.status["failedInputs"] is None and fixed.status["restarts"] == 0
+    annotated = stream(status=failed, source=source)
+    annotated["metadata"]["annotations"] = {RETRY_ANNOTATION: "1"}
+    retried = plan(annotated, None, SETTINGS, NOW, "7")
+    assert retried.create_pod is not None
+    assert RETRY_ANNOTATION in events(retried)["Retrying"]
+
+
+def test_a_lost_pod_counts_as_a_restart_and_says_so() -> None:
+    s = stream(status={"state": "Active", "podName": "cam1-capture", "restarts": 2})
+    p = plan(s, None, SETTINGS, NOW)
+    assert p.create_pod is not None and p.status["restarts"] == 3
+    assert "PodLost" in events(p) and "PodCreated" in events(p)
+    assert p.status["state"] == "Reconnecting"
+
+
+def test_running_again_clears_stopped_at_and_events_say_what_happens() -> None:
+    stopped = {"state": "Stopped", "stoppedAt": iso(NOW - timedelta(minutes=1))}
+    p = plan(stream(status=stopped), None, SETTINGS, NOW)
+    assert p.create_pod is not None and p.status["stoppedAt"] is None
+    assert events(p)["PodCreated"] == "capture pod cam1-capture created"
+    reconnecting = plan(
+        stream(status={"state": "Active", "captureState": "Reconnecting", "captureReason": "EOF"}),
+        pod("Running"),
+        SETTINGS,
+        NOW,
+    )
+    assert events(reconnecting)["Reconnecting"] == "EOF"
+
+
+def test_the_pod_carries_the_hash_of_the_capture_spec_only() -> None:
+    body = capture_pod(stream(), SETTINGS)
+    assert body["metadata"]["annotations"][SPEC_HASH_ANNOTATION] == spec_hash(stream()["spec"])
+    assert spec_hash(stream("Stopped", ttlSecondsAfterStopped=1)["spec"]) == spec_hash(
+        stream()["spec"]
+    )
+    assert spec_hash(stream(topK=4)["spec"]) != spec_hash(stream()["spec"])
+
+
+def test_the_periodic_reconcile_wakes_for_a_backoff_that_ends_sooner() -> None:
+    from streamgrid.operator.handlers import next_reconcile_in
+
+    assert next_reconcile_in({}, 30, NOW, NOW + timedelta(seconds=10)) == 20
+    soon = {"nextAttemptAt": iso(NOW + timedelta(seconds=4))}
+    assert next_reconcile_in(soon, 30, NOW, NOW + timedelta(seconds=1)) == 3
+    passed = {"nextAttemptAt": iso(NOW - timedelta(seconds=4))}  # already acted on
+    assert next_reconcile_in(passed, 30, NOW, NOW + timedelta(seconds=1)) == 29

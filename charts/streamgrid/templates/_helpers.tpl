@@ -25,7 +25,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "streamgrid.s3Endpoint" -}}
-{{- if .Values.minio.enabled -}}http://{{ include "streamgrid.fullname" . }}-minio:9000{{- else -}}{{ .Values.s3.endpoint }}{{- end -}}
+{{- /* Qualified by namespace: capture pods run in the streams' namespaces too. */ -}}
+{{- if .Values.minio.enabled -}}http://{{ include "streamgrid.fullname" . }}-minio.{{ .Release.Namespace }}.svc:9000{{- else -}}{{ .Values.s3.endpoint }}{{- end -}}
 {{- end -}}
 
 {{- define "streamgrid.storeUrl" -}}

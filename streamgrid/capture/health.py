@@ -1,0 +1,94 @@
+"""The capture worker's liveness endpoint, for the kubelet's probe.
+
+``GET /healthz`` answers 200 while the capture loop beats (each packet read,
+each connection attempt, each reconnect wait) and 503 once it has not for
+``stale_after`` seconds: a camera that is down is not a dead worker (the loop
+keeps beating while it reconnects), a hung loop is. Off unless
+``STREAMGRID_HEALTH_PORT`` is set; the kubelet probes the pod's IP, so the
+pod binds 0.0.0.0.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+from .settings import CaptureSettings
+
+# What one store call may take (boto3: 5 s connect + 15 s read, retried) on
+# top of the longest wait of the loop itself.
+STORE_CALL_BOUND = 60.0
+
+
+class Heartbeat:
+    """When the capture loop last made progress (monotonic seconds)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last = clock()
+
+    def beat(self) -> None:
+        self._last = self._clock()  # one float store: atomic under the GIL
+
+    def age(self) -> float:
+        return self._clock() - self._last
+
+
+def stale_after(settings: CaptureSettings) -> float:
+    """The longest a healthy loop goes without a beat: its longest single wait
+    (a connection attempt, a read, the picture watchdog, a backoff with its
+    +20 % jitter) plus one store call."""
+    longest = max(
+        settings.open_timeout + settings.probe_seconds,
+        settings.read_timeout,
+        settings.no_frame_timeout,
+        settings.backoff_max * 1.2,
+    )
+    return longest + STORE_CALL_BOUND
+
+
+class HealthServer:
+    """A one-thread HTTP server (the probe is the only client) in a daemon thread."""
+
+    def __init__(self, host: str, port: int, heartbeat: Heartbeat, stale_after: float) -> None:
+        limit = stale_after
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = 5  # a client that stalls mid-request does not hold the server
+
+            def do_GET(self) -> None:  # http.server's naming
+                if self.path != "/healthz":
+                    self._answer(404, b"not found\n")
+                elif heartbeat.age() <= limit:
+                    self._answer(200, b"ok\n")
+                else:
+                    self._answer(503, b"capture loop stalled\n")
+
+            def _answer(self, code: int, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # one line per probe would drown the worker's log
+
+        self._server = HTTPServer((host, port), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="health", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,278 @@
+"""What a capture pod needs in its stream's namespace, made there by the operator.
+
+The operator watches every namespace, but the chart installs the capture
+ServiceAccount, its Role and RoleBinding and the S3 Secret in the release's
+namespace only. Before it creates a capture pod elsewhere, the operator makes
+them in the pod's namespace: the ServiceAccount, a Role with the rules the
+chart gives the capture pods (its stream's status, get and patch) bound to it,
+and a copy of the S3 Secret (only the two keys pods read).
+
+The copies serve every stream of the namespace, so nothing owns them; the
+label ``streamgrid.io/provisioned-by`` finds them (``kubectl delete
+sa,role,rolebinding,secret -A -l streamgrid.io/provisioned-by``). A
+namespace is checked again after ``provision_refresh_seconds``, not at every
+reconcile. Anything the API refuses becomes a ``ProvisionError`` that says
+what could not be made, where, and why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from ..core.logs import log_event
+from .settings import GROUP, OperatorSettings
+
+log = logging.getLogger("streamgrid.operator")
+
+PROVISIONED_LABEL = "streamgrid.io/provisioned-by"
+PROVISIONER = "streamgrid-operator"
+# The chart's streamgrid-capture Role (templates/rbac.yaml): the same rules.
+CAPTURE_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [GROUP], "resources": ["videostreams/status"], "verbs": ["get", "patch"]}
+]
+
+
+class ProvisionError(RuntimeError):
+    """A user-facing reason a namespace cannot run capture pods."""
+
+
+def _labels() -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "streamgrid",
+        "app.kubernetes.io/managed-by": PROVISIONER,
+        PROVISIONED_LABEL: PROVISIONER,
+    }
+
+
+def service_account(namespace: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": namespace, "labels": _labels()},
+    }
+
+
+def capture_role(namespace: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name, "namespace": namespace, "labels": _labels()},
+        "rules": CAPTURE_RULES,
+    }
+
+
+def capture_role_binding(namespace: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": namespace, "labels": _labels()},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+    }
+
+
+def secret_copy(source: dict[str, Any], namespace: str, keys: list[str]) -> dict[str, Any]:
+    """The S3 Secret for another namespace: same name, only ``keys`` (what
+    capture pods read), labelled as ours, no owner (it serves every stream)."""
+    data = source.get("data") or {}
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise ProvisionError(
+            f"the S3 Secret {source['metadata']['name']} in namespace "
+            f"{source['metadata']['namespace']} has no key {', '.join(missing)}"
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": source.get("type") or "Opaque",
+        "metadata": {
+            "name": source["metadata"]["name"],
+            "namespace": namespace,
+            "labels": _labels(),
+        },
+        "data": {key: data[key] for key in keys},
+    }
+
+
+def api_error_text(exc: ApiException) -> str:
+    """The API server's own message (``... is forbidden: User ... cannot
+    create ...``) when it sent one, else the HTTP reason."""
+    try:
+        message = str(json.loads(exc.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    return message or f"{exc.status} {exc.reason}"
+
+
+class ProblemReporter(Protocol):
+    def patch_stream_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+
+    def event(self, stream: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
+
+
+def report_problem(api: ProblemReporter, stream: dict[str, Any], reason: str, message: str) -> None:
+    """What keeps a stream from running, where a kubectl user looks: the
+    status reason (a stream with no state yet shows Pending, never a blank
+    STATE) and a Warning Event, once per distinct message."""
+    meta, status = stream["metadata"], stream.get("status") or {}
+    if status.get("reason") == message and status.get("state"):
+        return
+    patch: dict[str, Any] = {"reason": message}
+    if not status.get("state"):
+        patch["state"] = "Pending"
+    api.patch_stream_status(meta["namespace"], meta["name"], patch)
+    api.event(stream, "Warning", reason, message)
+    log_event(
+        log, "stream.problem", logging.WARNING, stream=meta["name"], reason=reason, why=message
+    )
+
+
+class StreamReader(ProblemReporter, Protocol):
+    def get_stream(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+
+def report_reconcile_failure(
+    api: StreamReader, namespace: str, name: str, exc: ApiException
+) -> None:
+    """An API call of a reconcile failed (say, a pod the API server refused):
+    the user sees why; reporting is best effort, the original error stands."""
+    try:
+        stream = api.get_stream(namespace, name)
+        if stream is not None and not stream["metadata"].get("deletionTimestamp"):
+            report_problem(api, stream, "ReconcileFailed", api_error_text(exc))
+    except ApiException as again:
+        log_event(log, "stream.problem_unreported", logging.WARNING, why=str(again.reason))
+
+
+class NamespaceProvisioner:
+    """Makes sure a namespace has what capture pods need; remembers for a while."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        api_client: client.ApiClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings, self.clock = settings, clock
+        self.core = client.CoreV1Api(api_client)
+        self.rbac = client.RbacAuthorizationV1Api(api_client)
+        self._done: dict[str, float] = {}  # namespace -> when it was last made sure of
+        self._lock = threading.Lock()
+
+    @property
+    def source_namespace(self) -> str | None:
+        return self.settings.operator_namespace or self.settings.namespace
+
+    def ensure(self, namespace: str) -> None:
+        """Raises ProvisionError naming what could not be made; cached on success."""
+        with self._lock:
+            done = self._done.get(namespace)
+        if done is not None and self.clock() - done < self.settings.provision_refresh_seconds:
+            return
+        account = self.settings.capture_service_account
+        self._create(
+            "ServiceAccount",
+            account,
+            namespace,
+            self.core.create_namespaced_service_account,
+            service_account(namespace, account),
+        )
+        self._create(
+            "Role",
+            account,
+            namespace,
+            self.rbac.create_namespaced_role,
+            capture_role(namespace, account),
+        )
+        self._create(
+            "RoleBinding",
+            account,
+            namespace,
+            self.rbac.create_namespaced_role_binding,
+            capture_role_binding(namespace, account),
+        )
+        self._copy_s3_secret(namespace)
+        with self._lock:
+            self._done[namespace] = self.clock()
+        log_event(log, "namespace.provisioned", namespace=namespace)
+
+    def forget(self, namespace: str) -> None:
+        """Check the namespace again at the next ensure (something was missing)."""
+        with self._lock:
+            self._done.pop(namespace, None)
+
+    def _create(
+        self,
+        kind: str,
+        name: str,
+        namespace: str,
+        create: Callable[..., Any],
+        body: dict[str, Any],
+    ) -> None:
+        try:
+            create(namespace, body)
+            log_event(log, "namespace.created", kind=kind, name=name, namespace=namespace)
+        except ApiException as exc:
+            if exc.status == 409:  # there already (the chart's, or ours from before)
+                return
+            raise ProvisionError(
+                f"cannot create {kind} {name} in namespace {namespace}: {api_error_text(exc)}"
+            ) from None
+
+    def _copy_s3_secret(self, namespace: str) -> None:
+        name, source_namespace = self.settings.s3_secret_name, self.source_namespace
+        if not name or namespace == source_namespace:
+            return  # no Secret to give pods, or this is where it lives
+        if source_namespace is None:
+            raise ProvisionError(
+                f"cannot copy the S3 Secret {name} into namespace {namespace}: the operator's "
+                "namespace is unknown (set STREAMGRID_OPERATOR_NAMESPACE)"
+            )
+        keys = [self.settings.s3_access_key_key, self.settings.s3_secret_key_key]
+        source = self._read_secret(name, source_namespace, "read the S3 Secret")
+        if source is None:
+            raise ProvisionError(f"the S3 Secret {name} is missing in namespace {source_namespace}")
+        wanted = secret_copy(source, namespace, keys)
+        existing = self._read_secret(name, namespace, "read the S3 Secret copy")
+        try:
+            if existing is None:
+                self.core.create_namespaced_secret(namespace, wanted)
+                log_event(log, "namespace.created", kind="Secret", name=name, namespace=namespace)
+            elif (existing["metadata"].get("labels") or {}).get(PROVISIONED_LABEL) != PROVISIONER:
+                # Someone else's Secret of that name: pods use it; never overwrite it.
+                log_event(
+                    log,
+                    "namespace.secret_not_ours",
+                    logging.WARNING,
+                    name=name,
+                    namespace=namespace,
+                )
+            elif existing.get("data") != wanted["data"]:
+                self.core.patch_namespaced_secret(name, namespace, {"data": wanted["data"]})
+                log_event(log, "namespace.secret_updated", name=name, namespace=namespace)
+        except ApiException as exc:
+            if exc.status != 409:  # 409: made meanwhile; the next check compares it
+                raise ProvisionError(
+                    f"cannot create Secret {name} in namespace {namespace}: {api_error_text(exc)}"
+                ) from None
+
+    def _read_secret(self, name: str, namespace: str, what: str) -> dict[str, Any] | None:
+        try:
+            secret: dict[str, Any] = self.core.api_client.sanitize_for_serialization(
+                self.core.read_namespaced_secret(name, namespace)
+            )
+            return secret
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise ProvisionError(
+                f"cannot {what} {name} in namespace {namespace}: {api_error_text(exc)}"
+            ) from None

@@ -1,0 +1,148 @@
+"""`kubectl streamgrid`: the pure parts (the VideoStream it creates, the table
+it prints, what it says of a stream with no grid yet). The commands against a
+real API server are in tests/e2e/test_cluster.py and test_node.py."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from streamgrid.kubectl_plugin import (
+    Kube,
+    PluginError,
+    StartOptions,
+    age,
+    main,
+    not_stopped,
+    split_object_url,
+    stream_body,
+    table,
+)
+
+from ..support.kube import ROOT
+
+
+def test_it_is_the_kubectl_streamgrid_console_script() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["kubectl-streamgrid"] == "streamgrid.kubectl_plugin:main"
+
+
+def test_credentials_go_to_the_secret_never_the_spec() -> None:
+    body, secret = stream_body(StartOptions("lobby", "rtsp://admin:s3cret@cam:554/live", 0.5, 4))
+    assert secret == {"username": "admin", "password": "s3cret"}
+    assert "s3cret" not in json.dumps(body)
+    source = body["spec"]["source"]
+    assert source["url"] == "rtsp://cam:554/live"
+    assert source["credentialsSecretRef"] == {"name": "lobby-credentials"}
+    assert body["spec"]["captureInterval"] == 0.5 and body["spec"]["topK"] == 4
+    assert body["spec"]["state"] == "Running"
+
+
+def test_a_token_in_the_query_goes_to_the_secret_whole() -> None:
+    url = "rtsp://cam/live?channel=1&token=abc123"
+    body, secret = stream_body(StartOptions("lobby", url))
+    assert secret == {"url": url}
+    assert "abc123" not in json.dumps(body)
+
+
+def test_a_url_without_credentials_needs_no_secret() -> None:
+    body, secret = stream_body(StartOptions("lobby", "rtsp://cam/live", columns=4, tile_width=64))
+    assert secret == {}
+    assert "credentialsSecretRef" not in body["spec"]["source"]
+    assert body["spec"]["grid"] == {"columns": 4, "tileWidth": 64, "tileHeight": 300}
+
+
+def stream(name: str, state: str | None, desired: str = "Running", **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "creationTimestamp": "2026-11-29T10:00:00Z"},
+        "spec": {"state": desired, "captureInterval": 0.5, "topK": 4},
+        "status": {"state": state, **status} if state else {},
+    }
+
+
+def test_ls_prints_a_kubectl_like_table() -> None:
+    now = datetime(2026, 11, 29, 10, 5, tzinfo=UTC)
+    grid = {"width": 600, "height": 600, "name": "grid_2x2_300x300_n4.jpg"}
+    out = table(
+        [
+            stream("lobby", "Stopped", "Stopped", framesCaptured=40, grid=grid),
+            stream("door", "Active", framesCaptured=7),
+        ],
+        now,
+    )
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "NAME",
+        "STATE",
+        "DESIRED",
+        "FRAMES",
+        "INTERVAL",
+        "TOPK",
+        "GRID",
+        "AGE",
+    ]
+    assert lines[1].split() == ["door", "Active", "Running", "7", "0.5", "4", "<none>", "5m"]
+    assert lines[2].split() == ["lobby", "Stopped", "Stopped", "40", "0.5", "4", "600x600", "5m"]
+    assert lines[1].index("Active") == lines[0].index("STATE")  # aligned columns
+
+
+def test_ages_read_as_kubectl_writes_them() -> None:
+    now = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+    assert age("2026-11-29T09:59:18Z", now) == "42s"
+    assert age("2026-11-29T08:00:00Z", now) == "120m"
+    assert age("2026-11-28T10:00:00Z", now) == "24h"
+    assert age("2026-11-19T10:00:00Z", now) == "10d"
+    assert age(None, now) == "<unknown>"
+
+
+def test_a_stream_without_a_grid_yet_says_why() -> None:
+    assert not_stopped(stream("lobby", "Stopped", "Stopped")) is None
+    running = not_stopped(stream("lobby", "Active"))
+    assert running == (
+        "lobby is still running (state Active): stop it first (kubectl streamgrid stop lobby)"
+    )
+    assert "still stopping" in str(not_stopped(stream("lobby", "Stopping", "Stopped")))
+    assert "state Pending" in str(not_stopped(stream("lobby", None)))
+
+
+def test_object_urls_split_into_a_store_and_a_key() -> None:
+    url = "s3://bucket/frames/ns/lobby/grids/grid_3x3_300x300_n9.jpg"
+    assert split_object_url(url) == ("s3://bucket/frames/ns/lobby/grids", "grid_3x3_300x300_n9.jpg")
+    assert split_object_url("s3://bucket/frames/ns/lobby/") == ("s3://bucket/frames/ns", "lobby")
+    with pytest.raises(PluginError):
+        split_object_url("s3://bucket")
+
+
+def test_a_bad_kubeconfig_is_an_error_message_not_a_traceback(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nowhere"
+    assert main(["--kubeconfig", str(missing), "ls"]) == 1
+    assert capsys.readouterr().err.startswith("error: kubeconfig:")
+
+
+def test_the_gateway_gets_the_kubeconfig_users_token(tmp_path: Any) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "dev",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "me", "user": {"token": "my-kube-token"}}],
+                "contexts": [
+                    {"name": "dev", "context": {"cluster": "c", "user": "me", "namespace": "cams"}},
+                    {"name": "other", "context": {"cluster": "c", "user": "me"}},
+                ],
+            }
+        )
+    )
+    kube = Kube.connect(str(kubeconfig), None, None)  # no request is made
+    assert (kube.token, kube.namespace) == ("my-kube-token", "cams")
+    assert Kube.connect(str(kubeconfig), "other", None).namespace == "default"
+    assert Kube.connect(str(kubeconfig), "other", "lobby").namespace == "lobby"
