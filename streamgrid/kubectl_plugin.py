@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .core.timestamps import parse_utc
-from .core.urls import mask_url
+from .core.urls import mask_secrets, mask_url
 from .gateway.kube import DISPLAY_URL, split_credentials
 from .operator.settings import GROUP, KIND, PLURAL, VERSION
 
@@ -279,14 +279,26 @@ def grid_from_gateway(gateway: str, stream: Obj, token: str | None) -> bytes:
         method="POST",
         headers={"Authorization": f"Bearer {token}"} if token else {},
     )
+    # No redirects: the token goes to the gateway named, and nowhere else.
+    opener = urllib.request.build_opener(_NoRedirects)
     try:
-        with urllib.request.urlopen(request, timeout=120) as reply:
+        with opener.open(request, timeout=120) as reply:
             return bytes(reply.read())
     except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            raise PluginError(
+                f"gateway: {exc.code} redirect not followed (the token stays with "
+                f"{mask_url(gateway)}); pass the gateway's final URL"
+            ) from None
         text = exc.read(1000).decode(errors="replace").strip()
         raise PluginError(f"gateway: {exc.code} {text}") from None
     except OSError as exc:
-        raise PluginError(f"gateway {gateway}: {exc}") from None
+        raise PluginError(f"gateway {mask_url(gateway)}: {mask_secrets(str(exc))}") from None
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx surfaces as an HTTPError
 
 
 def grid_from_store(stream: Obj, access: StoreAccess) -> bytes:

@@ -3,18 +3,22 @@
 ``GET /healthz`` answers 200 while the capture loop beats (each packet read,
 each connection attempt, each reconnect wait) and 503 once it has not for
 ``stale_after`` seconds: a camera that is down is not a dead worker (the loop
-keeps beating while it reconnects), a hung loop is. Off unless
-``STREAMGRID_HEALTH_PORT`` is set; the kubelet probes the pod's IP, so the
-pod binds 0.0.0.0.
+keeps beating while it reconnects), and so is every finished store call (a
+slow store is not a dead worker either). Off unless ``STREAMGRID_HEALTH_PORT``
+is set; the kubelet probes the pod's IP, so the pod binds every address, IPv4
+and IPv6.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+from ..core.store import ObjectStore
 from .settings import CaptureSettings
 
 # What one store call may take (boto3: 5 s connect + 15 s read, retried) on
@@ -34,6 +38,45 @@ class Heartbeat:
 
     def age(self) -> float:
         return self._clock() - self._last
+
+
+class BeatingObjects(ObjectStore):
+    """An ObjectStore whose every finished call is a beat: a loop busy with a
+    slow store (each call bounded by STORE_CALL_BOUND) is alive, one stuck in
+    a single call for longer is not."""
+
+    def __init__(self, inner: ObjectStore, heartbeat: Heartbeat) -> None:
+        self.inner, self.heartbeat = inner, heartbeat
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        try:
+            self.inner.put(key, data, content_type)
+        finally:
+            self.heartbeat.beat()
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self.inner.get(key)
+        finally:
+            self.heartbeat.beat()
+
+    def delete(self, key: str) -> None:
+        try:
+            self.inner.delete(key)
+        finally:
+            self.heartbeat.beat()
+
+    def list(self, prefix: str) -> Iterator[str]:
+        for key in self.inner.list(prefix):
+            self.heartbeat.beat()
+            yield key
+        self.heartbeat.beat()
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def ensure_ready(self) -> None:
+        self.inner.ensure_ready()
 
 
 def stale_after(settings: CaptureSettings) -> float:
@@ -76,7 +119,7 @@ class HealthServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # one line per probe would drown the worker's log
 
-        self._server = HTTPServer((host, port), Handler)
+        self._server = _server_for(host, port, Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="health", daemon=True
         )
@@ -92,3 +135,25 @@ class HealthServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class _DualStackServer(HTTPServer):
+    """On '::' with IPV6_V6ONLY off: probes reach it over IPv4 and IPv6 alike
+    (single-stack IPv6 clusters included)."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        with contextlib.suppress(OSError):
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def _server_for(host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> HTTPServer:
+    """Both stacks for a wildcard host where the kernel has IPv6, else IPv4."""
+    if host in ("", "::", "0.0.0.0") and socket.has_ipv6:
+        try:
+            return _DualStackServer(("::", port), handler)
+        except OSError:  # IPv6 disabled in this network namespace
+            pass
+    return HTTPServer((host or "0.0.0.0", port), handler)

@@ -28,7 +28,7 @@ from ..core.models import FrameRecord, Manifest, StreamState
 from ..core.store import FrameStore, store_error_text
 from ..core.topk import TopK, best
 from ..core.urls import mask_secrets
-from .health import Heartbeat
+from .health import BeatingObjects, Heartbeat
 from .progress import Progress, ProgressSink
 from .sampling import TickSampler
 from .settings import CaptureSettings
@@ -97,7 +97,6 @@ class CaptureWorker:
         source_factory: SourceFactory = default_source,
     ) -> None:
         self.settings = settings
-        self.store = store
         self.progress = progress
         self.source_factory = source_factory
         self.stream_id = settings.stream_id
@@ -113,6 +112,8 @@ class CaptureWorker:
         self.last_frame_at: float | None = None
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_max)
         self.heartbeat = Heartbeat()  # the liveness probe's evidence (capture/health.py)
+        # Every finished store call beats too: a slow store is not a hung loop.
+        self.store = FrameStore(BeatingObjects(store.objects, self.heartbeat))
         self._lock = threading.Lock()  # samples vs the final flush
         self._finished = False
         self.grid: StoredGrid | None = None  # the default grid, stored at a graceful stop

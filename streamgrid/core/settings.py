@@ -25,6 +25,8 @@ def _networks(value: list[str]) -> list[str]:
     return [str(network) for network in parse_networks(value)]  # ValueError: which one
 
 
+# Names, comma-separated in the environment.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
 # Networks (10.0.0.0/8, or one address), comma-separated in the environment.
 CidrList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas), AfterValidator(_networks)]
 

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ from .retention import StillRunning, finish_deleted_stream
 from .settings import GROUP, PLURAL, VERSION, OperatorSettings
 
 _state: dict[str, Any] = {}
+RECONCILE_THREADS = 32
 
 
 def _api() -> tuple[KubernetesStreamApi, OperatorSettings]:
@@ -46,24 +48,45 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     _state["settings"] = ours
     load_kube_config(ours.kubeconfig)  # for our client; Kopf logs in on its own
     _state["api"] = KubernetesStreamApi(provisioner=NamespaceProvisioner(ours))
+    # The daemons' reconciles run in the loop's default executor: asyncio's
+    # (cores + 4 threads) would queue them behind each other with many
+    # streams, and a reconcile still queued at shutdown outlives its
+    # daemon's cancellation timeout.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=RECONCILE_THREADS, thread_name_prefix="reconcile")
+    )
 
 
-# One reconcile at a time per stream: handlers run in threads, and two
-# plans made from the same status would count one lost pod twice.
-_stream_locks: dict[tuple[str, str], threading.Lock] = {}
+# One reconcile (or the delete handler) at a time per stream: handlers run in
+# threads, two plans made from the same status would count one lost pod twice,
+# and a reconcile that read the stream before its deletion could make a pod
+# after its data was deleted. Each lock with how many hold or wait on it:
+# dropped only when none do (a lock dropped while waited on would let two in).
+_stream_locks: dict[tuple[str, str], tuple[threading.Lock, list[int]]] = {}
 _stream_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _stream_lock(namespace: str, name: str) -> Iterator[None]:
+    key = (namespace, name)
+    with _stream_locks_guard:
+        lock, users = _stream_locks.setdefault(key, (threading.Lock(), [0]))
+        users[0] += 1
+    try:
+        with lock:
+            yield
+    finally:
+        with _stream_locks_guard:
+            users[0] -= 1
+            if users[0] == 0:
+                del _stream_locks[key]
 
 
 def _reconcile_alone(
     api: KubernetesStreamApi, settings: OperatorSettings, namespace: str, name: str
 ) -> None:
-    with _stream_locks_guard:
-        lock = _stream_locks.setdefault((namespace, name), threading.Lock())
-    with lock:
-        result = reconcile(api, settings, namespace, name)
-    if result is None:  # the stream is gone or going: forget its lock
-        with _stream_locks_guard:
-            _stream_locks.pop((namespace, name), None)
+    with _stream_lock(namespace, name):
+        reconcile(api, settings, namespace, name)
 
 
 def _reconcile(namespace: str | None, name: str | None) -> None:
@@ -95,12 +118,17 @@ def pod_changed(labels: Mapping[str, str], namespace: str | None, **_: Any) -> N
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def stream_deleted(namespace: str | None, name: str, **_: Any) -> None:
-    """The finalizer stays until the stream's data is gone (or retained)."""
+def stream_deleted(namespace: str | None, name: str, runtime: timedelta, **_: Any) -> None:
+    """The finalizer stays until the stream's data is gone (or retained, or
+    given up on: retention.py). Never waits inline: Kopf calls again.
+    ``runtime``: Kopf's time since the first try (kept across restarts)."""
     if namespace:
         api, settings = _api()
         try:
-            finish_deleted_stream(api, settings, namespace, name)
+            with _stream_lock(namespace, name):  # a reconcile under way finishes first
+                finish_deleted_stream(
+                    api, settings, namespace, name, elapsed=runtime.total_seconds()
+                )
         except StillRunning as exc:
             raise kopf.TemporaryError(str(exc), delay=2) from None
         except Exception as exc:  # noqa: BLE001 - the store's or the API's: retry, said in an Event
@@ -120,7 +148,9 @@ def next_reconcile_in(
     return max(0.0, (due - now).total_seconds())
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5)
+# Stopped daemons end at their next step; an in-flight reconcile (API calls,
+# each with a timeout) is let finish rather than cancelled.
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=30)
 async def periodic(
     namespace: str | None,
     name: str,

@@ -2,8 +2,11 @@
 
 The operator watches every namespace, but the chart installs the capture
 ServiceAccount, its Role and RoleBinding and the S3 Secret in the release's
-namespace only. Before it creates a capture pod elsewhere, the operator makes
-them in the pod's namespace: the ServiceAccount, a Role with the rules the
+namespace only. Another namespace must first be enabled by an admin (the
+label ``streamgrid.io/capture=enabled``, or ``capture_namespaces``): its
+capture pods hold the store's credentials, which a namespace editor must not
+be able to bring there alone. Before it creates a capture pod there, the
+operator makes them in the pod's namespace: the ServiceAccount, a Role with the rules the
 chart gives the capture pods (its stream's status, get and patch) bound to it,
 and a copy of the S3 Secret (only the two keys pods read).
 
@@ -33,11 +36,22 @@ from .settings import GROUP, OperatorSettings
 log = logging.getLogger("streamgrid.operator")
 
 PROVISIONED_LABEL = "streamgrid.io/provisioned-by"
+# An admin's word that a namespace may run capture pods (and so hold a copy
+# of the store's credentials): label it so, or list it in capture_namespaces.
+ENABLED_LABEL, ENABLED = "streamgrid.io/capture", "enabled"
 PROVISIONER = "streamgrid-operator"
 # The chart's streamgrid-capture Role (templates/rbac.yaml): the same rules.
 CAPTURE_RULES: list[dict[str, Any]] = [
     {"apiGroups": [GROUP], "resources": ["videostreams/status"], "verbs": ["get", "patch"]}
 ]
+
+
+REASON_MAX = 1024  # status.reason, a condition's message, an Event's message (the CRD's)
+
+
+def bounded(text: str, limit: int = REASON_MAX) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis saying so."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 class ProvisionError(RuntimeError):
@@ -123,6 +137,7 @@ def report_problem(api: ProblemReporter, stream: dict[str, Any], reason: str, me
     status reason (a stream with no state yet shows Pending, never a blank
     STATE) and a Warning Event, once per distinct message."""
     meta, status = stream["metadata"], stream.get("status") or {}
+    message = bounded(message)  # an API server's text can be long; the CRD takes 1024
     if status.get("reason") == message and status.get("state"):
         return
     patch: dict[str, Any] = {"reason": message}
@@ -177,6 +192,7 @@ class NamespaceProvisioner:
             done = self._done.get(namespace)
         if done is not None and self.clock() - done < self.settings.provision_refresh_seconds:
             return
+        self._check_enabled(namespace)
         account = self.settings.capture_service_account
         self._create(
             "ServiceAccount",
@@ -203,6 +219,23 @@ class NamespaceProvisioner:
         with self._lock:
             self._done[namespace] = self.clock()
         log_event(log, "namespace.provisioned", namespace=namespace)
+
+    def _check_enabled(self, namespace: str) -> None:
+        """Raises ProvisionError unless an admin enabled ``namespace``."""
+        if namespace == self.source_namespace or namespace in self.settings.capture_namespaces:
+            return
+        try:
+            found = self.core.read_namespace(namespace)
+        except ApiException as exc:
+            raise ProvisionError(
+                f"cannot read namespace {namespace}: {api_error_text(exc)}"
+            ) from None
+        labels = (found.metadata.labels if found.metadata else None) or {}
+        if labels.get(ENABLED_LABEL) != ENABLED:
+            raise ProvisionError(
+                f"namespace {namespace} is not enabled for capture pods: an admin labels it "
+                f"{ENABLED_LABEL}={ENABLED} (its pods get the store's credentials)"
+            )
 
     def forget(self, namespace: str) -> None:
         """Check the namespace again at the next ensure (something was missing)."""

@@ -59,7 +59,7 @@ from ..core.logs import log_event
 from ..core.timestamps import format_utc, parse_utc
 from ..core.urls import mask_secrets
 from .podspec import SPEC_HASH_ANNOTATION, capture_pod, pod_name, spec_hash, store_url_for
-from .provision import ProvisionError, report_problem
+from .provision import ProvisionError, bounded, report_problem
 from .settings import OperatorSettings
 
 log = logging.getLogger("streamgrid.operator")
@@ -72,6 +72,9 @@ PERMANENT_EXITS = {
     EXIT_FAILED: "the camera refused the stream",
     EXIT_BAD_SETTINGS: "the capture worker refused its settings",
 }
+# The CRD's maxLength (charts/streamgrid/crds): the API server refuses a whole
+# status patch with a longer string, after apply() has acted on the plan.
+CONDITION_REASON_MAX = 256
 
 
 @dataclass
@@ -106,8 +109,8 @@ def set_condition(
         {
             "type": type_,
             "status": value,
-            "reason": reason,
-            "message": message[:1024],
+            "reason": bounded(reason, CONDITION_REASON_MAX),
+            "message": bounded(message),
             "lastTransitionTime": since,
             "observedGeneration": generation,
         }
@@ -208,12 +211,17 @@ def describe_changes(old_pod: dict[str, Any], new_pod: dict[str, Any]) -> str:
                 found[str(item["name"])] = value
         return found
 
+    def short(value: str) -> str:  # a 2048-character URL: both ends, still readable
+        return value if len(value) <= 120 else f"{value[:80]}\u2026{value[-30:]}"
+
     before, after = env(old_pod), env(new_pod)
     changes: dict[str, str] = {}
     for name in [*after, *(n for n in before if n not in after)]:
         old, new = before.get(name, "unset"), after.get(name, "unset")
         if old != new and name in _ENV_FIELDS:
-            changes.setdefault(_ENV_FIELDS[name], f"{_ENV_FIELDS[name]} {old} -> {new}")
+            changes.setdefault(
+                _ENV_FIELDS[name], f"{_ENV_FIELDS[name]} {short(old)} -> {short(new)}"
+            )
     return ", ".join(changes.values()) or "the capture settings"
 
 
@@ -240,7 +248,13 @@ def plan(
     pod_gone = pod is None or bool(pod["metadata"].get("deletionTimestamp"))
     phase = (pod or {}).get("status", {}).get("phase", "Pending")
     pod_hash = ((pod or {}).get("metadata", {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
-    matches = pod is not None and pod_hash == spec_hash(spec)
+    # A pod without the hash was made by an operator before it: it runs the
+    # spec it was made from as long as the generation has not moved since.
+    matches = pod is not None and (
+        pod_hash == spec_hash(spec)
+        if pod_hash is not None
+        else status.get("observedGeneration") == generation
+    )
     capture_state = status.get("captureState")
     previous_state = status.get("state")
     # The capture pod's last word, else what we said before (never blank it out).
@@ -384,6 +398,7 @@ def plan(
         new["observedGeneration"] = generation
     applied = new.get("observedGeneration", status.get("observedGeneration")) == generation
     new["state"] = state
+    reason = bounded(reason)  # the one place every reason written passes
     if state in ("Failed", "Reconnecting", "Pending"):
         new["reason"] = reason
     elif state == "Active":
@@ -434,6 +449,7 @@ def plan(
     elif secret_name is None:
         conditions = [c for c in conditions if c.get("type") != "CredentialsFound"]
     new["conditions"] = conditions
+    result.events = [(type_, why, bounded(message)) for type_, why, message in result.events]
     result.status = {k: v for k, v in new.items() if status.get(k) != v}
     return result
 
@@ -469,7 +485,7 @@ def apply(api: StreamApi, stream: dict[str, Any], result: Plan, settings: Operat
         try:  # any namespace: its ServiceAccount, Role and S3 Secret first
             api.prepare_namespace(namespace)
         except ProvisionError as exc:
-            report_problem(api, stream, "ProvisioningFailed", str(exc))
+            report_problem(api, stream, "ProvisioningFailed", bounded(str(exc)))
             return
         api.create_pod(namespace, result.create_pod)
         log_event(

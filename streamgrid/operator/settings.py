@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..core.settings import CommonSettings
+from ..core.settings import CommaList, CommonSettings
 from ..core.sources import SourcePolicy
 
 GROUP, VERSION, PLURAL, KIND = "streamgrid.io", "v1alpha1", "videostreams", "VideoStream"
@@ -43,10 +43,19 @@ class OperatorSettings(CommonSettings):
     # How often a namespace's ServiceAccount, Role, RoleBinding and Secret copy
     # are checked again (a deleted one comes back, a rotated Secret is recopied).
     provision_refresh_seconds: float = Field(300.0, ge=1, le=86400)
+    # Namespaces other than the operator's get capture pods only when an admin
+    # enabled them: the label streamgrid.io/capture=enabled, or listed here.
+    # Their capture pods hold the store's credentials, so a namespace editor
+    # must not be able to bring those into a namespace alone.
+    capture_namespaces: CommaList = Field(default_factory=list)
     # What deleting a VideoStream (or its TTL) does to its frames and grids in
     # the store, unless the stream's spec.dataRetention says otherwise.
     data_retention: Literal["Delete", "Retain"] = "Delete"
     data_delete_retry_seconds: float = Field(10.0, ge=1, le=3600)
+    # Deleting a stream never takes longer: after this, a capture pod stuck
+    # Terminating or a failing store is given up on, the data left in place
+    # (a DataDeleteAbandoned Event says where) and the finalizer released.
+    data_delete_timeout_seconds: float = Field(600.0, ge=0, le=86400)
     # The source policy's settings (CommonSettings) are what capture pods get;
     # the chart sets source_deny_loopback (in a pod, loopback is the pod itself).
 

@@ -266,6 +266,7 @@ def test_a_stream_in_another_namespace_runs_and_its_deletion_empties_its_prefix(
     namespace, name = "cams-elsewhere", "elsewhere"
     kubectl = cluster.kube.kubectl
     kubectl("create", "namespace", namespace)
+    kubectl("label", "namespace", namespace, "streamgrid.io/capture=enabled")  # an admin's word
     logs = cluster.work / f"node-{namespace}"
     logs.mkdir(exist_ok=True)
     node = NodeStandIn(cluster.kube, namespace, logs).start()
@@ -379,6 +380,39 @@ def refuse(cluster: ClusterRuntime, namespace: str, resource: str) -> str:
     return name
 
 
+def test_a_namespace_an_admin_has_not_enabled_gets_no_capture_pod(cluster: ClusterRuntime) -> None:
+    """Capture pods hold the store's credentials: a namespace editor alone
+    cannot bring them into a namespace. The stream says who must do what,
+    and runs once the namespace is labelled."""
+    namespace, name = "cams-not-enabled", "not-enabled"
+    kubectl = cluster.kube.kubectl
+    kubectl("create", "namespace", namespace)
+    try:
+        kubectl("-n", namespace, "apply", "-f", "-", input_text=manifest(name))
+        why = (
+            f"namespace {namespace} is not enabled for capture pods: an admin labels it "
+            "streamgrid.io/capture=enabled"
+        )
+        wait_until(
+            lambda: why in status_in(cluster, namespace, name).get("reason", ""),
+            30,
+            "the stream to say the namespace is not enabled",
+            step=0.3,
+        )
+        secrets = json.loads(kubectl("-n", namespace, "get", "secrets", "-o", "json"))["items"]
+        assert not [s for s in secrets if s["metadata"]["name"] == "streamgrid-s3"]
+        assert "streamgrid-capture" not in kubectl("-n", namespace, "get", "serviceaccounts")
+        kubectl("label", "namespace", namespace, "streamgrid.io/capture=enabled")
+        wait_until(
+            lambda: "streamgrid-s3" in kubectl("-n", namespace, "get", "secrets"),
+            60,
+            "the namespace provisioned once enabled",
+            step=0.5,
+        )
+    finally:
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
 def test_a_namespace_that_refuses_what_pods_need_says_why_on_the_stream(
     cluster: ClusterRuntime,
 ) -> None:
@@ -388,6 +422,7 @@ def test_a_namespace_that_refuses_what_pods_need_says_why_on_the_stream(
     namespace, name = "cams-refused", "refused"
     kubectl = cluster.kube.kubectl
     kubectl("create", "namespace", namespace)
+    kubectl("label", "namespace", namespace, "streamgrid.io/capture=enabled")  # an admin's word
     policies: list[str] = []
     try:
         policies.append(refuse(cluster, namespace, "serviceaccounts"))

@@ -329,6 +329,7 @@ def test_a_stream_in_a_second_namespace_runs_and_deleting_it_empties_its_prefix(
     namespace, name = "cams-second", "second"
     kubectl = node_cluster.kube.kubectl
     kubectl("create", "namespace", namespace)
+    kubectl("label", "namespace", namespace, "streamgrid.io/capture=enabled")  # an admin's word
     try:
         body = {
             "apiVersion": "streamgrid.io/v1alpha1",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streamgrid.capture.health import HealthServer, Heartbeat, stale_after
+from streamgrid.capture.health import BeatingObjects, HealthServer, Heartbeat, stale_after
 from streamgrid.core.models import StreamState
 from streamgrid.core.store import DirectoryObjectStore, FrameStore
 from streamgrid.operator.podspec import HEALTH_PORT, capture_pod
@@ -108,3 +108,30 @@ def test_the_capture_pod_has_a_liveness_probe_on_the_workers_port() -> None:
     assert probe_spec["httpGet"] == {"path": "/healthz", "port": "health"}
     # The kubelet gives up after failureThreshold periods: well past a slow start.
     assert probe_spec["periodSeconds"] * probe_spec["failureThreshold"] >= 30
+
+
+def test_every_finished_store_call_is_a_beat(tmp_path: Path) -> None:
+    """A loop busy with a slow store is alive: each call that ends beats."""
+    now = [0.0]
+    heartbeat = Heartbeat(clock=lambda: now[0])
+    objects = BeatingObjects(DirectoryObjectStore(tmp_path), heartbeat)
+    for call in (
+        lambda: objects.put("s/a", b"x", "text/plain"),
+        lambda: objects.get("s/a"),
+        lambda: list(objects.list("s/")),
+        lambda: objects.delete("s/a"),
+    ):
+        now[0] += 50.0
+        assert heartbeat.age() == 50.0
+        call()
+        assert heartbeat.age() == 0.0
+
+
+def test_the_probe_answers_over_ipv4_and_ipv6() -> None:
+    server = HealthServer("0.0.0.0", 0, Heartbeat(), 60.0).start()
+    try:
+        for host in ("127.0.0.1", "[::1]"):
+            with urllib.request.urlopen(f"http://{host}:{server.port}/healthz", timeout=5) as r:
+                assert r.status == 200, host
+    finally:
+        server.close()

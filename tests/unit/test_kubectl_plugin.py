@@ -16,6 +16,7 @@ from streamgrid.kubectl_plugin import (
     PluginError,
     StartOptions,
     age,
+    grid_from_gateway,
     main,
     not_stopped,
     split_object_url,
@@ -146,3 +147,42 @@ def test_the_gateway_gets_the_kubeconfig_users_token(tmp_path: Any) -> None:
     assert (kube.token, kube.namespace) == ("my-kube-token", "cams")
     assert Kube.connect(str(kubeconfig), "other", None).namespace == "default"
     assert Kube.connect(str(kubeconfig), "other", "lobby").namespace == "lobby"
+
+
+def test_the_token_never_follows_a_redirect() -> None:
+    """A gateway that redirects would hand the user's kube token to wherever
+    it points: the plugin stops at the 3xx and says so."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    reached: list[str | None] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # http.server's naming
+            reached.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    elsewhere = HTTPServer(("127.0.0.1", 0), Elsewhere)
+
+    class Redirecting(Elsewhere):
+        def do_POST(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_port}/grab")
+            self.end_headers()
+
+    gateway = HTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (elsewhere, gateway):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        stream = {"metadata": {"name": "cam"}}
+        with pytest.raises(PluginError, match="307 redirect not followed"):
+            grid_from_gateway(f"http://127.0.0.1:{gateway.server_port}", stream, "kube-token")
+        assert reached == []
+    finally:
+        for server in (elsewhere, gateway):
+            server.shutdown()
+            server.server_close()

@@ -329,3 +329,51 @@ def test_the_periodic_reconcile_wakes_for_a_backoff_that_ends_sooner() -> None:
     assert next_reconcile_in(soon, 30, NOW, NOW + timedelta(seconds=1)) == 3
     passed = {"nextAttemptAt": iso(NOW - timedelta(seconds=4))}  # already acted on
     assert next_reconcile_in(passed, 30, NOW, NOW + timedelta(seconds=1)) == 29
+
+
+def within_crd_limits(p: Any) -> None:
+    """The CRD's maxLength: reason 1024; a condition's reason 256, message 1024."""
+    assert len(p.status.get("reason", "")) <= 1024
+    for c in p.status.get("conditions", []):
+        assert len(c["reason"]) <= 256 and len(c["message"]) <= 1024
+    assert all(len(message) <= 1024 for _type, _reason, message in p.events)
+
+
+def test_long_urls_and_causes_never_overflow_the_status() -> None:
+    """A reason over the CRD's maxLength made the API server refuse the status
+    patch after apply() had deleted the pod: PodLost, recreated, forever."""
+    long_url = "rtsp://cam/" + "x" * 2000  # source.url may be 2048 characters
+    old = stream(status={"state": "Active", "captureState": "Active", "podName": "cam1-capture"})
+    old["spec"]["source"]["url"] = long_url
+    edited = stream(status={**old["status"], "observedGeneration": 3})
+    edited["spec"]["source"]["url"] = long_url.replace("x", "y")
+    edited["metadata"]["generation"] = 4
+    replaced = plan(edited, pod("Running", of=old), SETTINGS, NOW)
+    assert replaced.delete_pod and replaced.status["reason"].startswith("applying the changed spec")
+    within_crd_limits(replaced)
+    cause = "z" * 1024  # captureReason may be 1024 characters itself
+    failed = plan(
+        stream(status={"state": "Active", "captureReason": cause}),
+        pod("Failed", exit_code=3),
+        SETTINGS,
+        NOW,
+    )
+    assert failed.status["state"] == "Failed"
+    assert failed.status["reason"].startswith("the camera refused the stream: zzz")
+    within_crd_limits(failed)
+
+
+def test_a_pod_of_the_previous_operator_is_kept_until_the_spec_changes() -> None:
+    """Pods made before the spec-hash annotation existed: an upgrade must not
+    replace them all at once, only once their stream's spec changes."""
+    legacy = pod("Running")
+    del legacy["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+    status = {"state": "Active", "captureState": "Active", "podName": "cam1-capture"}
+    same = stream(status={**status, "observedGeneration": 3})
+    p = plan(same, legacy, SETTINGS, NOW)
+    assert not p.delete_pod and p.create_pod is None
+    assert condition(p.status, "SpecApplied") == "True"
+    edited = stream(status={**status, "observedGeneration": 3}, topK=4)
+    edited["metadata"]["generation"] = 4
+    p = plan(edited, legacy, SETTINGS, NOW)
+    assert p.delete_pod and "PodReplaced" in events(p)

@@ -128,24 +128,21 @@ def store(tmp_path: Path) -> FrameStore:
 
 def test_a_deleted_streams_pod_is_stopped_before_its_data_goes(store: FrameStore) -> None:
     api = RecordingApi(a_stream(), pod={"metadata": {"name": "cam-capture"}})
-    finish_deleted_stream(api, SETTINGS, "cams", "cam", lambda _s, _n: store)
+    api.pod_goes = False
+    with pytest.raises(StillRunning):  # Kopf calls again; the data stays meanwhile
+        finish_deleted_stream(api, SETTINGS, "cams", "cam", lambda _s, _n: store)
     assert api.calls == [("delete_pod", "cams", "cam-capture")]
+    assert store.list_frames("cam")
+    api.pod = None  # it stopped
+    finish_deleted_stream(api, SETTINGS, "cams", "cam", lambda _s, _n: store)
     assert list(store.objects.list("cam/")) == []
 
 
 def test_a_pod_that_does_not_stop_keeps_the_data_and_says_so(store: FrameStore) -> None:
     api = RecordingApi(a_stream(), pod={"metadata": {"name": "cam-capture"}})
     api.pod_goes = False
-    now = [0.0]
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
     with pytest.raises(StillRunning, match="cam-capture"):
-        finish_deleted_stream(
-            api, SETTINGS, "cams", "cam", lambda _s, _n: store, clock=lambda: now[0], sleep=sleep
-        )
-    assert now[0] >= SETTINGS.termination_grace_seconds
+        finish_deleted_stream(api, SETTINGS, "cams", "cam", lambda _s, _n: store, elapsed=60)
     assert store.list_frames("cam")  # nothing deleted while the pod may still write
 
 
@@ -176,3 +173,12 @@ def test_a_problem_is_reported_once_and_never_leaves_state_blank() -> None:
     api.stream["status"] = {"state": "Pending", "reason": "cannot create ServiceAccount x"}
     report_problem(api, api.stream, "ProvisioningFailed", "cannot create ServiceAccount x")
     assert len(api.events) == 1 and len(api.patches) == 1
+
+
+def test_a_long_problem_fits_the_crds_reason() -> None:
+    """An API server's message can be long; a reason over the CRD's 1024
+    would make the status PATCH fail and the problem go unsaid."""
+    api = RecordingApi(a_stream())
+    report_problem(api, api.stream, "ReconcileFailed", "denied: " + "x" * 5000)
+    assert len(api.patches[0]["reason"]) == 1024
+    assert api.patches[0]["reason"].endswith("\u2026")
