@@ -149,8 +149,9 @@ def next_reconcile_in(
 
 
 # Stopped daemons end at their next step; an in-flight reconcile (API calls,
-# each with a timeout) is let finish rather than cancelled.
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=30)
+# each with a timeout) is let finish rather than cancelled. Without a
+# cancellation_backoff Kopf cancels a deleted stream's daemon at once.
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=20, cancellation_timeout=10)
 async def periodic(
     namespace: str | None,
     name: str,
