@@ -137,11 +137,13 @@ class HealthServer:
         self._server.server_close()
 
 
-class _DualStackServer(HTTPServer):
-    """On '::' with IPV6_V6ONLY off: probes reach it over IPv4 and IPv6 alike
-    (single-stack IPv6 clusters included)."""
-
+class _IPv6Server(HTTPServer):
     address_family = socket.AF_INET6
+
+
+class _DualStackServer(_IPv6Server):
+    """IPV6_V6ONLY off: on '::', probes reach it over IPv4 and IPv6 alike
+    (single-stack IPv6 clusters included)."""
 
     def server_bind(self) -> None:
         with contextlib.suppress(OSError):
@@ -149,11 +151,17 @@ class _DualStackServer(HTTPServer):
         super().server_bind()
 
 
+WILDCARDS = ("", "::", "0.0.0.0")
+
+
 def _server_for(host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> HTTPServer:
-    """Both stacks for a wildcard host where the kernel has IPv6, else IPv4."""
-    if host in ("", "::", "0.0.0.0") and socket.has_ipv6:
+    """Both stacks for a wildcard host where the kernel has IPv6, else IPv4;
+    an IPv6 address as given."""
+    if host in WILDCARDS and socket.has_ipv6:
         try:
             return _DualStackServer(("::", port), handler)
         except OSError:  # IPv6 disabled in this network namespace
             pass
+    if ":" in host:
+        return _IPv6Server((host, port), handler)
     return HTTPServer((host or "0.0.0.0", port), handler)

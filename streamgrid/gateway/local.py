@@ -30,6 +30,7 @@ the next start; only POST /stop (or /stop/<id>) marks a stream Stopped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -92,6 +93,12 @@ class LocalStream:
     persisted_mono: float = 0.0
     # A worker a previous server spawned, to be gone before a new one starts.
     previous_pid: int | None = None
+
+    @functools.cached_property
+    def url_secrets(self) -> list[str]:
+        """The camera URL's secrets, to mask in what its worker reports (every
+        progress line: worked out once)."""
+        return url_secrets(self.request.rtsp_url)
 
     def worker_alive(self) -> bool:
         process = self.process
@@ -307,7 +314,6 @@ class LocalBackend:
             reason=stream.reason,
             worker_pid=None,
         )
-        stream.persisted_frames = stream.frames_captured
         log_event(
             log,
             "stream.stopped",
@@ -468,13 +474,10 @@ class LocalBackend:
         stream.frames_captured = max(stream.frames_captured, int(data.get("frames_captured", 0)))
         stream.kept = int(data.get("kept", 0))
         stream.last_frame_at = data.get("last_frame_at") or stream.last_frame_at
-        reason = str(data.get("reason", ""))
-        stream.reason = mask_secrets(reason, url_secrets(stream.request.rtsp_url))
+        stream.reason = mask_secrets(str(data.get("reason", "")), stream.url_secrets)
         stream.codec = str(data.get("codec", "")) or stream.codec
         stream.unsaved = int(data.get("unsaved", 0))
-        stream.store_error = mask_secrets(
-            str(data.get("store_error", "")), url_secrets(stream.request.rtsp_url)
-        )
+        stream.store_error = mask_secrets(str(data.get("store_error", "")), stream.url_secrets)
         if stream.state != before:
             self._write(
                 stream,
@@ -485,8 +488,6 @@ class LocalBackend:
                 kept=stream.kept,
                 last_frame_at=stream.last_frame_at,
             )
-            stream.persisted_frames = stream.frames_captured
-            stream.persisted_mono = time.monotonic()
         elif time.monotonic() - stream.persisted_mono >= PERSIST_COUNT_EVERY:
             self._persist_counts([(stream, stream.frames_captured)])
 
@@ -497,7 +498,7 @@ class LocalBackend:
         now, now_mono = time.time(), time.monotonic()
         for record in self.records.load():
             stream = _stream_of(record, now, now_mono)
-            register_secret(*url_secrets(stream.request.rtsp_url))
+            register_secret(*stream.url_secrets)
             self._streams[stream.stream_id] = stream
             if record.state in (StreamState.STOPPED, StreamState.FAILED):
                 continue
@@ -559,6 +560,11 @@ class LocalBackend:
                 stream_id=stream.stream_id,
                 error=str(exc),
             )
+            return
+        if "frames_captured" in fields:  # what _persist_counts need not write again
+            count = int(fields["frames_captured"])
+            stream.persisted_frames = max(stream.persisted_frames, count)
+            stream.persisted_mono = time.monotonic()
 
     def _await_previous_worker(self, stream: LocalStream, pid: int) -> None:
         """A killed server's workers get SIGTERM (PR_SET_PDEATHSIG) and flush;

@@ -8,11 +8,18 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from streamgrid.capture.health import BeatingObjects, HealthServer, Heartbeat, stale_after
+from streamgrid.capture.health import (
+    BeatingObjects,
+    HealthServer,
+    Heartbeat,
+    _DualStackServer,
+    stale_after,
+)
 from streamgrid.core.models import StreamState
 from streamgrid.core.store import DirectoryObjectStore, FrameStore
 from streamgrid.operator.podspec import HEALTH_PORT, capture_pod
@@ -128,10 +135,17 @@ def test_every_finished_store_call_is_a_beat(tmp_path: Path) -> None:
 
 
 def test_the_probe_answers_over_ipv4_and_ipv6() -> None:
-    server = HealthServer("0.0.0.0", 0, Heartbeat(), 60.0).start()
+    """On loopback only: IPv6 as given, and the dual-stack socket (IPV6_V6ONLY
+    off, what a wildcard host gets) reached by an IPv4 client through its
+    mapped address."""
+    ipv6 = HealthServer("::1", 0, Heartbeat(), 60.0).start()
+    dual = _DualStackServer(("::ffff:127.0.0.1", 0), BaseHTTPRequestHandler)
     try:
-        for host in ("127.0.0.1", "[::1]"):
-            with urllib.request.urlopen(f"http://{host}:{server.port}/healthz", timeout=5) as r:
-                assert r.status == 200, host
+        with urllib.request.urlopen(f"http://[::1]:{ipv6.port}/healthz", timeout=5) as reply:
+            assert reply.status == 200
+        port = dual.server_address[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # accepted: IPv4 reaches the IPv6 socket
     finally:
-        server.close()
+        ipv6.close()
+        dual.server_close()
