@@ -1,9 +1,12 @@
 """Progress into the VideoStream's status, from inside a capture pod.
 
-Rate: a PATCH when the state changes, otherwise at most one per
-``interval`` seconds (jittered +-20 %), coalesced: 1,000 streams at 5 s cost
-about 200 small PATCHes a second in all. Sent from a background thread, so a
-slow API server never stalls capture.
+Rate: a PATCH when the state changes (or the store fails or recovers), at
+once; counts and times at most once per ``interval`` seconds (jittered
++-20 %), coalesced. The interval starts at STREAMGRID_PROGRESS_INTERVAL and
+then is what the operator asks in the answer to each PATCH
+(status.progressIntervalSeconds): it grows with the fleet so that all pods
+together stay within the operator's status_writes_per_second. Sent from a
+background thread, so a slow API server never stalls capture.
 
 At start, one GET of the status: its ``framesCaptured`` is the floor of the
 worker's count, so a restarted pod or container never counts backwards.
@@ -55,7 +58,9 @@ class StatusEndpoint:
     def _authorization(self) -> str:
         return f"Bearer {self.token_file.read_text().strip()}"  # re-read: projected tokens rotate
 
-    def patch(self, status: dict[str, object]) -> None:
+    def patch(self, status: dict[str, object]) -> float | None:
+        """PATCHes; returns the count-report period the operator asks for
+        (status.progressIntervalSeconds in the answer), None when it names none."""
         request = urllib.request.Request(
             self.url,
             data=json.dumps({"status": status}).encode(),
@@ -65,8 +70,8 @@ class StatusEndpoint:
                 "Authorization": self._authorization(),
             },
         )
-        with urllib.request.urlopen(request, timeout=self.timeout, context=self.context):
-            pass
+        with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as reply:
+            return requested_interval(reply.read(4 * 1024 * 1024))
 
     def frames_captured(self) -> int:
         """The count the status shows now (0 when it shows none): a restarted
@@ -84,6 +89,19 @@ class StatusEndpoint:
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise ValueError(f"status.framesCaptured is not a count: {count!r}")
         return count
+
+
+def requested_interval(answer: bytes) -> float | None:
+    """status.progressIntervalSeconds of a PATCH's answer, if it is a sane one."""
+    try:
+        stream: Any = json.loads(answer)
+    except ValueError:
+        return None
+    status = stream.get("status") if isinstance(stream, dict) else None
+    value = status.get("progressIntervalSeconds") if isinstance(status, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0.5 <= value <= 3600:
+        return float(value)
+    return None
 
 
 def frames_captured_floor(endpoint: StatusEndpoint, attempts: int = 3) -> int:
@@ -177,8 +195,12 @@ class KubeStatusProgress:
         if latest is None or latest == self._sent:
             return
         try:
-            self.endpoint.patch(status_of(latest))
+            requested = self.endpoint.patch(status_of(latest))
             self._sent = latest
+            if requested is not None and requested != self.interval:
+                # The fleet's pace (operator: FleetPacer): counts this often.
+                log_event(log, "progress.interval", seconds=requested)
+                self.interval = requested
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             log_event(log, "progress.patch_failed", logging.WARNING, error=str(exc)[:300])
             time.sleep(0.5)

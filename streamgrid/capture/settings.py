@@ -85,6 +85,12 @@ class CaptureSettings(CommonSettings):
     kube_api_url: str | None = None  # default: the in-cluster service
     kube_token_file: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
     kube_ca_file: Path | None = Path("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
+    # auto: with S3 keys set, the small standard-library client (core/s3lite.py;
+    # ~20 MB less per pod than boto3), else boto3 and its credential chain.
+    s3_client: Literal["auto", "boto3"] = "auto"
+
+    def lite_s3_client(self) -> bool:
+        return self.s3_client == "auto"
 
     def camera_url(self) -> str:
         """The URL to open: the Secret's whole URL, or the spec's with its user."""

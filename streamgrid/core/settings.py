@@ -59,6 +59,10 @@ class CommonSettings(BaseSettings):
             deny_hosts=api_server,
         )
 
+    def lite_s3_client(self) -> bool:
+        """Whether to use core/s3lite.py rather than boto3 when S3 keys are given."""
+        return False
+
     def open_store(self) -> FrameStore:
         secret = self.s3_secret_access_key
         return FrameStore(
@@ -68,5 +72,6 @@ class CommonSettings(BaseSettings):
                 s3_access_key_id=self.s3_access_key_id,
                 s3_secret_access_key=secret.get_secret_value() if secret else None,
                 s3_region=self.s3_region,
+                lite=self.lite_s3_client(),
             )
         )

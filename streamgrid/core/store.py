@@ -245,11 +245,27 @@ def open_object_store(
     s3_access_key_id: str | None = None,
     s3_secret_access_key: str | None = None,
     s3_region: str = "us-east-1",
+    lite: bool = False,
 ) -> ObjectStore:
-    """``file:///path``, a plain path, or ``s3://bucket[/prefix]``."""
+    """``file:///path``, a plain path, or ``s3://bucket[/prefix]``.
+
+    ``lite``: with both S3 keys given, the standard-library client
+    (core/s3lite.py, ~20 MB less per process than boto3); without keys,
+    boto3 all the same, for its credential chain (IRSA, instance profiles).
+    """
     parts = urlsplit(store_url)
     if parts.scheme in ("", "file"):
         return DirectoryObjectStore(Path(parts.path if parts.scheme else store_url))
+    if parts.scheme == "s3" and lite and s3_access_key_id and s3_secret_access_key:
+        from .s3lite import S3LiteClient, S3LiteObjectStore
+
+        if not parts.netloc:
+            raise StoreError("s3 store URL needs a bucket: s3://bucket[/prefix]")
+        endpoint = s3_endpoint_url or f"https://s3.{s3_region}.amazonaws.com"
+        lite_client = S3LiteClient(
+            endpoint, s3_access_key_id, s3_secret_access_key, region=s3_region
+        )
+        return S3LiteObjectStore(lite_client, parts.netloc, parts.path)
     if parts.scheme == "s3":
         import boto3
         from botocore.config import Config

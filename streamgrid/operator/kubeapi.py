@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ..core.urls import mask_secrets
+from .podspec import CAPTURE, COMPONENT_LABEL
 from .provision import NamespaceProvisioner
 from .settings import GROUP, KIND, PLURAL, VERSION
 
@@ -28,6 +29,25 @@ def load_kube_config(kubeconfig: str | None) -> None:
         config.load_incluster_config()
     else:
         config.load_kube_config(config_file=kubeconfig)
+
+
+def _json(response: Any) -> dict[str, Any]:
+    """A raw answer (``_preload_content=False``) as a dict: the client's model
+    classes cost more time and memory than the JSON they come from."""
+    loaded: dict[str, Any] = json.loads(response.data)
+    return loaded
+
+
+def _pages(list_page: Callable[..., Any], limit: int = 500) -> list[dict[str, Any]]:
+    """All items of a LIST, ``limit`` at a time (no one huge answer)."""
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        page = _json(list_page(limit=limit, **({"_continue": token} if token else {})))
+        items.extend(page.get("items") or [])
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return items
 
 
 @contextlib.contextmanager
@@ -69,18 +89,54 @@ class KubernetesStreamApi:
             return pod
         return None
 
-    def create_pod(self, namespace: str, body: dict[str, Any]) -> None:
-        with _ignoring(409):  # already there: deterministic names make this success
-            self.core.create_namespaced_pod(namespace, body)
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The created pod; None when it was already there (deterministic
+        names make that success)."""
+        with _ignoring(409):
+            response = self.core.create_namespaced_pod(namespace, body, _preload_content=False)
+            return _json(response)
+        return None
 
-    def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> None:
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> dict[str, Any] | None:
+        """The API server's answer: the pod as deletion left it; None when gone."""
         with _ignoring(404):
-            self.core.delete_namespaced_pod(
+            response = self.core.delete_namespaced_pod(
                 name,
                 namespace,
                 grace_period_seconds=grace_seconds,
                 body=client.V1DeleteOptions(grace_period_seconds=grace_seconds),
+                _preload_content=False,
             )
+            return _json(response)
+        return None
+
+    def list_all_streams(self, namespace: str | None) -> list[dict[str, Any]]:
+        """Every VideoStream (in ``namespace``, or everywhere), page by page."""
+        if namespace:
+            return _pages(
+                lambda **kw: self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, _preload_content=False, **kw
+                )
+            )
+        return _pages(
+            lambda **kw: self.custom.list_cluster_custom_object(
+                GROUP, VERSION, PLURAL, _preload_content=False, **kw
+            )
+        )
+
+    def list_capture_pods(self, namespace: str | None) -> list[dict[str, Any]]:
+        selector = f"{COMPONENT_LABEL}={CAPTURE}"
+        if namespace:
+            return _pages(
+                lambda **kw: self.core.list_namespaced_pod(
+                    namespace, label_selector=selector, _preload_content=False, **kw
+                )
+            )
+        return _pages(
+            lambda **kw: self.core.list_pod_for_all_namespaces(
+                label_selector=selector, _preload_content=False, **kw
+            )
+        )
 
     def list_streams(self, namespace: str) -> list[str]:
         listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
@@ -96,11 +152,16 @@ class KubernetesStreamApi:
         with _ignoring(404):
             self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
 
-    def patch_stream_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_stream_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The stream as the patch left it; None when it is gone."""
         with _ignoring(404):
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+            response = self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _preload_content=False
             )
+            return _json(response)
+        return None
 
     def secret_version(self, namespace: str, name: str) -> str | None:
         """Whether a stream's credentials Secret exists, and which version

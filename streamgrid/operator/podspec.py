@@ -132,7 +132,13 @@ def capture_pod(stream: dict[str, Any], settings: OperatorSettings) -> dict[str,
             "name": pod_name(name),
             "namespace": namespace,
             "labels": labels,
-            "annotations": {SPEC_HASH_ANNOTATION: spec_hash(spec)},
+            "annotations": {
+                SPEC_HASH_ANNOTATION: spec_hash(spec),
+                # The worker's metrics on its health port (capture/metrics.py).
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(HEALTH_PORT),
+                "prometheus.io/path": "/metrics",
+            },
             "ownerReferences": [
                 {
                     "apiVersion": f"{GROUP}/{VERSION}",

@@ -127,7 +127,7 @@ def api_error_text(exc: ApiException) -> str:
 
 
 class ProblemReporter(Protocol):
-    def patch_stream_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+    def patch_stream_status(self, namespace: str, name: str, status: dict[str, Any]) -> object: ...
 
     def event(self, stream: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
 
@@ -181,6 +181,7 @@ class NamespaceProvisioner:
         self.rbac = client.RbacAuthorizationV1Api(api_client)
         self._done: dict[str, float] = {}  # namespace -> when it was last made sure of
         self._lock = threading.Lock()
+        self._namespace_locks: dict[str, threading.Lock] = {}
 
     @property
     def source_namespace(self) -> str | None:
@@ -188,10 +189,20 @@ class NamespaceProvisioner:
 
     def ensure(self, namespace: str) -> None:
         """Raises ProvisionError naming what could not be made; cached on success."""
+        if self._fresh(namespace):
+            return
+        with self._lock:
+            guard = self._namespace_locks.setdefault(namespace, threading.Lock())
+        with guard:  # reconcile workers making pods in one namespace: one of them asks
+            if not self._fresh(namespace):
+                self._ensure(namespace)
+
+    def _fresh(self, namespace: str) -> bool:
         with self._lock:
             done = self._done.get(namespace)
-        if done is not None and self.clock() - done < self.settings.provision_refresh_seconds:
-            return
+        return done is not None and self.clock() - done < self.settings.provision_refresh_seconds
+
+    def _ensure(self, namespace: str) -> None:
         self._check_enabled(namespace)
         account = self.settings.capture_service_account
         self._create(

@@ -75,6 +75,10 @@ PERMANENT_EXITS = {
 # The CRD's maxLength (charts/streamgrid/crds): the API server refuses a whole
 # status patch with a longer string, after apply() has acted on the plan.
 CONDITION_REASON_MAX = 256
+# reconcile() reads the credentials Secret only when the plan depends on it
+# (needs_credentials); otherwise plan() gets this and leaves what it said of
+# the Secret as it was.
+CREDENTIALS_NOT_READ = "\x00not-read"
 
 
 @dataclass
@@ -231,10 +235,14 @@ def plan(
     settings: OperatorSettings,
     now: datetime,
     credentials_version: str | None = None,
+    progress_interval: float | None = None,
 ) -> Plan:
     """``credentials_version``: the resourceVersion of the Secret named by
-    spec.source.credentialsSecretRef, None when it is missing (only read when
-    the spec names one and the stream should run)."""
+    spec.source.credentialsSecretRef, None when it is missing,
+    CREDENTIALS_NOT_READ when the plan does not depend on it.
+    ``progress_interval``: how often capture pods should report counts now
+    (the fleet's pace, controller.FleetPacer); the pod reads it from the
+    answer to its next status PATCH."""
     meta, spec = stream["metadata"], stream.get("spec", {})
     status: dict[str, Any] = dict(stream.get("status") or {})
     generation = int(meta.get("generation", 1))
@@ -264,6 +272,7 @@ def plan(
     next_attempt = parse_utc(status.get("nextAttemptAt"))
     secret_ref = (spec.get("source") or {}).get("credentialsSecretRef") or {}
     secret_name: str | None = secret_ref.get("name")
+    secret_known = credentials_version != CREDENTIALS_NOT_READ
     secret_missing = secret_name is not None and credentials_version is None
     inputs = failure_inputs(stream, credentials_version)
     # status.podName names the pod the stream should have; the operator clears
@@ -396,6 +405,8 @@ def plan(
 
     if observed:
         new["observedGeneration"] = generation
+    if progress_interval is not None and desired == "Running" and state != "Failed":
+        new["progressIntervalSeconds"] = progress_interval
     applied = new.get("observedGeneration", status.get("observedGeneration")) == generation
     new["state"] = state
     reason = bounded(reason)  # the one place every reason written passes
@@ -436,7 +447,7 @@ def plan(
         generation,
         now,
     )
-    if desired == "Running" and secret_name is not None:
+    if desired == "Running" and secret_name is not None and secret_known:
         conditions = set_condition(
             conditions,
             "CredentialsFound",
@@ -461,13 +472,13 @@ class StreamApi(Protocol):
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
-    def create_pod(self, namespace: str, body: dict[str, Any]) -> None: ...
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> object: ...
 
-    def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> None: ...
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> object: ...
 
     def delete_stream(self, namespace: str, name: str) -> None: ...
 
-    def patch_stream_status(self, namespace: str, name: str, status: dict[str, Any]) -> None: ...
+    def patch_stream_status(self, namespace: str, name: str, status: dict[str, Any]) -> object: ...
 
     def event(self, stream: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
 
@@ -507,16 +518,34 @@ def apply(api: StreamApi, stream: dict[str, Any], result: Plan, settings: Operat
         log_event(log, "stream.expired", stream=name, namespace=namespace)
 
 
-def reconcile(api: StreamApi, settings: OperatorSettings, namespace: str, name: str) -> Plan | None:
+def needs_credentials(stream: dict[str, Any], pod: dict[str, Any] | None) -> str | None:
+    """The credentials Secret's name when the plan depends on it: a pod is to
+    be made (a missing Secret keeps the stream Pending) or a Failed stream
+    waits for it to change. A running pod has its env already: no read."""
+    spec = stream.get("spec") or {}
+    name = ((spec.get("source") or {}).get("credentialsSecretRef") or {}).get("name")
+    if not name or spec.get("state", "Running") != "Running":
+        return None
+    pod_gone = pod is None or bool(pod["metadata"].get("deletionTimestamp"))
+    exited = (pod or {}).get("status", {}).get("phase") in TERMINAL_POD_PHASES
+    failed = (stream.get("status") or {}).get("state") == "Failed"
+    return str(name) if pod_gone or exited or failed else None
+
+
+def reconcile(
+    api: StreamApi,
+    settings: OperatorSettings,
+    namespace: str,
+    name: str,
+    progress_interval: float | None = None,
+) -> Plan | None:
     stream = api.get_stream(namespace, name)
     if stream is None or stream["metadata"].get("deletionTimestamp"):
         return None
     pod = api.get_pod(namespace, pod_name(name))
-    spec = stream.get("spec") or {}
-    secret_ref = (spec.get("source") or {}).get("credentialsSecretRef") or {}
-    credentials_version = None
-    if secret_ref.get("name") and spec.get("state", "Running") == "Running":
-        credentials_version = api.secret_version(namespace, secret_ref["name"])
-    result = plan(stream, pod, settings, datetime.now(UTC), credentials_version)
+    credentials_version: str | None = CREDENTIALS_NOT_READ
+    if (secret := needs_credentials(stream, pod)) is not None:
+        credentials_version = api.secret_version(namespace, secret)
+    result = plan(stream, pod, settings, datetime.now(UTC), credentials_version, progress_interval)
     apply(api, stream, result, settings)
     return result

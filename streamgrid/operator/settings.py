@@ -29,11 +29,22 @@ class OperatorSettings(CommonSettings):
     pod_backoff_initial_seconds: float = Field(1.0, ge=0, le=3600)
     pod_backoff_max_seconds: float = Field(300.0, ge=0, le=86400)
     termination_grace_seconds: int = Field(30, ge=1, le=600)
+    # The shortest count-report period of a capture pod; it grows with the
+    # fleet so that all pods together send at most status_writes_per_second
+    # count reports (controller.FleetPacer). State changes go at once.
     progress_interval_seconds: float = Field(5.0, ge=0.5, le=300)
+    status_writes_per_second: float = Field(40.0, gt=0, le=10000)
     capture_cpu_request: str = "20m"
     capture_memory_request: str = "96Mi"
     capture_memory_limit: str = "256Mi"
-    reconcile_interval_seconds: float = Field(30.0, ge=0.5, le=3600)
+    # Every stream is reconciled on each event of its own or its pod's; this
+    # resync, spread evenly over the interval, is from the cache (no API reads).
+    reconcile_interval_seconds: float = Field(300.0, ge=0.5, le=3600)
+    reconcile_workers: int = Field(8, ge=1, le=64)
+    # Prometheus metrics (reconciles, their time: operator/metrics.py) on
+    # http://metrics_host:metrics_port/metrics; no port: not served.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
     liveness_host: str = "0.0.0.0"  # probes come from the node
     liveness_port: int = 8080
     # -- Any namespace, and what a stream leaves behind (provision.py, retention.py).

@@ -3,30 +3,48 @@ directory and a real S3 server (SeaweedFS)."""
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from streamgrid.core.models import FrameRecord, Manifest, StreamState
+from streamgrid.core.s3lite import S3ConnectionError, S3Error, S3LiteClient, S3LiteObjectStore
 from streamgrid.core.store import (
     DirectoryObjectStore,
     FrameStore,
+    ObjectStore,
     S3ObjectStore,
     StoreError,
     frame_key,
     parse_frame_key,
+    store_error_text,
 )
 
 from ..support.s3 import S3Server
 
 
-@pytest.fixture(params=["dir", "s3"])
+def lite_store(
+    s3: S3Server, bucket: str, prefix: str = "", secret: str | None = None
+) -> ObjectStore:
+    client = S3LiteClient(s3.endpoint, s3.access_key, secret or s3.secret_key)
+    return S3LiteObjectStore(client, bucket, prefix)
+
+
+@pytest.fixture(params=["dir", "s3", "s3lite"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> FrameStore:
     if request.param == "dir":
         return FrameStore(DirectoryObjectStore(tmp_path / "store"))
     s3: S3Server = request.getfixturevalue("s3")
-    objects = S3ObjectStore(s3.client(), f"t-{uuid.uuid4().hex[:12]}", prefix="some/prefix")
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    objects: ObjectStore
+    if request.param == "s3":
+        objects = S3ObjectStore(s3.client(), bucket, prefix="some/prefix")
+    else:
+        objects = lite_store(s3, bucket, "some/prefix")
     objects.ensure_ready()
     return FrameStore(objects)
 
@@ -83,3 +101,77 @@ def test_s3_rejects_a_wrong_secret(s3: S3Server) -> None:
 
     with pytest.raises(ClientError, match=r"SignatureDoesNotMatch|AccessDenied|InvalidAccessKey"):
         s3.client(secret_key="wrong-secret").list_buckets()
+
+
+# -- the standard-library client (core/s3lite.py) against the real server -------
+
+
+def test_s3lite_lists_past_one_page(s3: S3Server) -> None:
+    """ListObjectsV2 answers at most 1000 keys a page: the rest come by token."""
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    objects = lite_store(s3, bucket, "p")
+    objects.ensure_ready()
+    keys = [f"s/frames/{i:05d}.jpg" for i in range(1100)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: objects.put(key, b"x", "image/jpeg"), keys))
+    objects.put("s0/other.jpg", b"x", "image/jpeg")  # a sibling prefix, not listed
+    assert sorted(objects.list("s/")) == keys
+    boto = S3ObjectStore(s3.client(), bucket, "p")
+    assert sorted(boto.list("s/")) == keys  # the same objects, seen by boto3
+
+
+ODD_KEYS = [
+    "a b/c d.jpg",
+    "plus+sign/x+y.jpg",
+    "ünïcödé/фото.jpg",
+    "tilde~_.-/(1)!*'.jpg",
+    "q?x=1&y#z",
+]
+
+
+def test_s3lite_keeps_odd_keys_as_they_are(s3: S3Server) -> None:
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    objects = lite_store(s3, bucket)
+    objects.ensure_ready()
+    for i, key in enumerate(ODD_KEYS):
+        objects.put(f"odd/{key}", f"v{i}".encode(), "application/octet-stream")
+    assert sorted(objects.list("odd/")) == sorted(f"odd/{key}" for key in ODD_KEYS)
+    for i, key in enumerate(ODD_KEYS):
+        assert objects.get(f"odd/{key}") == f"v{i}".encode()
+    # boto3 reads what the lite client wrote under the same names.
+    boto = S3ObjectStore(s3.client(), bucket)
+    assert sorted(boto.list("odd/")) == sorted(f"odd/{key}" for key in ODD_KEYS)
+    assert boto.get(f"odd/{ODD_KEYS[2]}") == b"v2"
+    for key in ODD_KEYS:
+        objects.delete(f"odd/{key}")
+    assert list(objects.list("odd/")) == []
+
+
+def test_s3lite_put_sends_the_content_type(s3: S3Server) -> None:
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    objects = lite_store(s3, bucket)
+    objects.ensure_ready()
+    objects.put("m.json", b"{}", "application/json")
+    head = s3.client().head_object(Bucket=bucket, Key="m.json")
+    assert head["ContentType"] == "application/json"
+
+
+def test_s3lite_wrong_secret_gives_a_clear_store_error(s3: S3Server) -> None:
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(bucket)
+    objects = lite_store(s3, bucket, secret="wrong-secret")
+    with pytest.raises(S3Error) as caught:
+        objects.put("k.jpg", b"x", "image/jpeg")
+    reason = store_error_text(caught.value)
+    assert reason.startswith(f"S3 PUT {bucket}/k.jpg failed: 403 "), reason
+    assert caught.value.code in ("SignatureDoesNotMatch", "AccessDenied", "InvalidAccessKeyId")
+    assert "wrong-secret" not in reason and "\n" not in reason
+
+
+def test_s3lite_unreachable_endpoint_fails_fast() -> None:
+    # A port nothing listens on: refused at once, three times.
+    objects = S3LiteObjectStore(S3LiteClient("http://127.0.0.1:9", "id", "secret"), "b")
+    started = time.monotonic()
+    with pytest.raises(S3ConnectionError, match=re.escape("cannot reach http://127.0.0.1:9")):
+        objects.get("k")
+    assert time.monotonic() - started < 3

@@ -13,7 +13,8 @@ import pytest
 from streamgrid.capture.worker import EXIT_FAILED, EXIT_STOPPED
 from streamgrid.core.grid import decode_jpeg
 from streamgrid.core.models import StreamState
-from streamgrid.core.store import FrameStore, S3ObjectStore
+from streamgrid.core.s3lite import S3LiteClient, S3LiteObjectStore
+from streamgrid.core.store import FrameStore, ObjectStore, S3ObjectStore
 from streamgrid.core.topk import best
 
 from ..support.camera import PASSWORD, Camera, make_camera
@@ -157,8 +158,14 @@ def test_camera_restart_mid_stream_reconnects_and_counting_resumes(
         cam.stop()
 
 
-def test_worker_writes_to_s3(camera: Camera, s3: S3Server) -> None:
-    objects = S3ObjectStore(s3.client(), "worker-test", prefix="p")
+@pytest.mark.parametrize("client", ["boto3", "s3lite"])
+def test_worker_writes_to_s3(camera: Camera, s3: S3Server, client: str) -> None:
+    objects: ObjectStore
+    if client == "boto3":
+        objects = S3ObjectStore(s3.client(), f"worker-test-{client}", prefix="p")
+    else:
+        lite = S3LiteClient(s3.endpoint, s3.access_key, s3.secret_key)
+        objects = S3LiteObjectStore(lite, f"worker-test-{client}", prefix="p")
     objects.ensure_ready()
     store = FrameStore(objects)
     run = start_worker(capture_settings(camera.url(), top_k=3), store)

@@ -9,7 +9,12 @@ import urllib.error
 from email.message import Message
 from typing import Any
 
-from streamgrid.capture.kube_progress import KubeStatusProgress, frames_captured_floor, status_of
+from streamgrid.capture.kube_progress import (
+    KubeStatusProgress,
+    frames_captured_floor,
+    requested_interval,
+    status_of,
+)
 from streamgrid.capture.progress import Progress
 from streamgrid.core.models import StreamState
 
@@ -23,10 +28,13 @@ class SlowEndpoint:
 
         self.lock = threading.Lock()
 
-    def patch(self, status: dict[str, Any]) -> None:
+    def patch(self, status: dict[str, Any]) -> float | None:
         time.sleep(self.delay)
         with self.lock:
             self.sent.append(status)
+        return self.requested
+
+    requested: float | None = None
 
 
 def progress(state: StreamState, frames: int, reason: str = "") -> Progress:
@@ -104,3 +112,36 @@ def test_a_status_that_cannot_be_read_gives_no_floor_and_no_retries_on_a_4xx() -
     endpoint = ForbiddenEndpoint()
     assert frames_captured_floor(endpoint, attempts=3) == 0  # type: ignore[arg-type]
     assert endpoint.calls == 1
+
+
+def test_the_pod_reports_counts_at_the_pace_the_operator_asks() -> None:
+    """The answer to a PATCH carries status.progressIntervalSeconds (the
+    fleet's pace): the next counts wait that long, state changes do not."""
+    endpoint = SlowEndpoint(delay=0.0)
+    endpoint.requested = 300.0
+    sink = KubeStatusProgress(endpoint, interval=0.2)  # type: ignore[arg-type]
+    sink.report(progress(StreamState.ACTIVE, 1))
+    wait_until(lambda: len(endpoint.sent) == 1, 5, "the first report")
+    wait_until(lambda: sink.interval == 300.0, 5, "the new pace")
+    for frames in range(2, 50):
+        sink.report(progress(StreamState.ACTIVE, frames))
+    time.sleep(1.0)  # five of the old periods: counts wait for the new one
+    assert len(endpoint.sent) == 1
+    sink.report(progress(StreamState.RECONNECTING, 49, "camera closed the connection"))
+    wait_until(lambda: len(endpoint.sent) == 2, 5, "the state change")  # at once
+    sink.close()
+
+
+def test_only_a_sane_period_is_taken_from_an_answer() -> None:
+    assert requested_interval(b'{"status": {"progressIntervalSeconds": 120}}') == 120.0
+    for answer in (
+        b"not json",
+        b"[]",
+        b'{"status": null}',
+        b'{"status": {"progressIntervalSeconds": "120"}}',
+        b'{"status": {"progressIntervalSeconds": true}}',
+        b'{"status": {"progressIntervalSeconds": 0.01}}',
+        b'{"status": {"progressIntervalSeconds": 1e9}}',
+        b'{"status": {}}',
+    ):
+        assert requested_interval(answer) is None, answer

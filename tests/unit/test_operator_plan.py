@@ -321,14 +321,24 @@ def test_the_pod_carries_the_hash_of_the_capture_spec_only() -> None:
     assert spec_hash(stream(topK=4)["spec"]) != spec_hash(stream()["spec"])
 
 
-def test_the_periodic_reconcile_wakes_for_a_backoff_that_ends_sooner() -> None:
-    from streamgrid.operator.handlers import next_reconcile_in
+def test_a_stream_is_looked_at_again_when_its_backoff_or_ttl_ends() -> None:
+    from streamgrid.operator.controller import SECRET_RECHECK_SECONDS, wake_in
 
-    assert next_reconcile_in({}, 30, NOW, NOW + timedelta(seconds=10)) == 20
-    soon = {"nextAttemptAt": iso(NOW + timedelta(seconds=4))}
-    assert next_reconcile_in(soon, 30, NOW, NOW + timedelta(seconds=1)) == 3
-    passed = {"nextAttemptAt": iso(NOW - timedelta(seconds=4))}  # already acted on
-    assert next_reconcile_in(passed, 30, NOW, NOW + timedelta(seconds=1)) == 29
+    assert wake_in(stream(), SETTINGS, NOW) is None  # nothing due: the resync will do
+    backing_off = stream(status={"nextAttemptAt": iso(NOW + timedelta(seconds=4))})
+    assert wake_in(backing_off, SETTINGS, NOW) == 4
+    stopped = stream(
+        "Stopped",
+        ttlSecondsAfterStopped=60,
+        status={"state": "Stopped", "stoppedAt": iso(NOW - timedelta(seconds=20))},
+    )
+    assert wake_in(stopped, SETTINGS, NOW) == 40
+    overdue = stream(status={"nextAttemptAt": iso(NOW - timedelta(seconds=4))})
+    assert wake_in(overdue, SETTINGS, NOW) == 0
+    waiting = stream(
+        status={"state": "Pending", "reason": "credentials Secret cam-creds not found in cams"}
+    )
+    assert wake_in(waiting, SETTINGS, NOW) == SECRET_RECHECK_SECONDS
 
 
 def within_crd_limits(p: Any) -> None:
@@ -377,3 +387,12 @@ def test_a_pod_of_the_previous_operator_is_kept_until_the_spec_changes() -> None
     edited["metadata"]["generation"] = 4
     p = plan(edited, legacy, SETTINGS, NOW)
     assert p.delete_pod and "PodReplaced" in events(p)
+
+
+def test_capture_pods_invite_a_prometheus_scrape_of_their_health_port() -> None:
+    from streamgrid.operator.podspec import HEALTH_PORT
+
+    annotations = capture_pod(stream(), SETTINGS)["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(HEALTH_PORT)
+    assert annotations["prometheus.io/path"] == "/metrics"

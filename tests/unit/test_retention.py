@@ -16,7 +16,7 @@ import pytest
 
 from streamgrid.core.models import FrameRecord
 from streamgrid.core.store import DirectoryObjectStore, FrameStore
-from streamgrid.operator import handlers
+from streamgrid.operator import controller, handlers
 from streamgrid.operator.retention import (
     SKIP_DATA_DELETE_ANNOTATION,
     StillRunning,
@@ -138,7 +138,7 @@ def test_the_delete_handler_waits_for_a_reconcile_of_the_same_stream(
     order: list[str] = []
     inside, leave = threading.Event(), threading.Event()
 
-    def slow_reconcile(*_: Any) -> None:
+    def slow_reconcile(*_: Any, **__: Any) -> None:
         inside.set()
         leave.wait(5)
         order.append("reconcile")
@@ -146,10 +146,11 @@ def test_the_delete_handler_waits_for_a_reconcile_of_the_same_stream(
     def finish(*_: Any, **__: Any) -> None:
         order.append("delete")
 
-    monkeypatch.setattr(handlers, "reconcile", slow_reconcile)
+    monkeypatch.setattr(controller, "reconcile", slow_reconcile)
     monkeypatch.setattr(handlers, "finish_deleted_stream", finish)
     monkeypatch.setattr(handlers, "_state", {"api": object(), "settings": SETTINGS})
-    first = threading.Thread(target=handlers._reconcile_alone, args=(None, SETTINGS, "cams", "cam"))
+    engine = controller.Controller(cast("Any", None), SETTINGS)
+    first = threading.Thread(target=engine.reconcile_now, args=(("cams", "cam"),))
     first.start()
     assert inside.wait(5)
     deleting = threading.Thread(
@@ -162,7 +163,7 @@ def test_the_delete_handler_waits_for_a_reconcile_of_the_same_stream(
     first.join(5)
     deleting.join(5)
     assert order == ["reconcile", "delete"]
-    assert handlers._stream_locks == {}  # nothing kept once nobody holds or waits
+    assert controller._stream_locks == {}  # nothing kept once nobody holds or waits
 
 
 def test_a_lock_is_never_dropped_while_someone_waits_on_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,7 +172,7 @@ def test_a_lock_is_never_dropped_while_someone_waits_on_it(monkeypatch: pytest.M
     calls = iter(gates)
     guard = threading.Lock()
 
-    def gone_stream(*_: Any) -> None:  # the stream is going: reconcile returns None
+    def gone_stream(*_: Any, **__: Any) -> None:  # the stream is going: reconcile returns None
         gate = next(calls)
         with guard:
             running[0] += 1
@@ -180,9 +181,10 @@ def test_a_lock_is_never_dropped_while_someone_waits_on_it(monkeypatch: pytest.M
         with guard:
             running[0] -= 1
 
-    monkeypatch.setattr(handlers, "reconcile", gone_stream)
-    args = (None, SETTINGS, "cams", "cam")
-    threads = [threading.Thread(target=handlers._reconcile_alone, args=args) for _ in range(3)]
+    monkeypatch.setattr(controller, "reconcile", gone_stream)
+    engine = controller.Controller(cast("Any", None), SETTINGS)
+    key = ("cams", "cam")
+    threads = [threading.Thread(target=engine.reconcile_now, args=(key,)) for _ in range(3)]
     threads[0].start()
     time.sleep(0.1)
     threads[1].start()  # waits on the first's lock

@@ -1,0 +1,262 @@
+"""The operator's engine without an API server: the cache's ordering, the work
+queue's promises, the fleet's pace, and what a reconcile costs in API calls."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections import Counter
+from typing import Any, cast
+
+from streamgrid.operator.cache import ObjectCache, slim_pod, slim_stream
+from streamgrid.operator.controller import Controller, FleetPacer
+from streamgrid.operator.kubeapi import KubernetesStreamApi
+from streamgrid.operator.podspec import COMPONENT_LABEL, STREAM_LABEL, capture_pod
+from streamgrid.operator.settings import OperatorSettings
+from streamgrid.operator.workqueue import WorkQueue
+
+from ..support.processes import wait_until
+
+SETTINGS = OperatorSettings(store_url="s3://bucket/frames", s3_secret_name="s3")
+
+
+def stream(name: str, version: int, **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "streamgrid.io/v1alpha1",
+        "kind": "VideoStream",
+        "metadata": {
+            "name": name,
+            "namespace": "cams",
+            "uid": f"uid-{name}",
+            "generation": 1,
+            "resourceVersion": str(version),
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+        },
+        "spec": {"source": {"url": "rtsp://cam/x"}, "state": "Running"},
+        "status": status,
+    }
+
+
+class FakeApi:
+    """KubernetesStreamApi's calls, counted; the API server's versions."""
+
+    def __init__(self, create_delay: float = 0.0) -> None:
+        self.calls: Counter[str] = Counter()
+        self.version = 1000
+        self.create_delay = create_delay
+        self.provisioner = None
+        self.lock = threading.Lock()
+        self.streams: dict[str, dict[str, Any]] = {}  # what the API server holds
+
+    def add_stream(self, engine: Controller, body: dict[str, Any]) -> None:
+        self.streams[body["metadata"]["name"]] = copy.deepcopy(body)
+        engine.streams.put(body)
+
+    def _next(self) -> str:
+        with self.lock:
+            self.version += 1
+            return str(self.version)
+
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        time.sleep(self.create_delay)
+        self.calls["create_pod"] += 1
+        created = copy.deepcopy(body)
+        created["metadata"].update(namespace=namespace, resourceVersion=self._next())
+        created["status"] = {"phase": "Pending"}
+        return created
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls["get_pod"] += 1
+        return None
+
+    def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> dict[str, Any] | None:
+        self.calls["delete_pod"] += 1
+        return None
+
+    def patch_stream_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        self.calls["patch_status"] += 1
+        held = self.streams.get(name)
+        if held is None:
+            return None
+        merged = {**(held.get("status") or {}), **status}
+        held["status"] = {k: v for k, v in merged.items() if v is not None}
+        held["metadata"]["resourceVersion"] = self._next()
+        return copy.deepcopy(held)
+
+    def event(self, *_: Any) -> None:
+        self.calls["event"] += 1
+
+    def secret_version(self, namespace: str, name: str) -> str | None:
+        self.calls["get_secret"] += 1
+        return "7"
+
+    def prepare_namespace(self, namespace: str) -> None:
+        pass
+
+    def delete_stream(self, namespace: str, name: str) -> None:
+        self.calls["delete_stream"] += 1
+
+    def list_all_streams(self, namespace: str | None) -> list[dict[str, Any]]:
+        self.calls["list"] += 1
+        return []
+
+    def list_capture_pods(self, namespace: str | None) -> list[dict[str, Any]]:
+        self.calls["list"] += 1
+        return []
+
+
+def controller(api: FakeApi, **settings: Any) -> Controller:
+    return Controller(
+        cast("KubernetesStreamApi", api), SETTINGS.model_copy(update=settings), workers=4
+    )
+
+
+# -- the cache -------------------------------------------------------------------
+def test_the_cache_keeps_the_newest_version_and_drops_managed_fields() -> None:
+    cache = ObjectCache(slim_stream)
+    assert cache.put(stream("a", 5, state="Active"))
+    assert not cache.put(stream("a", 4, state="Pending"))  # an older answer, late
+    kept = cache.get(("cams", "a"))
+    assert kept is not None and kept["status"]["state"] == "Active"
+    assert "managedFields" not in kept["metadata"]
+    kept["status"]["state"] = "changed by a reader"  # each reader gets its own copy
+    assert cache.get(("cams", "a"))["status"]["state"] == "Active"  # type: ignore[index]
+
+
+def test_a_deleted_object_is_not_brought_back_by_an_answer_that_raced_the_watch() -> None:
+    cache = ObjectCache(slim_pod)
+    pod = capture_pod(stream("a", 1), SETTINGS)
+    pod["metadata"].update(namespace="cams", resourceVersion="10")
+    cache.put(pod)
+    cache.delete({**pod, "metadata": {**pod["metadata"], "resourceVersion": "12"}})
+    assert not cache.put(pod)  # our create's answer (version 10), after the DELETED event
+    assert cache.get(("cams", pod["metadata"]["name"])) is None
+    again = copy.deepcopy(pod)
+    again["metadata"]["resourceVersion"] = "13"  # made again since: kept
+    assert cache.put(again)
+
+
+def test_a_fresh_list_forgets_what_it_does_not_hold() -> None:
+    seen: list[tuple[tuple[str, str], bool]] = []
+    cache = ObjectCache(slim_stream, on_change=lambda key, obj: seen.append((key, obj is None)))
+    cache.put(stream("a", 1))
+    cache.put(stream("b", 1))
+    cache.replace_all([stream("b", 2), stream("c", 1)])
+    assert sorted(cache.keys()) == [("cams", "b"), ("cams", "c")]
+    assert (("cams", "a"), True) in seen
+
+
+# -- the work queue ----------------------------------------------------------------
+def test_a_key_waits_once_and_is_handed_to_one_worker_at_a_time() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    for _ in range(5):
+        queue.add("a")
+    queue.add("b")
+    assert len(queue) == 2
+    assert queue.get() == "a"
+    queue.add("a")  # while a worker has it: handed out again after done()
+    assert queue.get() == "b"
+    assert len(queue) == 0
+    queue.done("a")
+    assert queue.get() == "a"
+
+
+def test_only_the_earliest_due_time_of_a_key_counts() -> None:
+    now = [100.0]
+    queue: WorkQueue[str] = WorkQueue(clock=lambda: now[0])
+    queue.add_after("a", 30)
+    queue.add_after("a", 5)
+    queue.add_after("a", 60)
+    now[0] = 106.0
+    assert queue.get() == "a"
+    queue.done("a")
+    now[0] = 200.0  # the 30 s and 60 s entries were superseded: nothing more
+    queue.close()
+    assert queue.get() is None
+
+
+def test_a_failing_key_backs_off_and_forget_resets_it() -> None:
+    queue: WorkQueue[str] = WorkQueue(clock=lambda: 0.0)
+    assert [queue.retry("a") for _ in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    queue.forget("a")
+    assert queue.retry("a") == 1
+
+
+# -- the fleet's pace ----------------------------------------------------------------
+def test_the_report_period_keeps_the_fleet_within_its_write_budget() -> None:
+    pacer = FleetPacer(floor=5.0, writes_per_second=40.0)
+    for streams, period in ((1, 5), (100, 5), (1_000, 30), (3_000, 90), (10_000, 300)):
+        assert pacer.period_for(streams) == period
+        assert streams / period <= 40
+    assert pacer.update(10_000) and pacer.current == 300
+    assert not pacer.update(9_500)  # a little smaller: no flapping at the boundary
+    assert pacer.update(4_000) and pacer.current == 120
+    tests_floor = FleetPacer(floor=0.5, writes_per_second=40.0)
+    assert tests_floor.period_for(1) == 0.5
+
+
+# -- reconciles: API calls -------------------------------------------------------------
+def test_many_events_at_once_make_one_pod() -> None:
+    """At 3,000 streams the 30-s check raced the create handler: 500 duplicate
+    creates. Here 50 events for one stream arrive while the create is slow."""
+    api = FakeApi(create_delay=0.05)
+    engine = controller(api)
+    api.add_stream(engine, stream("a", 1))
+    engine.synced.set()
+    engine.start()
+    try:
+        for _ in range(50):
+            engine.stream_event("MODIFIED", stream("a", 1))
+            time.sleep(0.002)
+        wait_until(lambda: api.calls["create_pod"] >= 1, 5, "the pod created")
+        time.sleep(0.3)
+        assert api.calls["create_pod"] == 1
+    finally:
+        engine.stop()
+
+
+def test_a_running_fleet_costs_no_api_calls_at_a_resync() -> None:
+    api = FakeApi()
+    engine = controller(api)
+    for index in range(200):
+        name = f"cam{index}"
+        api.add_stream(engine, stream(name, 1))
+        engine.reconcile_now(("cams", name))  # creates the pod, writes the status
+    assert api.calls["create_pod"] == 200
+    settled: dict[str, Any] = {}
+    for index in range(200):  # as the watch shows them now: pods running, status written
+        name = f"cam{index}"
+        pod = engine.pods.get(("cams", f"{name}-capture"))
+        assert pod is not None and pod["metadata"]["labels"][STREAM_LABEL] == name
+        assert pod["metadata"]["labels"][COMPONENT_LABEL] == "capture"
+        pod["status"] = {"phase": "Running"}
+        pod["metadata"]["resourceVersion"] = "5000"
+        engine.pod_event("MODIFIED", pod)
+        settled[name] = engine.reconcile_now(("cams", name))
+    before = Counter(api.calls)
+    for index in range(200):  # the resync: from the cache, nothing changed
+        result = engine.reconcile_now(("cams", f"cam{index}"))
+        assert result is not None and not result.status and not result.create_pod
+    assert api.calls == before  # no reads, no writes
+    engine.queue.close()
+
+
+def test_a_stream_with_a_credentials_secret_reads_it_only_to_make_a_pod() -> None:
+    api = FakeApi()
+    engine = controller(api)
+    body = stream("a", 1)
+    body["spec"]["source"]["credentialsSecretRef"] = {"name": "a-credentials"}
+    api.add_stream(engine, body)
+    engine.reconcile_now(("cams", "a"))
+    assert api.calls["get_secret"] == 1 and api.calls["create_pod"] == 1
+    pod = engine.pods.get(("cams", "a-capture"))
+    assert pod is not None
+    pod["status"] = {"phase": "Running"}
+    pod["metadata"]["resourceVersion"] = "5000"
+    engine.pod_event("MODIFIED", pod)
+    for _ in range(5):
+        engine.reconcile_now(("cams", "a"))
+    assert api.calls["get_secret"] == 1
