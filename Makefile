@@ -4,31 +4,42 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
+, := ,
 
-.PHONY: serve test check unit bench fuzz demo-camera system-deps kube-tools interop-tools node-images clean
+.PHONY: serve test check unit bench bench-fleet fuzz demo-camera camera-deps system-deps kube-tools interop-tools node-images clean
 
 
+
+# One install into $(VENV) at a time: `make serve` and `make demo-camera` in two
+# terminals would otherwise run two pip installs into one venv at once. The
+# second make waits for the lock, then checks again whether the target is up to
+# date (newer than its prerequisites) and finds the first one's install done.
+define locked
+	@mkdir -p $(VENV)
+	flock $(VENV)/.install.lock bash -c 'set -e; for f in $^; do [ $@ -nt $$f ] || { $(1); exit; }; done; [ -e $@ ] || { $(1); }'
+endef
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV) || { scripts/install-system-deps.sh && $(PYTHON) -m venv $(VENV); }
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(call locked,{ $(PYTHON) -m venv $(VENV) || { scripts/install-system-deps.sh runtime && $(PYTHON) -m venv $(VENV); }; } && $(BIN)/python -m pip install -q --upgrade pip)
 
 # setup.py compiles the worker's C receive loops: a change to them reinstalls.
 $(VENV)/.runtime: pyproject.toml setup.py streamgrid/capture/_packets.c streamgrid/capture/_rtp.c | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
-	touch $@
+	$(call locked,$(BIN)/python -m pip install -q -e . && touch $@)
 
 $(VENV)/.test: pyproject.toml $(VENV)/.runtime
-	$(BIN)/python -m pip install -q -e '.[test]'
-	touch $@
+	$(call locked,$(BIN)/python -m pip install -q -e ".[test]" && touch $@)
 
 ## Run the service, embedded runtime, on 127.0.0.1:8080 (frames in ./streamgrid-data).
 serve: $(VENV)/.runtime
 	$(BIN)/streamgrid serve $(ARGS)
 
 ## A live RTSP test camera on rtsp://127.0.0.1:8554/demo (and /gray, /clock).
-demo-camera: system-deps $(VENV)/.runtime
+## Installs only the camera's Debian packages (GStreamer), as root or via sudo.
+demo-camera: camera-deps $(VENV)/.runtime
 	$(BIN)/streamgrid demo-camera $(ARGS)
+
+camera-deps:
+	scripts/install-system-deps.sh camera
 
 system-deps:
 	scripts/install-system-deps.sh
@@ -55,6 +66,15 @@ node-images: system-deps kube-tools $(VENV)/.runtime
 test: system-deps kube-tools interop-tools node-images $(VENV)/.test check
 	$(BIN)/pytest $(ARGS)
 	$(BIN)/python -m bench --short
+	$(BIN)/python -m bench --fleet 200 --short
+
+## The cluster runtime at fleet scale (bench/fleet.py; about 40 minutes): this
+## tree's operator and gateway at 1,000, 3,000 and 10,000 VideoStreams, and
+## BASELINE's (a checkout of another revision) at 1,000 and 3,000, side by side.
+BASELINE ?=
+bench-fleet: system-deps kube-tools $(VENV)/.test
+	$(BIN)/python -m bench --fleet 1000,3000,10000 --markdown docs/benchmarks.md \
+		$(if $(BASELINE),--baseline-tree $(BASELINE) --fleet-baseline 1000$(,)3000) $(ARGS)
 
 ## The full benchmark (about 25 minutes); results go to docs/benchmarks.md.
 bench: system-deps $(VENV)/.test

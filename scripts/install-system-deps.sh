@@ -1,35 +1,69 @@
 #!/usr/bin/env bash
-# Debian packages the tests (and the demo camera) need: GStreamer's RTSP server
-# with PyGObject for the camera, x264 for H.264, ffmpeg for the benchmarks'
-# baselines, python3-venv for the virtualenv, python3-dev and gcc for the
-# capture worker's C demux loop, etcd and openssl for the test
-# Kubernetes control plane; containerd, runc, CNI plugins, podman, buildah,
-# debootstrap, iptables and gcc (the static pause binary) for the test node.
-# Installs only what is missing.
+# Debian packages, by what needs them. Installs only what is missing, with
+# apt-get (as root, else through sudo: it says so before asking).
+#
+#   scripts/install-system-deps.sh runtime   `make serve`: the virtualenv, and gcc
+#                                            and Python's headers for the capture
+#                                            worker's C receive loops
+#   scripts/install-system-deps.sh camera    `make demo-camera`: the runtime's, and
+#                                            GStreamer's RTSP server with PyGObject,
+#                                            its plugins and x264 (plugins-ugly)
+#   scripts/install-system-deps.sh [all]     `make test`: everything below
 set -euo pipefail
 
+runtime=(python3 python3-venv python3-dev gcc libc6-dev make)
+camera=(
+  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+  # TLS for the camera's rtsps:// port (GIO's GnuTLS backend).
+  glib-networking
+)
 packages=(
-  python3 python3-venv python3-dev python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp
-  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly gstreamer1.0-tools ffmpeg make etcd-server openssl
+  "${runtime[@]}" "${camera[@]}"
+  # The tests: ffmpeg for the benchmarks' baselines and test media, GStreamer's
+  # tools; etcd and openssl for the test Kubernetes control plane.
+  gstreamer1.0-tools ffmpeg etcd-server openssl
   # The test node (issue 5): containers, pod networking, image builds.
   containerd runc containernetworking-plugins podman buildah catatonit debootstrap
-  iptables conntrack iproute2 ethtool socat gcc libc6-dev
-  # The interoperability tests (issue 11): live555's C++ server; TLS for the
-  # test camera's rtsps:// port (GIO's GnuTLS backend).
-  g++ glib-networking
+  iptables conntrack iproute2 ethtool socat
+  # The interoperability tests (issue 11): live555's C++ server.
+  g++
+  # The dashboard's browser test (issue 15): headless Chromium and its driver.
+  chromium chromium-driver
 
 )
+
+mode=${1:-all}
+case "$mode" in
+  runtime) wanted=("${runtime[@]}") ;;
+  camera) wanted=("${runtime[@]}" "${camera[@]}") ;;
+  all) wanted=("${packages[@]}") ;;
+  *) echo "usage: $0 [runtime|camera|all]" >&2; exit 2 ;;
+esac
+
+# One run at a time (`make serve` and `make demo-camera` in two terminals): the
+# second waits, then finds the first's packages installed.
+exec 9>"${TMPDIR:-/tmp}/streamgrid-system-deps.lock"
+flock 9
+
 missing=()
-for p in "${packages[@]}"; do
+for p in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system packages: all present"
+  echo "system packages ($mode): all present"
   exit 0
 fi
 sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "system packages: installing ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  if ! command -v sudo >/dev/null; then
+    echo "system packages ($mode): missing ${missing[*]}; installing them needs root:" >&2
+    echo "  apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  sudo="sudo"
+  echo "system packages ($mode): installing them needs root: apt-get runs through sudo"
+fi
+echo "system packages ($mode): installing ${missing[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

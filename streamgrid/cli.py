@@ -1,4 +1,5 @@
-"""``streamgrid serve`` (the embedded default) and ``streamgrid demo-camera``."""
+"""The ``streamgrid`` command: start-up of the server and the demo camera, and
+the argument wiring of the client commands (streamgrid/cli_client.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import argparse
 import os
 import shutil
 import sys
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
 
 CAMERA_SCRIPT = Path(__file__).parent / "camera" / "gst_camera.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, which has PyGObject (gi)
@@ -106,25 +112,134 @@ def demo_camera(args: argparse.Namespace) -> int:
     return 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="streamgrid", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="serve the HTTP API, embedded runtime")
-    p.add_argument("--host", help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (default 8080)")
-    p.add_argument("--data-dir", help="where frames and grids go (default ./streamgrid-data)")
+DESCRIPTION = (
+    "Watch RTSP cameras, keep the brightest frames, get them back as a JPEG grid. "
+    "The serve command runs the API; start, ls, status, stop and watch talk to it."
+)
+
+SERVE_HELP = """\
+environment (STREAMGRID_<NAME>, read once at start-up; --host, --port,
+--data-dir and --insecure override theirs):
+{variables}
+
+the store:
+  frames and grids go to a directory (./streamgrid-data, or --data-dir), or to
+  S3 with STREAMGRID_STORE_URL=s3://bucket[/prefix], STREAMGRID_S3_ENDPOINT_URL
+  (MinIO, SeaweedFS; AWS if unset), STREAMGRID_S3_ACCESS_KEY_ID and
+  STREAMGRID_S3_SECRET_ACCESS_KEY; the stream records then need
+  STREAMGRID_STATE_DIR (else ./streamgrid-state).
+
+runtimes:
+  embedded (this command, the default): one capture worker process per stream
+    on this machine.
+  cluster: the Helm chart (charts/streamgrid) runs this gateway with
+    STREAMGRID_BACKEND=kube: each stream is a VideoStream resource, and an
+    operator runs a capture pod per stream, writing to S3 (README: Kubernetes).
+
+capture workers inherit this environment: their tuning (STREAMGRID_DEMUXER,
+STREAMGRID_DECODE_MODE, STREAMGRID_DECODE_THREADS, STREAMGRID_OPEN_TIMEOUT,
+STREAMGRID_READ_TIMEOUT, STREAMGRID_JPEG_QUALITY, STREAMGRID_TLS_CA_FILE, ...)
+is in streamgrid/capture/settings.py.
+"""
+
+
+def settings_variables() -> list[str]:
+    """Every STREAMGRID_* setting of the server, with its default, from the
+    settings model itself (so that the help cannot fall behind it)."""
+    from .gateway.settings import GatewaySettings
+
+    shown = []
+    for name, field in GatewaySettings.model_fields.items():
+        if field.validation_alias is not None:  # not a STREAMGRID_ variable
+            continue
+        shown.append(f"STREAMGRID_{name.upper()}{shown_default(field.default)}")
+    return shown
+
+
+def shown_default(default: object) -> str:
+    """``=8080``, ``=false``; nothing for no default or a list (see README)."""
+    if default is None or default == "" or isinstance(default, list | tuple):
+        return ""
+    if isinstance(default, bool):
+        return f"={str(default).lower()}"
+    if isinstance(default, float):
+        return f"={default:g}"
+    return f"={default}"
+
+
+def serve_help() -> str:
+    listed = textwrap.fill(
+        "  ".join(settings_variables()),
+        width=78,
+        initial_indent="  ",
+        subsequent_indent="  ",
+        break_on_hyphens=False,
+    )
+    return SERVE_HELP.format(variables=listed)
+
+
+class Parser(argparse.ArgumentParser):
+    """Errors in one line on stderr, exit 2 (usage); help formatted as written;
+    an epilog made only when help is asked for (``later_epilog``)."""
+
+    later_epilog: Callable[[], str] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        if isinstance(kwargs.get("description"), str):  # raw, so wrapped here
+            kwargs["description"] = textwrap.fill(kwargs["description"], width=78)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def format_help(self) -> str:
+        if self.epilog is None and self.later_epilog is not None:
+            self.epilog = self.later_epilog()
+        return super().format_help()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .cli_client import add_client_commands, connection_options
+
+    parser = Parser(prog="streamgrid", description=DESCRIPTION, parents=[connection_options()])
+    parser.add_argument("--version", action="version", version=f"streamgrid {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser(
+        "serve",
+        help="serve the HTTP API (embedded runtime)",
+        description="Serve the HTTP API on 127.0.0.1:8080, the embedded runtime: "
+        "a capture worker per stream on this machine.",
+    )
+    p.later_epilog = serve_help  # imports the settings model: only for --help
+    p.add_argument("--host", help="bind address (default 127.0.0.1; STREAMGRID_HOST)")
+    p.add_argument("--port", type=int, help="port (default 8080; STREAMGRID_PORT)")
+    p.add_argument(
+        "--data-dir", help="where frames and grids go (default ./streamgrid-data; a directory)"
+    )
     p.add_argument(
         "--insecure",
         action="store_true",
         help="serve a non-loopback address without authentication (anyone may use it)",
     )
     p.set_defaults(func=serve)
-    c = sub.add_parser("demo-camera", help="a live RTSP test camera (GStreamer)")
-    c.add_argument("--host", default="127.0.0.1")
-    c.add_argument("--port", type=int, default=8554)
+    c = sub.add_parser(
+        "demo-camera",
+        help="a live RTSP test camera (GStreamer)",
+        description="A live H.264 RTSP camera from GStreamer's RTSP server, to try "
+        "streamgrid with: rtsp://HOST:PORT/demo, /gray and /clock. Needs Debian's "
+        "GStreamer packages (make demo-camera installs them).",
+    )
+    c.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    c.add_argument("--port", type=int, default=8554, help="RTSP port (default 8554)")
     c.add_argument("--secure-port", type=int, help="also serve behind basic auth here")
     c.set_defaults(func=demo_camera)
-    args = parser.parse_args(argv)
+    add_client_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code
 

@@ -23,6 +23,7 @@ from ..core.logs import configure_logging, log_event, register_secret
 from ..core.models import StreamState
 from ..core.urls import mask_url, url_secrets
 from .health import HealthServer, stale_after
+from .metrics import worker_exposition
 from .progress import JsonLinesProgress, NoProgress, ProgressSink
 from .settings import CaptureSettings
 from .worker import EXIT_BAD_SETTINGS, EXIT_CRASHED, EXIT_STOPPED, CaptureWorker
@@ -89,7 +90,13 @@ def start_health(settings: CaptureSettings, worker: CaptureWorker) -> HealthServ
         return None
     limit = stale_after(settings)
     try:
-        health = HealthServer(settings.health_host, settings.health_port, worker.heartbeat, limit)
+        health = HealthServer(
+            settings.health_host,
+            settings.health_port,
+            worker.heartbeat,
+            limit,
+            worker_exposition(settings.stream_id, worker.metrics),
+        )
     except OSError as exc:
         log_event(log, "worker.health_unavailable", logging.WARNING, error=str(exc))
         return None

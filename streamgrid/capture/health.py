@@ -7,6 +7,9 @@ keeps beating while it reconnects), and so is every finished store call (a
 slow store is not a dead worker either). Off unless ``STREAMGRID_HEALTH_PORT``
 is set; the kubelet probes the pod's IP, so the pod binds every address, IPv4
 and IPv6.
+
+``GET /metrics`` on the same port is the worker's Prometheus exposition
+(capture/metrics.py), for the chart's scrape annotations.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import urlsplit
 
 from ..core.store import ObjectStore
 from .settings import CaptureSettings
@@ -95,23 +99,34 @@ def stale_after(settings: CaptureSettings) -> float:
 class HealthServer:
     """A one-thread HTTP server (the probe is the only client) in a daemon thread."""
 
-    def __init__(self, host: str, port: int, heartbeat: Heartbeat, stale_after: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        heartbeat: Heartbeat,
+        stale_after: float,
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
+    ) -> None:
+        """``metrics``: the body and content type of ``GET /metrics`` (404 without)."""
         limit = stale_after
 
         class Handler(BaseHTTPRequestHandler):
             timeout = 5  # a client that stalls mid-request does not hold the server
 
             def do_GET(self) -> None:  # http.server's naming
-                if self.path != "/healthz":
+                path = urlsplit(self.path).path
+                if path == "/metrics" and metrics is not None:
+                    self._answer(200, *metrics())
+                elif path != "/healthz":
                     self._answer(404, b"not found\n")
                 elif heartbeat.age() <= limit:
                     self._answer(200, b"ok\n")
                 else:
                     self._answer(503, b"capture loop stalled\n")
 
-            def _answer(self, code: int, body: bytes) -> None:
+            def _answer(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
                 self.send_response(code)
-                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
-from typing import IO, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any, Protocol
 
 from ..core.grid_store import StoredGrid
 from ..core.models import StreamState
@@ -26,10 +26,16 @@ class Progress:
     store_error: str = ""
     # The grid stored at a graceful stop (cluster: grid_at_stop), in the final report.
     grid: StoredGrid | None = None
+    # The worker's counters (capture/metrics.py, WorkerMetrics.to_json), at
+    # most once a second and in the final report; not part of the state, so
+    # a report that differs only here is the same progress.
+    metrics: dict[str, Any] | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data["state"] = self.state.value
+        if self.metrics is None:
+            del data["metrics"]
         return data
 
 

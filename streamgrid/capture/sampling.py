@@ -39,6 +39,8 @@ holds them in C and hands them over if asked; capture/native.py drops them).
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -189,8 +191,11 @@ class TickSampler:
         mode: DecodeMode = DecodeMode.AUTO,
         started: float = 0.0,
         recovers_skipped: bool = False,
+        observe_decode: Callable[[float, bool], None] | None = None,
     ) -> None:
         self.decoder = decoder
+        # Told each decode's seconds and whether it was a keyframe (metrics).
+        self.observe_decode = observe_decode
         self.started = started
         self.interval = interval
         self.mode = mode
@@ -202,6 +207,7 @@ class TickSampler:
         self.gop: float | None = None  # seconds between the last two keyframes
         self.decodes = 0  # packets fed to the decoder (for benchmarks and tests)
         self.samples = 0
+        self.last_lag = 0.0  # seconds the last sample came after its tick
         self._last_keyframe_pts: float | None = None
         self._last_keyframe_arrived: float | None = None
         # Lazy state: packets not yet fed to the decoder, in order. They are
@@ -274,7 +280,7 @@ class TickSampler:
             self._synced_all = False
         if not self._synced_all:
             return None
-        pictures = self._feed(arrival.packet)
+        pictures = self._feed(arrival.packet, arrival.keyframe)
         if pictures:
             self._newest = pictures[-1]
         if self._tick_due(arrival.arrived) and arrival.live and self._newest is not None:
@@ -302,12 +308,14 @@ class TickSampler:
                 self._decode_held()
 
     def _decode_held(self) -> Any | None:
+        # Held packets start with a keyframe exactly when the decoder is to be reset.
+        from_keyframe = self._needs_reset
         if self._needs_reset:
             self.decoder.reset()
             self._needs_reset = False
         newest = None
-        for packet in self._held:
-            pictures = self._feed(packet)
+        for i, packet in enumerate(self._held):
+            pictures = self._feed(packet, from_keyframe and i == 0)
             if pictures:
                 newest = pictures[-1]
         self._held = []  # the decoder is at the newest packet; carry on from there
@@ -315,7 +323,7 @@ class TickSampler:
 
     def _decode_keyframe_alone(self, packet: Any) -> Any | None:
         self.decoder.reset()
-        pictures = self._feed(packet) + self.decoder.drain()
+        pictures = self._feed(packet, keyframe=True) + self.decoder.drain()
         # A drained decoder cannot continue: should the lazy path need pictures
         # from this GOP, it decodes again from this keyframe.
         self._held = [packet]
@@ -324,9 +332,14 @@ class TickSampler:
         return pictures[-1] if pictures else None
 
     # -- bookkeeping ---------------------------------------------------------
-    def _feed(self, packet: Any) -> list[Any]:
+    def _feed(self, packet: Any, keyframe: bool = False) -> list[Any]:
         self.decodes += 1
-        return self.decoder.decode(packet)
+        if self.observe_decode is None:
+            return self.decoder.decode(packet)
+        started = time.perf_counter()
+        pictures = self.decoder.decode(packet)
+        self.observe_decode(time.perf_counter() - started, keyframe)
+        return pictures
 
     def _keyframe_deadline(self) -> float:
         """When to stop waiting for a keyframe to serve the due tick: a grace
@@ -361,6 +374,7 @@ class TickSampler:
         # is due already, restart it from now (which also puts the ticks where
         # the keyframes come).
         base = self.next_tick if self.next_tick is not None else now
+        self.last_lag = max(0.0, now - base)
         self.next_tick = base + self.interval
         if self.next_tick - self.early <= now:
             self.next_tick = now + self.interval

@@ -29,6 +29,7 @@ from ..core.store import FrameStore, store_error_text
 from ..core.topk import TopK, best
 from ..core.urls import mask_secrets
 from .health import BeatingObjects, Heartbeat
+from .metrics import LinkCounts, Throttle, WorkerMetrics
 from .progress import Progress, ProgressSink
 from .sampling import TickSampler
 from .settings import CaptureSettings
@@ -120,6 +121,11 @@ class CaptureWorker:
         self._last_manifest = 0.0
         self.sampler: TickSampler | None = None
         self.source: VideoSource | None = None
+        # Prometheus numbers (capture/metrics.py): plain counters, read by the
+        # health server's /metrics or sent in progress lines (throttled).
+        self.metrics = WorkerMetrics()
+        self._metrics_due = Throttle()
+        self._link: LinkCounts | None = None
 
     # -- restart -------------------------------------------------------------
     def restore(self) -> None:
@@ -171,6 +177,7 @@ class CaptureWorker:
             except SourceError as exc:
                 if stop.is_set():
                     break
+                self.metrics.reconnected(str(exc))
                 delay = self.backoff.next()
                 reason = mask_secrets(str(exc))
                 self._report(StreamState.RECONNECTING, reason)
@@ -195,10 +202,25 @@ class CaptureWorker:
             settings.decode_mode,
             time.monotonic(),
             recovers_skipped=source.recovers_skipped,
+            observe_decode=self.metrics.observe_decode,
         )
         self.sampler = sampler
+        self._link = link = LinkCounts(source)
+        try:
+            self._sample_arrivals(source, sampler, link, stop)
+        finally:  # the connection's last counts, before the source closes it
+            self.metrics.link_read(*link.read())
+            self.metrics.link_closed()
+            self._link = None
+
+    def _sample_arrivals(
+        self, source: VideoSource, sampler: TickSampler, link: LinkCounts, stop: threading.Event
+    ) -> None:
+        settings = self.settings
         for arrival in source.arrivals(stop, sampler.skipping_until):
             self.heartbeat.beat()
+            if arrival is not None:
+                link.seen(arrival.packet.size)
             frame = sampler.offer(arrival) if arrival is not None else None
             if frame is not None:
                 if self.state is not StreamState.ACTIVE:
@@ -232,6 +254,9 @@ class CaptureWorker:
             # listing is equal to the one held in memory.
             record = FrameRecord(self.frames_captured, picture.brightness(), round(time.time(), 3))
             self.frames_captured += 1
+            self.metrics.samples += 1
+            if self.sampler is not None:
+                self.metrics.sample_lag_seconds.observe(self.sampler.last_lag)
             self.last_frame_at = record.captured_at
             if log.isEnabledFor(logging.DEBUG):  # per-sample detail, for benchmarks
                 sampler = self.sampler
@@ -248,7 +273,9 @@ class CaptureWorker:
                     mode=sampler.active_mode().value if sampler else None,
                 )
             if self.topk.would_enter(record.brightness):
+                started = time.perf_counter()
                 jpeg = encode_jpeg(picture.to_bgr(), self.settings.jpeg_quality)
+                self.metrics.jpeg_seconds.observe(time.perf_counter() - started)
                 _, evicted = self.topk.offer(record)
                 self._save(record, jpeg)
                 if evicted is not None:
@@ -371,7 +398,7 @@ class CaptureWorker:
             self._write_manifest(final=True)
             if state is StreamState.STOPPED and self.settings.grid_at_stop:
                 self.grid = self._store_grid()
-            self._report(state, self.reason)
+            self._report(state, self.reason, final=True)
             log_event(
                 log,
                 "worker.finished",
@@ -437,8 +464,12 @@ class CaptureWorker:
         """The store's error while any kept frame is not stored, else ""."""
         return self.store_error if self.unsaved else ""
 
-    def _report(self, state: StreamState, reason: str = "") -> None:
+    def _report(self, state: StreamState, reason: str = "", final: bool = False) -> None:
         self.state = state
+        link = self._link
+        if link is not None:
+            self.metrics.link_read(*link.read())
+        metrics = self.metrics.to_json() if final or self._metrics_due.due() else None
         if reason or state in (StreamState.ACTIVE, StreamState.CONNECTING):
             self.reason = reason
         store_error = self.failing_store()
@@ -456,5 +487,6 @@ class CaptureWorker:
                 unsaved=len(self.unsaved),
                 store_error=store_error,
                 grid=self.grid,
+                metrics=metrics,
             )
         )

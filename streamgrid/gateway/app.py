@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,6 +32,10 @@ from .backend import (
     StreamNotFound,
     TooManyStreams,
 )
+from .dashboard import install_dashboard
+from .grids import GRID_OBSERVER
+from .listing import encode_list, page_params, select
+from .metrics import METRICS_PATH, CountRequests, GatewayMetrics, MetricsSettings
 from .openapi import DETAILS, HEALTHZ, LIST, START, STATUS, STOP, STOP_ALL, install_docs
 from .requests import BadRequest, json_depth, parse_geometry, parse_start
 
@@ -98,8 +103,12 @@ async def _rtsp_url_from_body(request: Request) -> str | None:
 
 
 def create_app(
-    make_backend: Callable[[], StreamBackend], authenticator: Authenticator | None = None
+    make_backend: Callable[[], StreamBackend],
+    authenticator: Authenticator | None = None,
+    metrics_public: bool | None = None,
 ) -> FastAPI:
+    """``metrics_public``: /metrics without a token (default: STREAMGRID_METRICS_PUBLIC)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backend = make_backend()
@@ -111,6 +120,12 @@ def create_app(
     app = FastAPI(title="streamgrid", version=__version__, lifespan=lifespan)
     if authenticator is not None:
         app.add_middleware(RequireToken, authenticator=authenticator)
+    # Added last, so outermost: it sees the answers authentication gives too.
+    metrics = GatewayMetrics(lambda: getattr(app.state, "backend", None))
+    public = MetricsSettings().metrics_public if metrics_public is None else metrics_public
+    app.add_middleware(
+        CountRequests, metrics=metrics, routes=lambda: app.router.routes, public=public
+    )
 
     def backend(request: Request) -> StreamBackend:
         b: StreamBackend = request.app.state.backend
@@ -161,9 +176,12 @@ def create_app(
         return {"status": "Video stream started", "stream_id": stream_id}
 
     @app.get("/list", response_model=None, **LIST)
-    async def list_streams(request: Request) -> dict[str, Any]:
-        infos = await run_in_threadpool(backend(request).active)
-        return {"active_streams": {i.stream_id: i.list_entry() for i in infos}}
+    async def list_streams(request: Request) -> Response:
+        limit, after = page_params(request.query_params)
+        entries = await run_in_threadpool(backend(request).list_entries)
+        chosen, next_token = select(entries, limit, after)
+        body = encode_list(chosen, time.time(), next_token)
+        return Response(body, media_type="application/json")
 
     async def find(request: Request, stream_id: str) -> StreamInfo | Response:
         try:
@@ -186,6 +204,7 @@ def create_app(
     @app.post("/stop/{stream_id}", response_class=Response, **STOP)
     async def stop(stream_id: str, request: Request) -> Response:
         geometry = parse_geometry(request.query_params) if request.query_params else None
+        GRID_OBSERVER.set(metrics.grid_served)  # this request's context only
         try:
             jpeg = await run_in_threadpool(backend(request).stop, stream_id, geometry)
         except StreamNotFound:
@@ -202,9 +221,17 @@ def create_app(
     async def stop_all(request: Request) -> dict[str, dict[str, str]]:
         return {"results": await run_in_threadpool(backend(request).stop_all)}
 
+    @app.get(METRICS_PATH, include_in_schema=False)
+    async def metrics_exposition() -> Response:
+        """Prometheus text exposition (docs/metrics.md); behind the token
+        unless public (then the middleware answers before this)."""
+        body, content_type = await run_in_threadpool(metrics.render)
+        return Response(body, media_type=content_type)
+
     @app.get("/healthz", response_model=None, **HEALTHZ)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    install_dashboard(app, _shown_id)  # GET /, its assets, /streams and kept frames
     install_docs(app, authenticated=authenticator is not None)
     return app

@@ -11,9 +11,10 @@ Two ways to hold a valid token, either or both configured:
 
 Each call maps to the verb kubectl would need for the same thing on the
 resource: ``/start`` create, ``/list`` list, ``/status/<id>`` and
-``/streams/<id>`` get, ``/stop/<id>`` and ``/stop`` update. Only ``/healthz``
-and the API's own documentation need no token. Answers of the API server are
-cached briefly (by a hash of the token, never the token itself).
+``/streams/<id>`` (and its frames) get, ``/streams`` list, ``/stop/<id>`` and
+``/stop`` update. Only ``/healthz``, the API's own documentation and the
+dashboard's page and assets (no data in them) need no token. Answers of the
+API server are cached briefly (by a hash of the token, never the token itself).
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ from ..operator.settings import GROUP, PLURAL
 
 log = logging.getLogger("streamgrid.gateway")
 
-OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-OPEN_PREFIXES = ("/docs-assets/",)  # the docs pages' own scripts and styles
+# The dashboard's page and assets hold no data: its calls need a token.
+OPEN_PATHS = frozenset(
+    {"/", "/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
+# The docs pages' and the dashboard's own scripts and styles.
+OPEN_PREFIXES = ("/docs-assets/", "/dashboard-assets/")
 MAX_TOKEN = 16 * 1024  # a service-account JWT is ~1 KiB; anything far longer is not one
 REVIEW_TIMEOUT = (3.0, 5.0)  # connect, read: a stalled API server is a quick 503
 # Reviews in flight at once: random tokens from anyone cannot queue up work
@@ -67,8 +72,10 @@ def action_for(method: str, path: str) -> Action | None:
         return Action("create")
     if head == "list" and not rest:
         return Action("list")
-    if head in ("status", "streams") and rest:
+    if head == "status" and rest:
         return Action("get", rest)
+    if head == "streams":  # /streams; /streams/<id>, its kept frames and thumbnails
+        return Action("get", parts[1]) if rest else Action("list")
     if head == "stop":
         return Action("update", rest)
     return None

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.grid import GridGeometry
-from ..core.models import StreamState
+from ..core.models import FrameRecord, StreamState
+from ..core.store import FrameStore, store_error_text
+from ..core.topk import best
 from .requests import StartRequest
+
+if TYPE_CHECKING:
+    from .listing import ListEntry
 
 
 class StreamNotFound(LookupError):
@@ -84,6 +89,10 @@ class StreamBackend(Protocol):
 
     def active(self) -> list[StreamInfo]: ...
 
+    def list_entries(self) -> list[ListEntry]:
+        """active(), encoded for /list (listing.entry_of)."""
+        ...
+
     def info(self, stream_id: str) -> StreamInfo:
         """Raises StreamNotFound."""
         ...
@@ -95,4 +104,30 @@ class StreamBackend(Protocol):
 
     def stop_all(self) -> dict[str, str]: ...
 
+    def kept_frames(self, stream_id: str) -> list[FrameRecord]:
+        """The stream's kept frames as its store holds them now, brightest
+        first (at most top_k). Raises StreamNotFound, StoreUnavailable."""
+        ...
+
+    def frame_jpeg(self, stream_id: str, record: FrameRecord) -> bytes | None:
+        """One kept frame's JPEG; None when it is no longer kept. Raises
+        StreamNotFound, StoreUnavailable."""
+        ...
+
     def close(self) -> None: ...
+
+
+# The store reads behind kept_frames and frame_jpeg, the same in both runtimes.
+def read_kept_frames(store: FrameStore, stream_id: str, top_k: int) -> list[FrameRecord]:
+    try:
+        # A listing may hold a frame the worker is about to delete: best() bounds it.
+        return best(store.list_frames(stream_id), top_k)
+    except Exception as exc:  # whatever the store raises (OSError, botocore, ...)
+        raise StoreUnavailable(store_error_text(exc)) from exc
+
+
+def read_frame(store: FrameStore, stream_id: str, record: FrameRecord) -> bytes | None:
+    try:
+        return store.get_frame(stream_id, record)
+    except Exception as exc:  # as above: a 503 with the store's reason
+        raise StoreUnavailable(store_error_text(exc)) from exc

@@ -12,7 +12,9 @@ the default geometry returns those bytes without composing again.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from functools import partial
 from typing import TypeVar
 
@@ -28,6 +30,18 @@ log = logging.getLogger("streamgrid.gateway")
 # a bound a client looping over geometries fills the store.
 MAX_GRIDS_PER_STREAM = 8
 T = TypeVar("T")
+# Told of each grid served: seconds spent composing it, or None for a stored
+# one. Set by the /stop route for its request (gateway/metrics.py); context
+# variables follow run_in_threadpool, so this code needs no app.
+GRID_OBSERVER: ContextVar[Callable[[float | None], None] | None] = ContextVar(
+    "grid_observer", default=None
+)
+
+
+def grid_served(composed_seconds: float | None) -> None:
+    observer = GRID_OBSERVER.get()
+    if observer is not None:
+        observer(composed_seconds)
 
 
 def _read(call: Callable[[], T]) -> T:
@@ -55,7 +69,9 @@ def grid_for_stream(
 
     cached = _read(lambda: store.get_grid(stream_id, name))
     if cached is not None:
+        grid_served(None)
         return cached
+    started = time.perf_counter()
     try:
         # The same composition as the capture pod's grid at stop: same bytes.
         jpeg = compose_from_store(
@@ -64,6 +80,7 @@ def grid_for_stream(
             geometry,
             top_k,
         )
+        grid_served(time.perf_counter() - started)
     except ValueError as exc:  # FrameMissing, or a frame that does not decode
         log_event(log, "grid.failed", logging.ERROR, stream_id=stream_id, error=str(exc))
         raise GridFailed(str(exc)) from None

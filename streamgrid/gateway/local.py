@@ -46,14 +46,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..capture.metrics import WorkerMetrics
 from ..capture.worker import EXIT_FAILED, EXIT_STOPPED, Backoff
 from ..core.grid import GridGeometry
 from ..core.logs import log_event, register_secret
-from ..core.models import StreamState, is_valid_stream_id
+from ..core.models import FrameRecord, StreamState, is_valid_stream_id
 from ..core.store import FrameStore
 from ..core.urls import mask_secrets, mask_url, url_secrets
-from .backend import StoreUnavailable, StreamInfo, StreamNotFound, TooManyStreams
+from .backend import (
+    StoreUnavailable,
+    StreamInfo,
+    StreamNotFound,
+    TooManyStreams,
+    read_frame,
+    read_kept_frames,
+)
 from .grids import grid_for_stream
+from .listing import ListEntry, entry_of
 from .requests import StartRequest, check_source
 from .settings import GatewaySettings
 from .state import StreamRecord, StreamRecords, state_dir_for
@@ -93,6 +102,12 @@ class LocalStream:
     persisted_mono: float = 0.0
     # A worker a previous server spawned, to be gone before a new one starts.
     previous_pid: int | None = None
+    # Prometheus numbers (gateway/metrics.py): the ended workers' totals, and
+    # the running one's last snapshot; their sum never goes back. One
+    # attribute, replaced whole, so a scrape never sees half an update.
+    worker_numbers: tuple[WorkerMetrics, WorkerMetrics | None] = field(
+        default_factory=lambda: (WorkerMetrics(), None)
+    )
 
     @functools.cached_property
     def url_secrets(self) -> list[str]:
@@ -103,6 +118,14 @@ class LocalStream:
     def worker_alive(self) -> bool:
         process = self.process
         return process is not None and process.poll() is None
+
+    def worker_metrics(self) -> WorkerMetrics:
+        ended, live = self.worker_numbers
+        total = WorkerMetrics()
+        total.add(ended)
+        if live is not None:
+            total.add(live)
+        return total
 
     def occupies_slot(self) -> bool:
         """Counts toward max_streams: not stopped, or its worker may still run."""
@@ -187,6 +210,9 @@ class LocalBackend:
         )
         return stream_id
 
+    def list_entries(self) -> list[ListEntry]:
+        return [entry_of(info) for info in self.active()]
+
     def active(self) -> list[StreamInfo]:
         self._expire()
         with self._lock:
@@ -226,6 +252,25 @@ class LocalBackend:
         with ThreadPoolExecutor(max_workers=min(32, len(streams))) as pool:
             list(pool.map(self._stop_worker, streams))
         return results | {s.stream_id: s.state.value for s in streams}
+
+    def kept_frames(self, stream_id: str) -> list[FrameRecord]:
+        return read_kept_frames(self.store, stream_id, self._get(stream_id).request.top_k)
+
+    def frame_jpeg(self, stream_id: str, record: FrameRecord) -> bytes | None:
+        self._get(stream_id)  # StreamNotFound: an unknown or expired stream
+        return read_frame(self.store, stream_id, record)
+
+    def state_counts(self) -> dict[StreamState, int]:
+        """Every stream known, by state (gateway/metrics.py)."""
+        with self._lock:
+            states = [s.state for s in self._streams.values()]
+        return {state: states.count(state) for state in StreamState}
+
+    def worker_metrics(self) -> dict[str, WorkerMetrics]:
+        """Per stream that holds a slot (at most max_streams), its workers' numbers."""
+        with self._lock:
+            streams = [s for s in self._streams.values() if s.occupies_slot()]
+        return {s.stream_id: s.worker_metrics() for s in streams}
 
     def close(self) -> None:
         """Stop every worker but leave the records running: they resume on the
@@ -444,9 +489,12 @@ class LocalBackend:
             restarts=stream.restarts,
         )
         assert process.stdout is not None
-        for line in process.stdout:
-            self._on_progress(stream, line)
-        return process.wait()
+        try:
+            for line in process.stdout:
+                self._on_progress(stream, line)
+            return process.wait()
+        finally:  # its last numbers join those of the workers before it
+            stream.worker_numbers = (stream.worker_metrics(), None)
 
     def _fail(self, stream: LocalStream, reason: str) -> None:
         stream.state, stream.reason = StreamState.FAILED, reason
@@ -478,6 +526,12 @@ class LocalBackend:
         stream.codec = str(data.get("codec", "")) or stream.codec
         stream.unsaved = int(data.get("unsaved", 0))
         stream.store_error = mask_secrets(str(data.get("store_error", "")), stream.url_secrets)
+        if "metrics" in data:
+            with contextlib.suppress(ValueError):  # a malformed snapshot: keep the last one
+                stream.worker_numbers = (
+                    stream.worker_numbers[0],
+                    WorkerMetrics.from_json(data["metrics"]),
+                )
         if stream.state != before:
             self._write(
                 stream,

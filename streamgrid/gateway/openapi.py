@@ -147,7 +147,25 @@ START: Json = {
 # -- the others ---------------------------------------------------------------
 _NUMBER_OR_NULL: Json = {"type": ["number", "null"]}
 _STATES: Json = {"type": "string", "enum": [s.value for s in StreamState]}
+LIST_PARAMETERS: list[Json] = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "At most this many streams, sorted by id (an extension; without "
+        "it every stream not stopped is listed).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+    },
+    {
+        "name": "continue",
+        "in": "query",
+        "required": False,
+        "description": "Where the next page starts: the `continue` of the page before.",
+        "schema": {"type": "string", "maxLength": 512},
+    },
+]
 LIST: Json = {
+    "openapi_extra": {"parameters": LIST_PARAMETERS},
     "responses": {
         200: json_body(
             "Streams not stopped, by id.",
@@ -167,12 +185,18 @@ LIST: Json = {
                                 "state": _STATES,
                             },
                         },
-                    }
+                    },
+                    "continue": {
+                        "type": "string",
+                        "description": "With `limit`: the token of the next page; absent "
+                        "on the last.",
+                    },
                 },
             },
         ),
+        400: text("`Invalid request: limit must be ...` or a `continue` not given by this server."),
         500: SERVER_ERROR,
-    }
+    },
 }
 STATUS: Json = {
     "responses": {
@@ -250,6 +274,79 @@ HEALTHZ: Json = {
                 "properties": {"status": {"type": "string", "const": "ok"}},
             },
         ),
+    }
+}
+
+# -- the dashboard's reads (gateway/dashboard.py) -------------------------------
+_STORE_UNAVAILABLE = text("`Store unavailable: <why>`: the store cannot be read now.")
+STREAMS: Json = {
+    "responses": {
+        200: json_body(
+            "Every stream not stopped, oldest first, each with everything known about it, "
+            "as `GET /streams/{stream_id}` has it (an extension: the dashboard polls it).",
+            {
+                "type": "object",
+                "required": ["now", "streams"],
+                "properties": {
+                    "now": {
+                        "type": "number",
+                        "description": "The server's clock, unix seconds: ages are relative to it.",
+                    },
+                    "streams": {
+                        "type": "array",
+                        "items": DETAILS["responses"][200]["content"]["application/json"]["schema"],
+                    },
+                },
+            },
+        ),
+        500: SERVER_ERROR,
+    }
+}
+FRAMES: Json = {
+    "responses": {
+        200: json_body(
+            "The stream's kept frames as its store holds them now, brightest first "
+            "(an extension). `key` names a frame for good: a new key at a rank is a new frame.",
+            {
+                "type": "object",
+                "required": ["stream_id", "frames"],
+                "properties": {
+                    "stream_id": {"type": "string"},
+                    "frames": {
+                        "type": "array",
+                        "maxItems": TOP_K_MAX,
+                        "items": {
+                            "type": "object",
+                            "required": ["rank", "key", "seq", "brightness", "captured_at"],
+                            "properties": {
+                                "rank": {"type": "integer", "minimum": 0},
+                                "key": {"type": "string"},
+                                "seq": {"type": "integer", "minimum": 0},
+                                "brightness": {"type": "number", "minimum": 0, "maximum": 255},
+                                "captured_at": {"type": "number"},
+                            },
+                        },
+                    },
+                },
+            },
+        ),
+        404: text("`Stream not found with id <stream_id>`."),
+        500: SERVER_ERROR,
+        503: _STORE_UNAVAILABLE,
+    }
+}
+FRAME: Json = {
+    "responses": {
+        200: {
+            "description": "The kept frame of this rank, scaled to 160 pixels wide "
+            "(an extension). Its ETag is the frame's key: If-None-Match with it answers "
+            "304 while the rank holds the same frame.",
+            "headers": {"ETag": {"schema": {"type": "string"}}},
+            "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        404: text("`Stream not found with id <stream_id>`, or `No frame <rank> for stream <id>`."),
+        500: text("`Failed to create image`, or `Internal server error`."),
+        503: _STORE_UNAVAILABLE,
     }
 }
 

@@ -139,6 +139,39 @@ def test_stop_all_stops_every_stream_in_parallel(api_server: Server, camera: Cam
         assert client.post("/stop").json() == {"results": {}}
 
 
+def test_list_pages_cover_every_stream_once(api_server: Server, camera: Camera) -> None:
+    """?limit=&continue= (an extension): pages in id order, each stream once;
+    without them the spec's answer."""
+    with api_server.client() as client:
+        ids = [start(client, camera.url(), capture_interval=1) for _ in range(3)]
+        try:
+            everything = client.get("/list").json()
+            assert "continue" not in everything
+            mine = set(ids)
+            seen: list[str] = []
+            query: dict[str, str] = {"limit": "1"}
+            for _ in range(100):
+                page = client.get("/list", params=query)
+                assert page.status_code == 200, page.text
+                body = page.json()
+                assert len(body["active_streams"]) <= 1
+                seen += list(body["active_streams"])
+                if "continue" not in body:
+                    break
+                query = {"limit": "1", "continue": body["continue"]}
+            assert seen == sorted(seen) and len(seen) == len(set(seen))
+            assert mine <= set(seen)
+            assert set(seen) == set(everything["active_streams"]) | (set(seen) - mine)
+            bad = client.get("/list", params={"limit": "0"})
+            assert bad.status_code == 400
+            assert bad.text.startswith("Invalid request: limit")
+            forged = client.get("/list", params={"limit": "1", "continue": "%%%"})
+            assert forged.status_code == 400
+        finally:
+            for stream_id in ids:
+                client.post(f"/stop/{stream_id}")
+
+
 def test_credentials_never_reach_logs_list_or_status(api_server: Server, camera: Camera) -> None:
     from ..support.camera import PASSWORD
 

@@ -504,6 +504,66 @@ def test_a_missing_credentials_secret_shows_in_kubectl_describe(node_cluster: No
     node_cluster.kubectl("delete", "vstream", name, "--wait=false")
 
 
+def test_the_gateway_and_a_capture_pod_serve_prometheus_metrics(
+    node_cluster: NodeCluster,
+) -> None:
+    """Scraped as Prometheus would: the gateway's /metrics through its Service
+    (with a token: the chart keeps metrics behind authentication by default)
+    and a capture pod's on its health port; their counters move with a stream."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def parsed(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    def value(text: str, name: str, **labels: str) -> float:
+        return parsed(text).get((name, tuple(sorted(labels.items()))), 0.0)
+
+    gateway = f"{RELEASE}-streamgrid-gateway"
+    annotations = json.loads(node_cluster.kubectl("get", "deploy", gateway, "-o", "json"))["spec"][
+        "template"
+    ]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    with node_cluster.client(token="") as anonymous:
+        assert anonymous.get("/metrics").status_code == 401
+    with node_cluster.client() as client:
+        before = client.get("/metrics")
+        assert before.status_code == 200, before.text
+        stream_id = start(client, node_cluster.camera.url("/gray"), capture_interval=0.3)
+        wait_until(lambda: running(pod_of(node_cluster, stream_id)), 90, "a running capture pod")
+        wait_until(
+            lambda: details(client, stream_id)["frames_captured"] >= 5, 60, "5 samples", step=0.5
+        )
+        code = (
+            "import urllib.request; print(urllib.request.urlopen("
+            "'http://127.0.0.1:8081/metrics', timeout=5).read().decode())"
+        )
+        pod_text = node_cluster.kubectl("exec", f"{stream_id}-capture", "--", "python", "-c", code)
+        mine = {"stream_id": stream_id}
+        assert value(pod_text, "streamgrid_capture_samples_total", **mine) >= 5
+        assert value(pod_text, "streamgrid_capture_bytes_received_total", **mine) > 0
+        assert value(pod_text, "streamgrid_capture_packets_received_total", **mine) > 0
+        assert value(pod_text, "streamgrid_capture_decode_seconds_count", **mine) > 0
+        assert value(pod_text, "process_resident_memory_bytes") > 0
+        during = client.get("/metrics").text
+        assert value(during, "streamgrid_streams", state="Active") >= 1
+        stopped = client.post(f"/stop/{stream_id}")
+        assert stopped.status_code == 200, stopped.text
+        after = client.get("/metrics").text
+    start_route = {"route": "/start", "method": "POST", "code": "200"}
+    requests = "streamgrid_http_requests_total"
+    assert value(after, requests, **start_route) == value(before.text, requests, **start_route) + 1
+    grids = sum(value(after, "streamgrid_grids_total", source=s) for s in ("composed", "stored"))
+    grids_before = sum(
+        value(before.text, "streamgrid_grids_total", source=s) for s in ("composed", "stored")
+    )
+    assert grids == grids_before + 1
+
+
 def test_uninstall_leaves_no_pods_behind(node_cluster: NodeCluster) -> None:
     """Even with a stream still capturing: its pod goes with the release."""
     with node_cluster.client() as client:
