@@ -266,15 +266,16 @@ def _env(kube: KubeCluster, tree: Path | None, work: Path) -> dict[str, str]:
     return env
 
 
-def _resumed_seconds(log_path: Path, since: int) -> float | None:
-    """The restarted operator's own word (operator.resumed), if it says it."""
+def _resumed_at(log_path: Path, since: int) -> float | None:
+    """When the restarted operator said it had reconciled every stream it
+    listed (operator.resumed), if it says so."""
     with log_path.open("rb") as log:
         log.seek(since)
         for line in log:
             with contextlib.suppress(ValueError):
                 record = json.loads(line)
                 if isinstance(record, dict) and record.get("event") == "operator.resumed":
-                    return float(record["seconds"])
+                    return float(record["ts"])
     return None
 
 
@@ -387,15 +388,20 @@ def measure(
 def _restart_seconds(
     env: dict[str, str], work: Path, cwd: Path | None, offset: int
 ) -> float | None:
-    """A fresh operator over the same fleet: until it has looked at every stream."""
+    """A fresh operator over the same fleet, from its start (imports, LISTs)
+    until it has reconciled every stream; None for one that does not say
+    (the baseline's: its per-stream daemons have no end to wait for)."""
+    if cwd is not None:
+        return None
+    started = time.time()
     with _operator(env, work, cwd):
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            found = _resumed_seconds(work / "operator.log", offset)
+            found = _resumed_at(work / "operator.log", offset)
             if found is not None:
-                return found
+                return found - started
             time.sleep(1.0)
-    return None  # an operator that does not say (the baseline's)
+    return None
 
 
 def _rss_mb(pid: int) -> float:
