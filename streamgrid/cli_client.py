@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .client import DEFAULT_SERVER, ApiError, ClientError, StreamgridClient, check_server_url
+from .core.jpeg import jpeg_size
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_TIMEOUT = 60.0  # seconds; a stop waits while the grid is composed
@@ -82,31 +83,6 @@ def format_size(n: int) -> str:
     if n < 1024 * 1024:
         return f"{n / 1024:.0f} KiB"
     return f"{n / (1024 * 1024):.1f} MiB"
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header, without decoding it; None
-    if the bytes are not a JPEG."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        # Start of frame (baseline, progressive, ...): SOF0-SOF15 but DHT, JPG, DAC.
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if i + 9 > len(data):
-                return None
-            height = int.from_bytes(data[i + 5 : i + 7], "big")
-            width = int.from_bytes(data[i + 7 : i + 9], "big")
-            return width, height
-        i += 2 + length
-    return None
 
 
 def start_params(

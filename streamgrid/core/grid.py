@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from .jpeg import jpeg_size as jpeg_size  # also here: where the grid's readers look
+
 Image = npt.NDArray[np.uint8]
 
 MIN_TILE, MAX_TILE = 16, 2000
@@ -107,35 +109,11 @@ def encode_jpeg(image: Image, quality: int = 90) -> bytes:
     return bytes(buf)
 
 
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _REDUCED = (
     (8, cv2.IMREAD_REDUCED_COLOR_8),
     (4, cv2.IMREAD_REDUCED_COLOR_4),
     (2, cv2.IMREAD_REDUCED_COLOR_2),
 )
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header, without decoding it."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    i = 2
-    while i + 9 <= len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            i += 2
-            continue
-        if marker in _SOF_MARKERS:
-            height = int.from_bytes(data[i + 5 : i + 7], "big")
-            width = int.from_bytes(data[i + 7 : i + 9], "big")
-            return width, height
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
-    return None
 
 
 def decode_jpeg(data: bytes, fit: tuple[int, int] | None = None) -> Image:

@@ -13,7 +13,6 @@ from streamgrid.cli_client import (
     format_age,
     format_duration,
     format_size,
-    jpeg_size,
     not_stopped,
     start_params,
     state_text,
@@ -21,6 +20,7 @@ from streamgrid.cli_client import (
     streams_table,
 )
 from streamgrid.client import check_server_url, one_line, stream_path
+from streamgrid.core.jpeg import jpeg_size
 
 
 def rendered(renderable: object, width: int = 200) -> str:
