@@ -370,7 +370,7 @@ def measure(
             "STREAMGRID_BACKEND": "kube",
             "STREAMGRID_KUBE_NAMESPACE": NAMESPACE,
             "STREAMGRID_STORE_URL": str(work / "gateway-data"),
-            "STREAMGRID_MAX_STREAMS": str(count + 10),
+            "STREAMGRID_MAX_STREAMS": str(count),
         }
         port = free_port()
         gateway = ManagedProcess(

@@ -14,7 +14,7 @@ class GatewaySettings(CommonSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    max_streams: int = Field(64, ge=1, le=10_000)
+    max_streams: int = Field(64, ge=1, le=100_000)
     # A stopped stream's record (and its grid) is kept this long, so a repeated
     # or late /stop/<id> returns the same grid; then its data is deleted.
     stopped_retention_seconds: float = Field(3600.0, ge=0)
