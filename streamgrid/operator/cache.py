@@ -112,49 +112,66 @@ class ObjectCache:
                 yield key, obj
 
     def put(self, obj: Obj) -> bool:
-        """Keeps ``obj`` unless what is kept (or its deletion) is newer;
-        True when it was kept."""
+        """Keeps ``obj`` unless what is kept (or its deletion) is as new or
+        newer; True when it was kept (a change to act on)."""
         key, version = key_of(obj), resource_version(obj)
         text = json.dumps(self._slim(obj), separators=(",", ":")).encode()
         with self._lock:
-            if self._older(key, version):
+            if self._stale(key, version):
                 return False
             self._items[key] = (version, text)
             self._gone.pop(key, None)
-        if self._on_change is not None:
-            self._on_change(key, obj)
+            # Under the lock: a DELETED event and a late answer must reach the
+            # index in the order the cache took them.
+            if self._on_change is not None:
+                self._on_change(key, obj)
         return True
 
     def delete(self, obj: Obj) -> None:
-        """The watch said DELETED (``obj`` carries the deletion's version)."""
+        """The watch said DELETED (``obj`` carries the deletion's version),
+        or we know it is gone (our DELETE's answer, a LIST without it)."""
         key, version = key_of(obj), resource_version(obj)
         now = self._clock()
         with self._lock:
-            self._items.pop(key, None)
+            kept = self._items.pop(key, None)
+            if kept is not None and version is not None and kept[0] is not None:
+                version = max(version, kept[0])
             self._gone[key] = (version, now)
             if len(self._gone) > 1024:
                 self._gone = {k: v for k, v in self._gone.items() if now - v[1] < TOMBSTONE_SECONDS}
-        if self._on_change is not None:
-            self._on_change(key, None)
+            if self._on_change is not None:
+                self._on_change(key, None)
 
-    def replace_all(self, objs: list[Obj]) -> None:
-        """A fresh LIST: what it holds, and nothing it does not."""
+    def replace_all(self, objs: list[Obj], list_version: int | None = None) -> list[Key]:
+        """A fresh LIST (its collection's resourceVersion ``list_version``):
+        what it holds, and nothing it does not, unless that is newer than the
+        list (made since). Returns the keys dropped."""
         listed = {key_of(obj) for obj in objs}
+        dropped: list[Key] = []
         for key in self.keys():
-            if key not in listed:
-                with self._lock:
-                    self._items.pop(key, None)
-                if self._on_change is not None:
-                    self._on_change(key, None)
+            if key in listed:
+                continue
+            with self._lock:
+                kept = self._items.get(key)
+            if kept is None:
+                continue
+            if list_version is not None and kept[0] is not None and kept[0] > list_version:
+                continue  # made since the list was taken
+            meta = {"namespace": key[0], "name": key[1]}
+            if list_version is not None:
+                meta["resourceVersion"] = str(list_version)
+            self.delete({"metadata": meta})
+            dropped.append(key)
         for obj in objs:
             self.put(obj)
+        return dropped
 
-    def _older(self, key: Key, version: int | None) -> bool:
+    def _stale(self, key: Key, version: int | None) -> bool:
         if version is None:
             return False  # not a number: the last word wins
         kept = self._items.get(key)
-        if kept is not None and kept[0] is not None and version < kept[0]:
-            return True
+        if kept is not None and kept[0] is not None and version <= kept[0]:
+            return True  # older, or the same again (a re-list): nothing new
         gone = self._gone.get(key)
         if gone is None:
             return False

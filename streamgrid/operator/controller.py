@@ -35,7 +35,7 @@ from .cache import Key, Obj, ObjectCache, key_of, slim_pod, slim_stream
 from .kubeapi import KubernetesStreamApi
 from .metrics import Outcome
 from .podspec import STREAM_LABEL, pod_name
-from .provision import report_reconcile_failure
+from .provision import ProvisionError, report_reconcile_failure
 from .reconcile import Plan, reconcile
 from .settings import OperatorSettings
 from .workqueue import WorkQueue
@@ -103,7 +103,12 @@ def wake_in(stream: Obj, settings: OperatorSettings, now: datetime) -> float | N
         due.append((stopped_at - now).total_seconds() + ttl)
     if status.get("state") == "Pending" and "credentials Secret" in str(status.get("reason")):
         due.append(SECRET_RECHECK_SECONDS)
-    return max(0.0, min(due)) if due else None
+    if not due:
+        return None
+    # A time already past that the plan did not clear (a backoff over but the
+    # Secret still missing, a TTL whose deletion waits on the finalizer): look
+    # again in a while, not at once and again and again.
+    return max(1.0, min(due)) if min(due) <= 0 else min(due)
 
 
 # One reconcile (or the delete handler) at a time per stream: the work queue
@@ -156,8 +161,14 @@ class CachedStreamApi:
         if answer is not None and answer.get("kind") == "Pod":
             if answer["metadata"].get("deletionTimestamp"):
                 self.pods.put(answer)  # terminating: gone once the watch says so
-            else:
-                self.pods.delete(answer)  # deleted at once (never ran)
+                return
+            self.pods.delete(answer)  # deleted at once (never ran)
+            return
+        # 404 (already gone) or a Status: gone, whatever the cache says; else
+        # the next plan would count this terminal pod's exit again.
+        cached = self.pods.get((namespace, name))
+        if cached is not None:
+            self.pods.delete(cached)
 
     def delete_stream(self, namespace: str, name: str) -> None:
         self.api.delete_stream(namespace, name)
@@ -225,9 +236,7 @@ class Controller:
     def sync(self) -> None:
         """The first LIST of streams and capture pods, before any reconcile:
         a stream seen before its pod would look like one whose pod was lost."""
-        namespace = self.settings.namespace
-        self.streams.replace_all(self.api.list_all_streams(namespace))
-        self.pods.replace_all(self.api.list_capture_pods(namespace))
+        self.relist()
         self.synced.set()
         self._synced_at = time.monotonic()
         self.pacer.update(len(self._running))
@@ -240,14 +249,41 @@ class Controller:
             progress_interval=self.pacer.current,
         )
 
+    def relist(self) -> list[Key]:
+        """LIST streams and capture pods and make the cache agree: a watch
+        that broke (410 Gone) re-lists without DELETED events for what went
+        meanwhile. Returns the streams to look at again (theirs or their
+        pod's entry dropped). Once at start, then every resync interval:
+        2 x N/500 requests per interval."""
+        namespace = self.settings.namespace
+        streams, streams_version = self.api.list_all_streams(namespace)
+        stale = self.streams.replace_all(streams, streams_version)
+        pods, pods_version = self.api.list_capture_pods(namespace)
+        for namespace_, pod in self.pods.replace_all(pods, pods_version):
+            stream = pod[: -len("-capture")] if pod.endswith("-capture") else pod
+            stale.append((namespace_, stream))
+        return stale
+
+    def _relist_loop(self) -> None:
+        while not self._stop.wait(self.settings.reconcile_interval_seconds):
+            try:
+                stale = self.relist()
+            except Exception as exc:  # noqa: BLE001 - the API server's trouble: next time
+                log_event(log, "relist.failed", logging.WARNING, error=str(exc)[:300])
+                continue
+            if stale:
+                log_event(log, "relist.dropped", count=len(stale))
+                self.queue.add_many(stale)
+
     def start(self) -> None:
         for index in range(self._workers):
             thread = threading.Thread(target=self._work, name=f"reconcile-{index}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        ticker = threading.Thread(target=self._tick, name="resync", daemon=True)
-        ticker.start()
-        self._threads.append(ticker)
+        for target, name in ((self._tick, "resync"), (self._relist_loop, "relist")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -264,7 +300,8 @@ class Controller:
                 self.reads, self.settings, namespace, name, progress_interval=self.pacer.current
             )
         stream = self.streams.get(key)
-        if stream is not None:
+        deleting = stream is None or bool(stream["metadata"].get("deletionTimestamp"))
+        if not deleting and stream is not None and not (result and result.delete_stream):
             wait = wake_in(stream, self.settings, datetime.now(UTC))
             if wait is not None:
                 self.queue.add_after(key, wait + 0.05)
@@ -277,6 +314,19 @@ class Controller:
             try:
                 self.reconcile_now(key)
                 self.queue.forget(key)
+            except ProvisionError as exc:
+                # Said on the stream (apply: report_problem); try again soon.
+                outcome = "retry"
+                delay = self.queue.retry(key)
+                log_event(
+                    log,
+                    "reconcile.provision_failed",
+                    logging.WARNING,
+                    stream=key[1],
+                    namespace=key[0],
+                    why=str(exc)[:300],
+                    retry_in=delay,
+                )
             except ApiException as exc:
                 outcome = "retry"
                 delay = self.queue.retry(key)

@@ -67,8 +67,9 @@ async def cleanup(**_: Any) -> None:
         await asyncio.to_thread(_controller().stop)
 
 
-# Watch events only feed the cache and the work queue (no Kopf state written
-# to the objects: no last-handled-configuration, no progress annotations).
+# Watch events only feed the cache and the work queue. (Kopf still writes its
+# finalizer and, for the delete handler's sake, a last-handled-configuration
+# annotation at creation and at each spec change: not per event.)
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def stream_event(event: Mapping[str, Any], **_: Any) -> None:
     if "controller" in _state:

@@ -38,16 +38,25 @@ def _json(response: Any) -> dict[str, Any]:
     return loaded
 
 
-def _pages(list_page: Callable[..., Any], limit: int = 500) -> list[dict[str, Any]]:
-    """All items of a LIST, ``limit`` at a time (no one huge answer)."""
+Listing = tuple[list[dict[str, Any]], int | None]
+
+
+def _pages(list_page: Callable[..., Any], limit: int = 500) -> Listing:
+    """All items of a LIST, ``limit`` at a time (no one huge answer), and the
+    collection's resourceVersion (every page is of that one snapshot)."""
     items: list[dict[str, Any]] = []
     token: str | None = None
+    version: int | None = None
     while True:
         page = _json(list_page(limit=limit, **({"_continue": token} if token else {})))
         items.extend(page.get("items") or [])
-        token = (page.get("metadata") or {}).get("continue")
+        meta = page.get("metadata") or {}
+        if version is None:
+            with contextlib.suppress(TypeError, ValueError):
+                version = int(str(meta.get("resourceVersion")))
+        token = meta.get("continue")
         if not token:
-            return items
+            return items, version
 
 
 @contextlib.contextmanager
@@ -110,7 +119,7 @@ class KubernetesStreamApi:
             return _json(response)
         return None
 
-    def list_all_streams(self, namespace: str | None) -> list[dict[str, Any]]:
+    def list_all_streams(self, namespace: str | None) -> Listing:
         """Every VideoStream (in ``namespace``, or everywhere), page by page."""
         if namespace:
             return _pages(
@@ -124,7 +133,7 @@ class KubernetesStreamApi:
             )
         )
 
-    def list_capture_pods(self, namespace: str | None) -> list[dict[str, Any]]:
+    def list_capture_pods(self, namespace: str | None) -> Listing:
         selector = f"{COMPONENT_LABEL}={CAPTURE}"
         if namespace:
             return _pages(

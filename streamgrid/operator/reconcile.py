@@ -161,6 +161,8 @@ def failure_inputs(stream: dict[str, Any], credentials_version: str | None) -> s
     credentials Secret's version and the retry annotation (hashed: any
     value). A Failed stream is retried when any of them changes."""
     meta = stream["metadata"]
+    if credentials_version == CREDENTIALS_NOT_READ:  # no Secret to speak of
+        credentials_version = None
     retry = (meta.get("annotations") or {}).get(RETRY_ANNOTATION)
     digest = hashlib.sha256(retry.encode()).hexdigest()[:12] if retry is not None else "-"
     return (
@@ -497,7 +499,7 @@ def apply(api: StreamApi, stream: dict[str, Any], result: Plan, settings: Operat
             api.prepare_namespace(namespace)
         except ProvisionError as exc:
             report_problem(api, stream, "ProvisioningFailed", bounded(str(exc)))
-            return
+            raise  # the caller tries again after a backoff (controller: queue.retry)
         api.create_pod(namespace, result.create_pod)
         log_event(
             log,

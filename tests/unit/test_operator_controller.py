@@ -48,6 +48,8 @@ class FakeApi:
         self.provisioner = None
         self.lock = threading.Lock()
         self.streams: dict[str, dict[str, Any]] = {}  # what the API server holds
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.delete_answer: dict[str, Any] | None = None
 
     def add_stream(self, engine: Controller, body: dict[str, Any]) -> None:
         self.streams[body["metadata"]["name"]] = copy.deepcopy(body)
@@ -64,6 +66,7 @@ class FakeApi:
         created = copy.deepcopy(body)
         created["metadata"].update(namespace=namespace, resourceVersion=self._next())
         created["status"] = {"phase": "Pending"}
+        self.pods[created["metadata"]["name"]] = copy.deepcopy(created)
         return created
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -72,7 +75,8 @@ class FakeApi:
 
     def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> dict[str, Any] | None:
         self.calls["delete_pod"] += 1
-        return None
+        self.pods.pop(name, None)
+        return self.delete_answer
 
     def patch_stream_status(
         self, namespace: str, name: str, status: dict[str, Any]
@@ -99,13 +103,13 @@ class FakeApi:
     def delete_stream(self, namespace: str, name: str) -> None:
         self.calls["delete_stream"] += 1
 
-    def list_all_streams(self, namespace: str | None) -> list[dict[str, Any]]:
+    def list_all_streams(self, namespace: str | None) -> tuple[list[dict[str, Any]], int]:
         self.calls["list"] += 1
-        return []
+        return [copy.deepcopy(s) for s in self.streams.values()], self.version
 
-    def list_capture_pods(self, namespace: str | None) -> list[dict[str, Any]]:
+    def list_capture_pods(self, namespace: str | None) -> tuple[list[dict[str, Any]], int]:
         self.calls["list"] += 1
-        return []
+        return [copy.deepcopy(p) for p in self.pods.values()], self.version
 
 
 def controller(api: FakeApi, **settings: Any) -> Controller:
@@ -204,12 +208,12 @@ def test_many_events_at_once_make_one_pod() -> None:
     creates. Here 50 events for one stream arrive while the create is slow."""
     api = FakeApi(create_delay=0.05)
     engine = controller(api)
-    api.add_stream(engine, stream("a", 1))
+    api.streams["a"] = stream("a", 1)
     engine.synced.set()
     engine.start()
     try:
-        for _ in range(50):
-            engine.stream_event("MODIFIED", stream("a", 1))
+        for version in range(1, 51):  # each a new version (finalizer, status, ...)
+            engine.stream_event("MODIFIED", stream("a", version))
             time.sleep(0.002)
         wait_until(lambda: api.calls["create_pod"] >= 1, 5, "the pod created")
         time.sleep(0.3)
@@ -260,3 +264,84 @@ def test_a_stream_with_a_credentials_secret_reads_it_only_to_make_a_pod() -> Non
     for _ in range(5):
         engine.reconcile_now(("cams", "a"))
     assert api.calls["get_secret"] == 1
+
+
+def running_pod(engine: Controller, name: str, phase: str = "Running", **state: Any) -> None:
+    """The watch shows the stream's pod in ``phase``."""
+    pod = engine.pods.get(("cams", f"{name}-capture"))
+    assert pod is not None
+    pod["status"] = {
+        "phase": phase,
+        "containerStatuses": [{"name": "capture", "state": state}] if state else [],
+    }
+    pod["metadata"]["resourceVersion"] = str(int(pod["metadata"]["resourceVersion"]) + 1)
+    engine.pod_event("MODIFIED", pod)
+
+
+def test_a_pod_gone_while_the_watch_was_down_is_noticed_by_the_relist() -> None:
+    """Kopf re-lists after a 410 without DELETED events for what went
+    meanwhile: the cache must not keep a pod that is gone for good."""
+    api = FakeApi()
+    engine = controller(api)
+    api.add_stream(engine, stream("a", 1))
+    engine.reconcile_now(("cams", "a"))
+    running_pod(engine, "a")
+    api.pods.clear()  # deleted (a node drain) while no event reached us
+    api.version += 10
+    assert engine.relist() == [("cams", "a")]
+    assert engine.pods.get(("cams", "a-capture")) is None
+    engine.reconcile_now(("cams", "a"))
+    assert api.calls["create_pod"] == 2  # recreated
+
+
+def test_a_pod_whose_delete_answers_404_is_not_counted_twice() -> None:
+    api = FakeApi()
+    engine = controller(api)
+    api.add_stream(engine, stream("a", 1))
+    engine.reconcile_now(("cams", "a"))
+    running_pod(engine, "a", "Failed", terminated={"exitCode": 1})
+    first = engine.reconcile_now(("cams", "a"))  # the exit: delete it, count it
+    assert first is not None and first.delete_pod and first.status["restarts"] == 1
+    assert engine.pods.get(("cams", "a-capture")) is None  # 404: gone, not kept
+    again = engine.reconcile_now(("cams", "a"))  # our status patch's event, before DELETED's
+    assert again is not None and again.status.get("restarts") is None
+
+
+def test_a_due_time_left_in_the_past_is_not_retried_at_once() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from streamgrid.operator.controller import wake_in
+
+    now = datetime(2026, 11, 29, tzinfo=UTC)
+    past = (now - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = stream("a", 1, state="Pending", nextAttemptAt=past)
+    wait = wake_in(body, SETTINGS, now)
+    assert wait is not None and wait >= 1.0
+
+
+def test_a_provisioning_refusal_is_tried_again_after_a_backoff() -> None:
+    from streamgrid.operator.provision import ProvisionError
+
+    api = FakeApi()
+    refusals = [ProvisionError("namespace cams is not enabled for capture pods")]
+
+    def prepare(namespace: str) -> None:
+        if refusals:
+            raise refusals.pop()
+
+    api.prepare_namespace = prepare  # type: ignore[method-assign]
+    engine = controller(api)
+    engine.queue = WorkQueue(retry_initial=0.05)
+    api.add_stream(engine, stream("a", 1))
+    engine.start()
+    try:
+        engine.queue.add(("cams", "a"))
+        wait_until(lambda: api.calls["create_pod"] == 1, 5, "the pod once the namespace is ready")
+    finally:
+        engine.stop()
+
+
+def test_the_same_version_again_is_no_change() -> None:
+    cache = ObjectCache(slim_stream)
+    assert cache.put(stream("a", 5))
+    assert not cache.put(stream("a", 5))  # a re-list: nothing to reconcile
