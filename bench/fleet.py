@@ -197,9 +197,11 @@ class StatusLoad:
                 connection.close()
                 connection = http.client.HTTPSConnection(self.host, self.port, context=self.context)
             with self.lock:
-                if asked is not None:
+                spread = (0.8, 1.2)
+                if asked is not None and asked != self.intervals[name]:
                     self.intervals[name] = asked
-                next_due = time.monotonic() + self.intervals[name] * random.uniform(0.8, 1.2)
+                    spread = (0.0, 1.0)  # as the pod: a new pace starts anywhere in it
+                next_due = time.monotonic() + self.intervals[name] * random.uniform(*spread)
                 heapq.heappush(self.heap, (next_due, name))
                 self.lock.notify()
 
@@ -528,11 +530,20 @@ def run_fleet(
             runs.insert(0, ("baseline", baseline))
         # Until every pod reports at the fleet's pace: one period of the slowest
         # pace a pod may have been given while the fleet grew.
-        settle_s = max(settle, 1.1 * FleetPacer(5.0, 40.0).period_for(size))
+        pace = FleetPacer(5.0, 40.0).period_for(size)
+        settle_s = max(settle, 1.1 * pace)
+        # A whole period at least: the average of N reports a period, whatever
+        # their phase (a 90-s window of a 300-s period could catch a burst).
+        window_s = window if window < 60 else max(window, pace)
         for variant, tree in runs:
             print(f"fleet: {size} streams, {variant} (settle {settle_s:.0f} s) ...", flush=True)
             result = measure(
-                variant, tree, size, work / f"{size}-{variant.replace(' ', '-')}", window, settle_s
+                variant,
+                tree,
+                size,
+                work / f"{size}-{variant.replace(' ', '-')}",
+                window_s,
+                settle_s,
             )
             results.append(result)
             print(table([result]).splitlines()[-1], flush=True)

@@ -162,6 +162,7 @@ class KubeStatusProgress:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
+        self._repaced = False
         self._thread = threading.Thread(target=self._run, name="kube-progress", daemon=True)
         self._thread.start()
 
@@ -182,7 +183,15 @@ class KubeStatusProgress:
 
     def _run(self) -> None:
         while not self._closed:
-            self._wake.wait(self.interval * random.uniform(0.8, 1.2))
+            if self._repaced:
+                # A new pace: the first wait anywhere in the period, so that a
+                # fleet made (or re-paced) at once spreads its reports evenly
+                # instead of sending them in bursts a period apart.
+                self._repaced = False
+                wait = self.interval * random.uniform(0.0, 1.0)
+            else:
+                wait = self.interval * random.uniform(0.8, 1.2)
+            self._wake.wait(wait)
             self._wake.clear()
             self._send()
         # close() may have come while an older report was being sent: the last
@@ -201,6 +210,7 @@ class KubeStatusProgress:
                 # The fleet's pace (operator: FleetPacer): counts this often.
                 log_event(log, "progress.interval", seconds=requested)
                 self.interval = requested
+                self._repaced = True
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             log_event(log, "progress.patch_failed", logging.WARNING, error=str(exc)[:300])
             time.sleep(0.5)

@@ -145,3 +145,24 @@ def test_only_a_sane_period_is_taken_from_an_answer() -> None:
         b'{"status": {}}',
     ):
         assert requested_interval(answer) is None, answer
+
+
+def test_a_new_pace_starts_anywhere_in_its_period(monkeypatch: Any) -> None:
+    """A fleet made at once would otherwise send its reports in bursts, one
+    period apart: the first wait after a new pace is spread over all of it."""
+    import streamgrid.capture.kube_progress as module
+
+    spreads: list[tuple[float, float]] = []
+
+    def uniform(low: float, high: float) -> float:
+        spreads.append((low, high))
+        return low
+
+    monkeypatch.setattr(module.random, "uniform", uniform)
+    endpoint = SlowEndpoint(delay=0.0)
+    endpoint.requested = 120.0
+    sink = KubeStatusProgress(endpoint, interval=0.05)  # type: ignore[arg-type]
+    sink.report(progress(StreamState.ACTIVE, 1))
+    wait_until(lambda: sink.interval == 120.0, 5, "the new pace")
+    wait_until(lambda: (0.0, 1.0) in spreads, 5, "a wait spread over the period")
+    sink.close()
