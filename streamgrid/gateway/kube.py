@@ -17,10 +17,9 @@ import logging
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from kubernetes import client, watch
@@ -106,27 +105,18 @@ def info_of(stream: Obj) -> StreamInfo:
 
 
 FINISHED = (StreamState.STOPPED, StreamState.FAILED)
-K = TypeVar("K")
-V = TypeVar("V")
 
 
-class BoundedMemo(Generic[K, V]):
-    """A dict of at most ``size`` entries, the oldest dropped first; thread-safe."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            return self._items.get(key)
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+def list_entry_of(stream: Obj) -> ListEntry | None:
+    """A stream's /list entry (listing.py), None for a stopped one: made once
+    per version of the stream, by the watch, so /list is a join."""
+    if (stream.get("status") or {}).get("state") == StreamState.STOPPED.value:
+        return None
+    info = info_of(stream)
+    if info.stopped_at is not None and info.state in FINISHED:  # running time frozen
+        entry = entry_of(info)
+        return ListEntry(entry.stream_id, entry.head, entry.tail, info.started_at, info.stopped_at)
+    return entry_of(info, live=True)
 
 
 def failing_store(stream: Obj) -> str:
@@ -145,6 +135,8 @@ class StreamCache:
     def __init__(self, custom: client.CustomObjectsApi, namespace: str) -> None:
         self.custom, self.namespace = custom, namespace
         self._items: dict[str, Obj] = {}
+        # Each stream's /list entry and the resourceVersion it was made from.
+        self._entries: dict[str, tuple[str | None, ListEntry | None]] = {}
         self._changed = threading.Condition()
         self.ready = threading.Event()
         self._stop = threading.Event()
@@ -164,6 +156,17 @@ class StreamCache:
     def values(self) -> list[Obj]:
         with self._changed:
             return list(self._items.values())
+
+    def list_entries(self) -> list[ListEntry]:
+        with self._changed:
+            return [entry for _, entry in self._entries.values() if entry is not None]
+
+    def _entry_for(self, name: str, stream: Obj) -> None:
+        """Under the lock: the entry again only when the stream changed."""
+        version = stream["metadata"].get("resourceVersion")
+        kept = self._entries.get(name)
+        if kept is None or kept[0] != version:
+            self._entries[name] = (version, list_entry_of(stream))
 
     def put(self, stream: Obj) -> None:
         """Our own writes, so a read right after a write sees it."""
@@ -190,6 +193,7 @@ class StreamCache:
             )
             if newer:
                 self._items[name] = stream
+                self._entry_for(name, stream)
             self._changed.notify_all()
 
     def _run(self) -> None:
@@ -203,6 +207,11 @@ class StreamCache:
                     stream["metadata"].pop("managedFields", None)
                 with self._changed:
                     self._items = {s["metadata"]["name"]: s for s in listing["items"]}
+                    self._entries = {
+                        name: entry for name, entry in self._entries.items() if name in self._items
+                    }
+                    for name, stream in self._items.items():
+                        self._entry_for(name, stream)
                     self._changed.notify_all()
                 self.ready.set()
                 version = listing["metadata"]["resourceVersion"]
@@ -221,6 +230,7 @@ class StreamCache:
                     if event["type"] == "DELETED":
                         with self._changed:
                             self._items.pop(obj["metadata"]["name"], None)
+                            self._entries.pop(obj["metadata"]["name"], None)
                             self._changed.notify_all()
                     elif event["type"] in ("ADDED", "MODIFIED"):
                         self._store(obj)
@@ -248,10 +258,6 @@ class KubeBackend:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.cache = StreamCache(self.custom, self.namespace).start()
-        # /list entries by (name, resourceVersion); bounded: old versions age out.
-        self._entries: BoundedMemo[tuple[str, str | None], ListEntry] = BoundedMemo(
-            max(1024, 2 * settings.max_streams)
-        )
         self.cache.ready.wait(30)
 
     # -- the API -------------------------------------------------------------
@@ -360,24 +366,9 @@ class KubeBackend:
         return counts
 
     def list_entries(self) -> list[ListEntry]:
-        """From the cache, each entry encoded once per version of its stream:
-        /list at 10,000 streams costs a join, not 10,000 info_of()."""
-        entries = []
-        for stream in self._not_stopped():
-            meta = stream["metadata"]
-            key = (meta["name"], meta.get("resourceVersion"))
-            entry = self._entries.get(key)
-            if entry is None:
-                info = info_of(stream)
-                finished = info.stopped_at is not None and info.state in FINISHED
-                entry = entry_of(info, live=not finished)
-                if finished:
-                    entry = ListEntry(
-                        entry.stream_id, entry.head, entry.tail, info.started_at, info.stopped_at
-                    )
-                self._entries.put(key, entry)
-            entries.append(entry)
-        return entries
+        """From the watch cache, each entry made when its stream changed:
+        /list at 10,000 streams is a join, not 10,000 info_of()."""
+        return self.cache.list_entries()
 
     def info(self, stream_id: str) -> StreamInfo:
         return info_of(self._get(stream_id))

@@ -85,3 +85,30 @@ def test_bad_page_parameters_are_a_400_with_a_reason(query: dict[str, str]) -> N
 def test_good_page_parameters() -> None:
     assert page_params({}) == (None, None)
     assert page_params({"limit": "50", "continue": encode_token("abc")}) == (50, "abc")
+
+
+def test_a_cluster_streams_entry_matches_its_info_and_a_stopped_one_has_none() -> None:
+    from streamgrid.gateway.kube import info_of, list_entry_of
+
+    stream = {
+        "metadata": {"name": "cam-1", "resourceVersion": "7"},
+        "spec": {"source": {"url": "rtsp://u:secret@cam/x"}, "state": "Running"},
+        "status": {
+            "state": "Active",
+            "framesCaptured": 41,
+            "startedAt": "2026-11-29T10:00:00Z",
+        },
+    }
+    entry = list_entry_of(stream)
+    assert entry is not None
+    now = info_of(stream).started_at + 90.0
+    listed = json.loads(encode_list([entry], now))["active_streams"]["cam-1"]
+    assert listed == {
+        "frames_captured": 41,
+        "url": info_of(stream).url,
+        "running_time": 90.0,
+        "state": "Active",
+    }
+    assert "secret" not in listed["url"]
+    stream["status"]["state"] = "Stopped"
+    assert list_entry_of(stream) is None
