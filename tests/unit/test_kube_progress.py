@@ -150,7 +150,7 @@ def test_only_a_sane_period_is_taken_from_an_answer() -> None:
 def test_a_new_pace_starts_anywhere_in_its_period(monkeypatch: Any) -> None:
     """A fleet made at once would otherwise send its reports in bursts, one
     period apart: the first wait after a new pace is spread over all of it."""
-    import streamgrid.capture.kube_progress as module
+    import random
 
     spreads: list[tuple[float, float]] = []
 
@@ -158,7 +158,7 @@ def test_a_new_pace_starts_anywhere_in_its_period(monkeypatch: Any) -> None:
         spreads.append((low, high))
         return low
 
-    monkeypatch.setattr(module.random, "uniform", uniform)
+    monkeypatch.setattr(random, "uniform", uniform)  # the module kube_progress uses
     endpoint = SlowEndpoint(delay=0.0)
     endpoint.requested = 120.0
     sink = KubeStatusProgress(endpoint, interval=0.05)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -90,7 +91,7 @@ def test_good_page_parameters() -> None:
 def test_a_cluster_streams_entry_matches_its_info_and_a_stopped_one_has_none() -> None:
     from streamgrid.gateway.kube import info_of, list_entry_of
 
-    stream = {
+    stream: dict[str, Any] = {
         "metadata": {"name": "cam-1", "resourceVersion": "7"},
         "spec": {"source": {"url": "rtsp://u:secret@cam/x"}, "state": "Running"},
         "status": {
