@@ -528,10 +528,10 @@ def run_fleet(
         runs: list[tuple[str, Path | None]] = [("this tree", None)]
         if baseline is not None and size in baseline_sizes:
             runs.insert(0, ("baseline", baseline))
-        # Until every pod reports at the fleet's pace: one period of the slowest
+        # Until every pod reports at the fleet's pace: two periods of the slowest
         # pace a pod may have been given while the fleet grew.
         pace = FleetPacer(5.0, 40.0).period_for(size)
-        settle_s = max(settle, 1.1 * pace)
+        settle_s = max(settle, 2.1 * pace)  # two periods: every pod on the new pace
         # A whole period at least: the average of N reports a period, whatever
         # their phase (a 90-s window of a 300-s period could catch a burst).
         window_s = window if window < 60 else max(window, pace)

@@ -115,6 +115,9 @@ class ObjectCache:
         """Keeps ``obj`` unless what is kept (or its deletion) is as new or
         newer; True when it was kept (a change to act on)."""
         key, version = key_of(obj), resource_version(obj)
+        with self._lock:
+            if self._stale(key, version):  # a re-list's unchanged objects: no encoding
+                return False
         text = json.dumps(self._slim(obj), separators=(",", ":")).encode()
         with self._lock:
             if self._stale(key, version):

@@ -14,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ..core.urls import mask_secrets
+from .cache import slim_pod, slim_stream
 from .podspec import CAPTURE, COMPONENT_LABEL
 from .provision import NamespaceProvisioner
 from .settings import GROUP, KIND, PLURAL, VERSION
@@ -41,15 +42,21 @@ def _json(response: Any) -> dict[str, Any]:
 Listing = tuple[list[dict[str, Any]], int | None]
 
 
-def _pages(list_page: Callable[..., Any], limit: int = 500) -> Listing:
-    """All items of a LIST, ``limit`` at a time (no one huge answer), and the
-    collection's resourceVersion (every page is of that one snapshot)."""
+def _pages(
+    list_page: Callable[..., Any],
+    keep: Callable[[dict[str, Any]], dict[str, Any]],
+    limit: int = 500,
+) -> Listing:
+    """All items of a LIST, ``limit`` at a time (no one huge answer), each as
+    ``keep`` makes it (what the cache holds: 10,000 whole pods would be
+    hundreds of MB at once), and the collection's resourceVersion (every page
+    is of that one snapshot)."""
     items: list[dict[str, Any]] = []
     token: str | None = None
     version: int | None = None
     while True:
         page = _json(list_page(limit=limit, **({"_continue": token} if token else {})))
-        items.extend(page.get("items") or [])
+        items.extend(keep(item) for item in page.get("items") or [])
         meta = page.get("metadata") or {}
         if version is None:
             with contextlib.suppress(TypeError, ValueError):
@@ -125,12 +132,14 @@ class KubernetesStreamApi:
             return _pages(
                 lambda **kw: self.custom.list_namespaced_custom_object(
                     GROUP, VERSION, namespace, PLURAL, _preload_content=False, **kw
-                )
+                ),
+                slim_stream,
             )
         return _pages(
             lambda **kw: self.custom.list_cluster_custom_object(
                 GROUP, VERSION, PLURAL, _preload_content=False, **kw
-            )
+            ),
+            slim_stream,
         )
 
     def list_capture_pods(self, namespace: str | None) -> Listing:
@@ -139,12 +148,14 @@ class KubernetesStreamApi:
             return _pages(
                 lambda **kw: self.core.list_namespaced_pod(
                     namespace, label_selector=selector, _preload_content=False, **kw
-                )
+                ),
+                slim_pod,
             )
         return _pages(
             lambda **kw: self.core.list_pod_for_all_namespaces(
                 label_selector=selector, _preload_content=False, **kw
-            )
+            ),
+            slim_pod,
         )
 
     def list_streams(self, namespace: str) -> list[str]:
