@@ -79,7 +79,7 @@ def run_api_bench(short: bool = False) -> list[str]:
                 encode_jpeg(camera_like_frame(seq)),
             )
 
-        with TestClient(create_app(lambda: backend)) as client:
+        with TestClient(create_app(lambda: backend), base_url="http://127.0.0.1") as client:
             list_ms = _timed(lambda: client.get("/list").raise_for_status(), 10 if short else 30)
             response = None
 

@@ -10,9 +10,12 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 CAMERA_SCRIPT = Path(__file__).parent / "camera" / "gst_camera.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, which has PyGObject (gi)
@@ -20,6 +23,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, which has PyGObject (gi)
 
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from .core.logs import configure_logging, log_event
     from .gateway.app import create_app
@@ -37,7 +41,11 @@ def serve(args: argparse.Namespace) -> int:
         overrides["store_url"] = str(Path(args.data_dir).resolve())
     if args.insecure:
         overrides["insecure"] = True
-    settings = GatewaySettings(**overrides)  # type: ignore[arg-type]
+    try:
+        settings = GatewaySettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        print(f"streamgrid serve: invalid settings: {settings_error(exc)}", file=sys.stderr)
+        return 2
     configure_logging("gateway", settings.log_level)
     problem = exposure_problem(settings.host, settings.authenticated, settings.insecure)
     if problem is not None:
@@ -60,6 +68,8 @@ def serve(args: argparse.Namespace) -> int:
         store=store.describe(),
         max_streams=settings.max_streams,
         auth=auth_summary(static_tokens, settings.auth_kubernetes),
+        allowed_hosts=",".join(settings.allowed_hosts),
+        allowed_origins=",".join(settings.allowed_origins),
     )
     if settings.backend == "kube" or settings.auth_kubernetes:
         from .operator.kubeapi import load_kube_config
@@ -70,6 +80,7 @@ def serve(args: argparse.Namespace) -> int:
         settings.kube_namespace if settings.auth_kubernetes else None,
         settings.auth_cache_seconds,
     )
+    browsers = settings.browser_policy()
     if settings.backend == "kube":
         from .gateway.kube import KubeBackend
         from .operator.podspec import store_url_for
@@ -79,18 +90,30 @@ def serve(args: argparse.Namespace) -> int:
             update={"store_url": store_url_for(settings.store_url, settings.kube_namespace)}
         )
         ns_store = ns_settings.open_store()
-        app = create_app(lambda: KubeBackend(settings, ns_store), authenticator)
+        app = create_app(lambda: KubeBackend(settings, ns_store), authenticator, browsers=browsers)
     else:
         try:  # before serving: a second server on the same state fails here
             records = StreamRecords(state_dir_for(settings))
         except StateDirBusy as exc:
             print(f"streamgrid serve: {exc}", file=sys.stderr)
             return 2
-        app = create_app(lambda: LocalBackend(settings, store, records), authenticator)
+        app = create_app(
+            lambda: LocalBackend(settings, store, records), authenticator, browsers=browsers
+        )
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=30
     )
     return 0
+
+
+def settings_error(exc: ValidationError) -> str:
+    """A settings model's errors in one line, each named by its variable."""
+    said = []
+    for error in exc.errors():
+        where = "_".join(str(part) for part in error.get("loc", ()) if isinstance(part, str))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        said.append(f"STREAMGRID_{where.upper()}: {message}" if where else message)
+    return "; ".join(said)
 
 
 def demo_camera(args: argparse.Namespace) -> int:
@@ -128,6 +151,16 @@ the store:
   (MinIO, SeaweedFS; AWS if unset), STREAMGRID_S3_ACCESS_KEY_ID and
   STREAMGRID_S3_SECRET_ACCESS_KEY; the stream records then need
   STREAMGRID_STATE_DIR (else ./streamgrid-state).
+
+web pages:
+  every page the browser opens can reach a server on 127.0.0.1, so the server
+  answers only to Host names it is known by (IP literals, localhost, this
+  machine's name, and STREAMGRID_ALLOWED_HOSTS: comma list, *.example.com
+  patterns): a DNS-rebinding page gets a 421 and reads nothing. Writes from a
+  browser (POST) must come from the server's own origin (its dashboard) or one
+  in STREAMGRID_ALLOWED_ORIGINS (scheme://host[:port], comma list; CORS is open
+  to exactly these): a cross-site form or fetch gets a 403 and changes nothing.
+  curl, the CLI and scripts send no Origin and are served as they are.
 
 runtimes:
   embedded (this command, the default): one capture worker process per stream

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -32,6 +33,7 @@ from .backend import (
     StreamNotFound,
     TooManyStreams,
 )
+from .browsers import BrowserPolicy, RefuseCrossSite
 from .dashboard import install_dashboard
 from .grids import GRID_OBSERVER
 from .listing import encode_list, page_params, select
@@ -106,8 +108,11 @@ def create_app(
     make_backend: Callable[[], StreamBackend],
     authenticator: Authenticator | None = None,
     metrics_public: bool | None = None,
+    browsers: BrowserPolicy | None = None,
 ) -> FastAPI:
-    """``metrics_public``: /metrics without a token (default: STREAMGRID_METRICS_PUBLIC)."""
+    """``metrics_public``: /metrics without a token (default: STREAMGRID_METRICS_PUBLIC).
+    ``browsers``: the Host names and origins web pages may use (default: IP
+    literals, localhost and this machine's name; no other origin)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,14 +123,27 @@ def create_app(
             await run_in_threadpool(app.state.backend.close)
 
     app = FastAPI(title="streamgrid", version=__version__, lifespan=lifespan)
-    if authenticator is not None:
-        app.add_middleware(RequireToken, authenticator=authenticator)
-    # Added last, so outermost: it sees the answers authentication gives too.
-    metrics = GatewayMetrics(lambda: getattr(app.state, "backend", None))
     public = MetricsSettings().metrics_public if metrics_public is None else metrics_public
-    app.add_middleware(
-        CountRequests, metrics=metrics, routes=lambda: app.router.routes, public=public
-    )
+    policy = browsers or BrowserPolicy.build()
+    # Added innermost first: requests pass CountRequests, RefuseCrossSite, CORS,
+    # RequireToken, then the routes.
+    if authenticator is not None:
+        app.add_middleware(
+            RequireToken,
+            authenticator=authenticator,
+            also_open=frozenset({METRICS_PATH}) if public else frozenset(),
+        )
+    if policy.origins:  # CORS stays closed unless origins are allowed
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=sorted(policy.origins),
+            allow_methods=["GET", "HEAD", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(RefuseCrossSite, policy=policy)
+    metrics = GatewayMetrics(lambda: getattr(app.state, "backend", None))
+    app.add_middleware(CountRequests, metrics=metrics, routes=lambda: app.router.routes)
 
     def backend(request: Request) -> StreamBackend:
         b: StreamBackend = request.app.state.backend
@@ -221,10 +239,10 @@ def create_app(
     async def stop_all(request: Request) -> dict[str, dict[str, str]]:
         return {"results": await run_in_threadpool(backend(request).stop_all)}
 
-    @app.get(METRICS_PATH, include_in_schema=False)
+    @app.api_route(METRICS_PATH, methods=["GET", "HEAD"], include_in_schema=False)
     async def metrics_exposition() -> Response:
         """Prometheus text exposition (docs/metrics.md); behind the token
-        unless public (then the middleware answers before this)."""
+        unless public."""
         body, content_type = await run_in_threadpool(metrics.render)
         return Response(body, media_type=content_type)
 

@@ -282,8 +282,13 @@ class RequireToken:
     """ASGI middleware: a request reaches the routes only with a token the
     Authenticator accepts for its action; else a plain-text 401 or 403."""
 
-    def __init__(self, app: App, authenticator: Authenticator) -> None:
+    def __init__(
+        self, app: App, authenticator: Authenticator, also_open: frozenset[str] = frozenset()
+    ) -> None:
+        """``also_open``: paths served without a token besides OPEN_PATHS
+        (``/metrics`` when it is public)."""
         self.app, self.authenticator = app, authenticator
+        self.open_paths = OPEN_PATHS | also_open
         self._reviews = asyncio.Semaphore(MAX_REVIEWS)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -291,10 +296,10 @@ class RequireToken:
             await self.app(scope, receive, send)
             return
         if scope["type"] != "http":  # websockets: this API has none
-            await _plain(send, 404, "Not Found")
+            await plain_answer(send, 404, "Not Found")
             return
         path = route_path(scope)
-        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        if path in self.open_paths or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -308,23 +313,23 @@ class RequireToken:
                 # The API server's reviews block: off the event loop.
                 await asyncio.to_thread(self.authenticator.check, authorization, action)
         except ReviewerBusy:
-            await _plain(send, 503, "Authentication unavailable: too many requests at once")
+            await plain_answer(send, 503, "Authentication unavailable: too many requests at once")
             return
         except AuthFailed as exc:
             challenge = f'Bearer realm="{REALM}"'
             if authorization:
                 challenge += ', error="invalid_token"'
-            await _plain(send, 401, f"Unauthorized: {exc}", {"www-authenticate": challenge})
+            await plain_answer(send, 401, f"Unauthorized: {exc}", {"www-authenticate": challenge})
             return
         except Forbidden as exc:
             log_event(log, "request.forbidden", logging.WARNING, path=path, reason=str(exc))
-            await _plain(send, 403, f"Forbidden: {exc}")
+            await plain_answer(send, 403, f"Forbidden: {exc}")
             return
         except Exception as exc:  # noqa: BLE001 - the reviewer is down: not the caller's fault
             log_event(
                 log, "auth.review_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}"
             )
-            await _plain(send, 503, "Authentication unavailable: cannot reach the reviewer")
+            await plain_answer(send, 503, "Authentication unavailable: cannot reach the reviewer")
             return
         await self.app(scope, receive, send)
 
@@ -335,7 +340,9 @@ def route_path(scope: dict[str, Any]) -> str:
     return path[len(root) :] if root and path.startswith(root) else path
 
 
-async def _plain(send: Send, status: int, text: str, headers: dict[str, str] | None = None) -> None:
+async def plain_answer(
+    send: Send, status: int, text: str, headers: dict[str, str] | None = None
+) -> None:
     body = text.encode()
     raw_headers = [
         (b"content-type", b"text/plain; charset=utf-8"),

@@ -8,8 +8,8 @@ counted by an ASGI middleware outside the authentication middleware, so a
 make new series.
 
 Who may scrape: ``/metrics`` needs a token like every API route when
-authentication is on, unless ``STREAMGRID_METRICS_PUBLIC=true``; then the
-middleware answers it before authentication. What it shows is counts and
+authentication is on, unless ``STREAMGRID_METRICS_PUBLIC=true``; then
+authentication lets it through (the Host check still applies). What it shows is counts and
 stream ids, never a URL or a credential.
 
 The embedded runtime also serves its workers' numbers here (each worker
@@ -35,12 +35,10 @@ from prometheus_client import generate_latest as exposition_of
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, Match
 
 from ..capture.metrics import WorkerCollector, WorkerMetrics
 from ..core.models import StreamState
-from .auth import route_path
 
 METRICS_PATH = "/metrics"
 UNMATCHED = "<unmatched>"  # the route label of a path no route serves (a 404)
@@ -170,17 +168,10 @@ App = Callable[[dict[str, Any], Receive, Send], Any]
 
 class CountRequests:
     """ASGI middleware, outermost: counts and times every HTTP request by
-    route template, method and code (401s and 500s included), and answers
-    ``GET /metrics`` itself when it is public."""
+    route template, method and code (401s, refusals and 500s included)."""
 
-    def __init__(
-        self,
-        app: App,
-        metrics: GatewayMetrics,
-        routes: Callable[[], list[BaseRoute]],
-        public: bool,
-    ) -> None:
-        self.app, self.metrics, self.routes, self.public = app, metrics, routes, public
+    def __init__(self, app: App, metrics: GatewayMetrics, routes: Callable[[], list[BaseRoute]]):
+        self.app, self.metrics, self.routes = app, metrics, routes
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -196,22 +187,9 @@ class CountRequests:
             await send(message)
 
         try:
-            if self.public and method in ("GET", "HEAD") and route_path(scope) == METRICS_PATH:
-                body, content_type = await run_in_threadpool(self.metrics.render)
-                await _answer(sending, body, content_type, method == "HEAD")
-            else:
-                await self.app(scope, receive, sending)
+            await self.app(scope, receive, sending)
         finally:
             route = route_template(self.routes(), scope)
             shown = method if method in METHODS else "other"
             self.metrics.requests.labels(route, shown, str(status["code"])).inc()
             self.metrics.latency.labels(route, shown).observe(time.perf_counter() - started)
-
-
-async def _answer(send: Send, body: bytes, content_type: str, head: bool) -> None:
-    headers = [
-        (b"content-type", content_type.encode()),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else body})

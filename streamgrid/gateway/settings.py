@@ -3,10 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
-from ..core.settings import CommonSettings
+from ..core.settings import CommaList, CommonSettings
 from .auth import read_token_file
+from .browsers import BrowserPolicy, normal_origin
 
 
 class GatewaySettings(CommonSettings):
@@ -39,6 +40,22 @@ class GatewaySettings(CommonSettings):
     auth_cache_seconds: float = Field(10.0, ge=0, le=600)
     # Serve a non-loopback address with no authentication at all.
     insecure: bool = False
+    # Web pages (gateway/browsers.py). Host names the server answers to besides
+    # IP literals, localhost and this machine's name ("*.example.com" patterns;
+    # "*" for any, behind a proxy that checks them): anything else is a 421, so
+    # a DNS-rebinding page cannot read the API. Origins (scheme://host[:port])
+    # that may call it from a browser besides its own: cross-site writes from
+    # any other are a 403, and CORS answers exactly these.
+    allowed_hosts: CommaList = Field(default_factory=list)
+    allowed_origins: CommaList = Field(default_factory=list)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        return [normal_origin(origin) for origin in origins]  # ValueError: which one
+
+    def browser_policy(self) -> BrowserPolicy:
+        return BrowserPolicy.build(self.allowed_hosts, self.allowed_origins)
 
     def static_tokens(self) -> list[str]:
         """The static tokens configured, the file read now (start-up)."""

@@ -88,6 +88,8 @@ def test_external_s3_needs_credentials(cluster: ClusterRuntime) -> None:
         "image.pullPolicy=Sometimes",
         "s3.bucket=Bad_Bucket",
         "gateway.service.nodePort=80",
+        "gateway.allowedOrigins={ftp://files.example.com}",
+        "gateway.allowedHosts={bad host}",
     ],
 )
 def test_the_values_schema_refuses_bad_values(cluster: ClusterRuntime, bad: str) -> None:
@@ -117,3 +119,34 @@ def test_authentication_is_on_by_default_and_off_only_when_asked(cluster: Cluste
     )
     assert env["STREAMGRID_AUTH_KUBERNETES"] == "false"
     assert env["STREAMGRID_INSECURE"] == "true"
+
+
+def test_the_gateway_answers_to_its_service_names_and_the_allowed_ones(
+    cluster: ClusterRuntime,
+) -> None:
+    def gateway_env(*args: str) -> dict[str, Any]:
+        docs = render(cluster, *args)
+        gateway = next(d for d in docs if d["metadata"]["name"] == "sg-streamgrid-gateway")
+        env = gateway["spec"]["template"]["spec"]["containers"][0]["env"]
+        return {e["name"]: e.get("value") for e in env}
+
+    service = "sg-streamgrid-gateway"
+    names = [service, f"{service}.chart-check", f"{service}.chart-check.svc"]
+    env = gateway_env()
+    assert env["STREAMGRID_ALLOWED_HOSTS"].split(",") == [*names, f"{names[-1]}.cluster.local"]
+    assert env["STREAMGRID_ALLOWED_ORIGINS"] == ""
+    env = gateway_env(
+        "--set",
+        "gateway.allowedHosts={cams.example.com,*.cams.example.org}",
+        "--set",
+        "gateway.allowedOrigins={https://cams.example.com}",
+        "--set",
+        "gateway.clusterDomain=corp.internal",
+    )
+    assert env["STREAMGRID_ALLOWED_HOSTS"].split(",") == [
+        *names,
+        f"{names[-1]}.corp.internal",
+        "cams.example.com",
+        "*.cams.example.org",
+    ]
+    assert env["STREAMGRID_ALLOWED_ORIGINS"] == "https://cams.example.com"

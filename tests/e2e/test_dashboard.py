@@ -12,42 +12,24 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
 
 from streamgrid.core.grid import decode_jpeg
 
 from ..support.api import details, start, wait_for
+from ..support.browser import chromium, wait
 from ..support.camera import Camera
 from ..support.server import Server, start_server
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's chromium and chromium-driver
-CHROMEDRIVER = "/usr/bin/chromedriver"
-# Headless flags that work in a container as root, with no network to reach.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",  # a container's small /dev/shm crashes tabs
-    "--window-size=1280,1400",
-)
 TOKEN = "dashboard-token-0123456789abcdef"
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -61,26 +43,8 @@ def artifacts() -> Path:
 
 @pytest.fixture
 def browser(work_dir: Path, tmp_path: Path) -> Iterator[WebDriver]:
-    for binary in (CHROMIUM, CHROMEDRIVER):
-        if not Path(binary).is_file():
-            pytest.fail(f"{binary} is missing: scripts/install-system-deps.sh installs it")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM  # given, so selenium-manager never downloads one
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    service = Service(CHROMEDRIVER, log_output=str(work_dir / "chromedriver.log"))
-    driver = webdriver.Chrome(options=options, service=service)
-    try:
+    with chromium(work_dir / "chromedriver.log", tmp_path / "chromium-profile") as driver:
         yield driver
-    finally:
-        driver.quit()  # ends chromium and the chromedriver process it started
-
-
-def wait(driver: WebDriver, what: str, check: Callable[[WebDriver], T], timeout: float = 30) -> T:
-    """check's first truthy result; on timeout, a failure that says what was awaited."""
-    result: T = WebDriverWait(driver, timeout, poll_frequency=0.2).until(check, what)
-    return result
 
 
 def thumbnail_keys(driver: WebDriver, stream_id: str) -> dict[int, str]:

@@ -98,6 +98,39 @@ def test_pods_resolve_services_by_name_and_nothing_else(node_cluster: NodeCluste
     assert out.split() == [service["spec"]["clusterIP"], '{"status":"ok"}', "NXDOMAIN"], out
 
 
+def test_web_pages_cannot_use_the_gateway_with_the_charts_defaults(
+    node_cluster: NodeCluster,
+) -> None:
+    """The chart's allowed names serve (its Service by every name, the node's
+    address as the kubelet's probes use); a rebound name and a cross-site
+    form are refused."""
+    service = f"{RELEASE}-streamgrid-gateway"
+    with node_cluster.client() as client:
+        for host in (service, f"{service}.{NAMESPACE}.svc.cluster.local", "localhost"):
+            assert client.get("/list", headers={"host": host}).status_code == 200, host
+        rebound = client.get("/healthz", headers={"host": "rebind.evil.example"})
+        assert rebound.status_code == 421 and "STREAMGRID_ALLOWED_HOSTS" in rebound.text
+        before = client.get("/list").json()["active_streams"]
+        form = client.post(
+            "/start",
+            content=f"rtsp_url={node_cluster.camera.url()}",
+            headers={
+                "content-type": "application/x-www-form-urlencoded",
+                "origin": "http://evil.example",
+            },
+        )
+        assert (form.status_code, form.text) == (
+            403,
+            "Cross-site request refused: http://evil.example",
+        )
+        assert client.get("/list").json()["active_streams"] == before
+    gateway = [p for p in node_cluster.pods() if "gateway" in p["metadata"]["name"]]  # type: ignore[index]
+    assert gateway and all(
+        all(c["ready"] for c in p["status"]["containerStatuses"])  # type: ignore[index]
+        for p in gateway
+    )
+
+
 def test_a_stream_through_the_service_keeps_the_brightest(
     node_cluster: NodeCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,6 +11,11 @@ import httpx
 
 from .processes import ManagedProcess, free_port
 
+# Names and an origin every test server allows besides its defaults, so the
+# browser tests can check that allowed ones are served (tests/e2e/test_browsers.py).
+ALLOWED_HOSTS = "*.allowed.test,gateway.allowed.test"
+ALLOWED_ORIGIN = "http://app.allowed.test:3000"
+
 
 @dataclass
 class Server:
@@ -43,6 +48,9 @@ def start_server(
     data = work / f"{name}-data"
     env = dict(os.environ)
     env.update({"STREAMGRID_STORE_URL": str(data), "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {"STREAMGRID_ALLOWED_HOSTS": ALLOWED_HOSTS, "STREAMGRID_ALLOWED_ORIGINS": ALLOWED_ORIGIN}
+    )
     env.update(store_env or {})
     env.update(extra_env or {})
     argv = [sys.executable, "-m", "streamgrid.cli", "serve", "--port", str(port)]

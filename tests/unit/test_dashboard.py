@@ -31,6 +31,7 @@ from streamgrid.gateway.listing import ListEntry, entry_of
 from streamgrid.gateway.requests import StartRequest
 
 TOKEN = "a-dashboard-token"
+LOCAL = "http://127.0.0.1"  # the base URL of the test client: a Host the server answers to
 
 
 class RefusingObjects(DirectoryObjectStore):
@@ -120,7 +121,8 @@ def client_for(store: FrameStore, authenticator: Authenticator | None = None) ->
         info("empty", StreamState.CONNECTING),
         info("gone", StreamState.STOPPED),
     ]
-    return TestClient(create_app(lambda: StoredStreams(store, infos), authenticator))
+    app = create_app(lambda: StoredStreams(store, infos), authenticator)
+    return TestClient(app, base_url=LOCAL)
 
 
 @pytest.fixture

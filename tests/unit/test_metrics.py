@@ -259,7 +259,7 @@ def client_for(settings: GatewaySettings, token: bool, public: bool | None) -> T
     store = settings.open_store()
     authenticator = Authenticator([StaticTokens([TOKEN])]) if token else None
     app = create_app(lambda: LocalBackend(settings, store), authenticator, metrics_public=public)
-    return TestClient(app)
+    return TestClient(app, base_url="http://127.0.0.1")  # a Host the server answers to
 
 
 @pytest.fixture

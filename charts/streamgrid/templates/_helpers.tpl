@@ -60,3 +60,10 @@ securityContext:
 - {name: PYTHONDONTWRITEBYTECODE, value: "1"}
 - {name: HOME, value: /tmp}
 {{- end -}}
+
+{{- define "streamgrid.gatewayHosts" -}}
+{{- $service := printf "%s-gateway" (include "streamgrid.fullname" .) -}}
+{{- $ns := .Release.Namespace -}}
+{{- $names := list $service (printf "%s.%s" $service $ns) (printf "%s.%s.svc" $service $ns) (printf "%s.%s.svc.%s" $service $ns .Values.gateway.clusterDomain) -}}
+{{- join "," (concat $names .Values.gateway.allowedHosts) -}}
+{{- end -}}
