@@ -72,7 +72,7 @@ def serve(args: argparse.Namespace) -> int:
         allowed_origins=",".join(settings.allowed_origins),
     )
     if settings.backend == "kube" or settings.auth_kubernetes:
-        from .operator.kubeapi import load_kube_config
+        from .core.kubeclient import load_kube_config
 
         load_kube_config(settings.kubeconfig)
     authenticator = build_authenticator(
@@ -82,8 +82,8 @@ def serve(args: argparse.Namespace) -> int:
     )
     browsers = settings.browser_policy()
     if settings.backend == "kube":
+        from .core.crd import store_url_for
         from .gateway.kube import KubeBackend
-        from .operator.podspec import store_url_for
 
         # Capture pods write under <store>/<namespace>/; read from the same place.
         ns_settings = settings.model_copy(

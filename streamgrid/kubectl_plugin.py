@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .core import crd
+from .core.crd import GROUP, PLURAL, VERSION
 from .core.timestamps import parse_utc
-from .core.urls import mask_secrets, mask_url
-from .gateway.kube import DISPLAY_URL, split_credentials
-from .operator.settings import GROUP, KIND, PLURAL, VERSION
+from .core.urls import mask_secrets, mask_url, split_credentials
 
 Obj = dict[str, Any]
 EXIT_OK, EXIT_ERROR = 0, 1
@@ -63,38 +63,24 @@ class StartOptions:
 def stream_body(options: StartOptions) -> tuple[Obj, dict[str, str]]:
     """(the VideoStream, the credentials Secret's data, empty when the URL has none)."""
     url, secret_data = split_credentials(options.url)
-    source: Obj = {"url": url, "transport": options.transport}
-    if not options.tls_verify:
-        source["tlsVerify"] = False
-    if secret_data:
-        source["credentialsSecretRef"] = {"name": credentials_secret(options.name)}
-    grid: Obj = {"tileWidth": options.tile_width, "tileHeight": options.tile_height}
-    if options.columns:
-        grid["columns"] = options.columns
-    body: Obj = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": KIND,
-        "metadata": {
-            "name": options.name,
-            "labels": {
-                "app.kubernetes.io/name": "streamgrid",
-                "app.kubernetes.io/managed-by": MANAGED_BY,
-            },
-            "annotations": {DISPLAY_URL: mask_url(options.url)},
-        },
-        "spec": {
-            "source": source,
-            "captureInterval": options.interval,
-            "topK": options.top_k,
-            "grid": grid,
-            "state": "Running",
-        },
-    }
+    spec = crd.stream_spec(
+        url,
+        capture_interval=options.interval,
+        top_k=options.top_k,
+        transport=options.transport,
+        tls_verify=options.tls_verify,
+        columns=options.columns,
+        tile_width=options.tile_width,
+        tile_height=options.tile_height,
+        credentials_secret=crd.credentials_secret_name(options.name) if secret_data else None,
+    )
+    body = crd.stream_object(
+        options.name,
+        spec,
+        {crd.NAME_LABEL: crd.APP_NAME, crd.MANAGED_BY_LABEL: MANAGED_BY},
+        {crd.DISPLAY_URL_ANNOTATION: mask_url(options.url)},
+    )
     return body, secret_data
-
-
-def credentials_secret(name: str) -> str:
-    return f"{name}-credentials"
 
 
 def age(created: str | None, now: datetime) -> str:
@@ -213,7 +199,7 @@ def start(kube: Kube, options: StartOptions) -> None:
     from kubernetes.client.exceptions import ApiException
 
     body, secret_data = stream_body(options)
-    secret = credentials_secret(options.name)
+    secret = crd.credentials_secret_name(options.name)
     try:
         if secret_data:
             kube.core.create_namespaced_secret(
@@ -233,8 +219,7 @@ def start(kube: Kube, options: StartOptions) -> None:
                 kube.core.delete_namespaced_secret(secret, kube.namespace)
             raise
         if secret_data:  # garbage-collected with its stream
-            owner = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": options.name}
-            owner["uid"] = created["metadata"]["uid"]
+            owner = crd.owner_reference(options.name, created["metadata"]["uid"])
             kube.core.patch_namespaced_secret(
                 secret, kube.namespace, {"metadata": {"ownerReferences": [owner]}}
             )
@@ -304,10 +289,9 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 def grid_from_store(stream: Obj, access: StoreAccess) -> bytes:
     """The grid the capture pod stored (status.grid), else composed from the
     stream's frames under status.store.url (and stored, as the gateway does)."""
-    from .core.grid import GridGeometry
+    from .core.geometry import GridGeometry
+    from .core.grid_store import GridFailed, NoFramesCaptured, StoreUnavailable, grid_for_stream
     from .core.store import FrameStore, open_object_store, store_error_text
-    from .gateway.backend import GridFailed, NoFramesCaptured, StoreUnavailable
-    from .gateway.grids import grid_for_stream
 
     def objects(url: str) -> Any:
         return open_object_store(

@@ -19,6 +19,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
+from ..core.crd import WorkerExit
 from ..core.logs import configure_logging, log_event, register_secret
 from ..core.models import StreamState
 from ..core.urls import mask_url, url_secrets
@@ -26,7 +27,7 @@ from .health import HealthServer, stale_after
 from .metrics import worker_exposition
 from .progress import JsonLinesProgress, NoProgress, ProgressSink
 from .settings import CaptureSettings
-from .worker import EXIT_BAD_SETTINGS, EXIT_CRASHED, EXIT_STOPPED, CaptureWorker
+from .worker import CaptureWorker
 
 log = logging.getLogger("streamgrid.capture")
 # Where a pod's container leaves its last words: the kubelet copies this file
@@ -113,10 +114,10 @@ def main() -> int:
         errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         log_event(log, "worker.bad_settings", logging.ERROR, errors=errors)
         leave_termination_message(f"bad settings: {errors}")
-        return EXIT_BAD_SETTINGS
+        return WorkerExit.BAD_SETTINGS
     if settings.parent_pid is not None and not die_with_parent(settings.parent_pid):
         log_event(log, "worker.orphaned", logging.WARNING, stream_id=settings.stream_id)
-        return EXIT_STOPPED
+        return WorkerExit.STOPPED
     url = settings.camera_url()
     register_secret(*url_secrets(url))
     for secret in (settings.source_password, settings.source_full_url):
@@ -154,7 +155,7 @@ def main() -> int:
             result["code"] = worker.run(stop)
         except Exception:
             log.exception("worker.crashed", extra={"fields": {"stream_id": settings.stream_id}})
-            result["code"] = EXIT_CRASHED
+            result["code"] = WorkerExit.CRASHED
 
     thread = threading.Thread(target=body, name="capture", daemon=True)
     thread.start()
@@ -168,7 +169,7 @@ def main() -> int:
     progress.close()
     if health is not None:
         health.close()
-    return result.get("code", EXIT_STOPPED if stop.is_set() else EXIT_CRASHED)
+    return result.get("code", WorkerExit.STOPPED if stop.is_set() else WorkerExit.CRASHED)
 
 
 if __name__ == "__main__":

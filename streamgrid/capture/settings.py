@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 from pydantic import Field, SecretStr
 
-from ..core.grid import MAX_CELLS, MAX_TILE, MIN_TILE, GridGeometry
+from ..core.geometry import MAX_CELLS, MAX_TILE, MIN_TILE, GridGeometry
 from ..core.models import (
     INTERVAL_DEFAULT,
     INTERVAL_MAX,

@@ -14,22 +14,23 @@ counts only stored frames.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 
+from ..core.crd import WorkerExit
 from ..core.grid import encode_jpeg
 from ..core.grid_store import StoredGrid, compose_from_store
 from ..core.logs import log_event
 from ..core.models import FrameRecord, Manifest, StreamState
+from ..core.restarts import Backoff
 from ..core.store import FrameStore, store_error_text
 from ..core.topk import TopK, best
 from ..core.urls import mask_secrets
+from ..core.worker_metrics import WorkerMetrics
 from .health import BeatingObjects, Heartbeat
-from .metrics import LinkCounts, Throttle, WorkerMetrics
+from .metrics import LinkCounts, Throttle
 from .progress import Progress, ProgressSink
 from .sampling import TickSampler
 from .settings import CaptureSettings
@@ -38,36 +39,12 @@ from .tls import TlsPolicy
 
 log = logging.getLogger("streamgrid.capture")
 
-EXIT_STOPPED, EXIT_CRASHED, EXIT_FAILED = 0, 1, 3
-# The settings (the pod's env, from the VideoStream) are invalid: a restart
-# cannot help; the reason is the worker.bad_settings log line and the pod's
-# termination message.
-EXIT_BAD_SETTINGS = 2
 # Retrying unsaved frames: one small write per try, so the cap is low; it is
 # also how long a user who freed space may wait before /stop succeeds.
 STORE_RETRY_INITIAL, STORE_RETRY_MAX = 0.5, 10.0
 # The largest grid a capture pod composes at stop: a 48 MB canvas, well inside
 # the pod's memory limit; K=100 at the default 300x300 tiles is 9 megapixels.
 GRID_AT_STOP_MAX_PIXELS = 16_000_000
-
-
-@dataclass
-class Backoff:
-    """Capped exponential backoff with +-20 % jitter, so cameras are not hammered
-    in lockstep after a shared outage."""
-
-    initial: float
-    cap: float
-    attempt: int = 0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def next(self) -> float:
-        delay = min(self.cap, self.initial * (2**self.attempt))
-        self.attempt = min(self.attempt + 1, 30)
-        return float(delay * self.rng.uniform(0.8, 1.2))
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 SourceFactory = Callable[[CaptureSettings], VideoSource]
@@ -173,7 +150,7 @@ class CaptureWorker:
                     log, "worker.failed", logging.ERROR, stream_id=self.stream_id, reason=str(exc)
                 )
                 self.finish(StreamState.FAILED)
-                return EXIT_FAILED
+                return WorkerExit.FAILED
             except SourceError as exc:
                 if stop.is_set():
                     break
@@ -192,7 +169,7 @@ class CaptureWorker:
                 self._retry_if_due()
                 stop.wait(delay)
         self.finish(StreamState.STOPPED)
-        return EXIT_STOPPED
+        return WorkerExit.STOPPED
 
     def _capture(self, source: VideoSource, stop: threading.Event) -> None:
         settings = self.settings

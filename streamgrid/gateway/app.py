@@ -21,7 +21,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..core.grid import GridTooLarge
+from ..core.geometry import GridTooLarge
+from ..core.grid_store import GRID_OBSERVER
 from ..core.logs import log_event
 from .auth import Authenticator, RequireToken
 from .backend import (
@@ -35,7 +36,6 @@ from .backend import (
 )
 from .browsers import BrowserPolicy, RefuseCrossSite
 from .dashboard import install_dashboard
-from .grids import GRID_OBSERVER
 from .listing import encode_list, page_params, select
 from .metrics import METRICS_PATH, CountRequests, GatewayMetrics, MetricsSettings
 from .openapi import DETAILS, HEALTHZ, LIST, START, STATUS, STOP, STOP_ALL, install_docs

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..core.crd import GROUP, PLURAL
 from ..core.logs import log_event
-from ..operator.settings import GROUP, PLURAL
 
 log = logging.getLogger("streamgrid.gateway")
 

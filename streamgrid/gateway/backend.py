@@ -5,11 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..core.grid import GridGeometry
+from ..core.geometry import GridGeometry
+from ..core.grid_store import GridFailed, NoFramesCaptured, StoreUnavailable
 from ..core.models import FrameRecord, StreamState
 from ..core.store import FrameStore, store_error_text
 from ..core.topk import best
 from .requests import StartRequest
+
+__all__ = [
+    "GridFailed",
+    "NoFramesCaptured",
+    "StoreUnavailable",
+    "StreamBackend",
+    "StreamInfo",
+    "StreamNotFound",
+    "TooManyStreams",
+]
 
 if TYPE_CHECKING:
     from .listing import ListEntry
@@ -19,22 +30,8 @@ class StreamNotFound(LookupError):
     pass
 
 
-class NoFramesCaptured(RuntimeError):
-    pass
-
-
-class GridFailed(RuntimeError):
-    pass
-
-
 class TooManyStreams(RuntimeError):
     pass
-
-
-class StoreUnavailable(RuntimeError):
-    """The store refuses writes (or reads) now; the message says why. /stop
-    answers 503 and leaves the worker running: it holds the frames the store
-    refused, and the user can stop again once the store is back."""
 
 
 @dataclass

@@ -19,19 +19,19 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from ..core.grid import GridGeometry
+from ..core import crd
+from ..core.geometry import GridGeometry
+from ..core.grid_store import grid_for_stream
 from ..core.logs import log_event, register_secret
 from ..core.models import FrameRecord, StreamState, is_valid_stream_id
 from ..core.store import FrameStore
 from ..core.timestamps import parse_utc
-from ..core.urls import drop_secret_params, has_secret_params, mask_url, url_secrets
-from ..operator.settings import GROUP, KIND, PLURAL, VERSION
+from ..core.urls import mask_url, split_credentials, url_secrets
+from ..core.watch_cache import Key, Obj, ObjectCache, resource_version, without_managed_fields
 from .backend import (
     StoreUnavailable,
     StreamInfo,
@@ -40,33 +40,13 @@ from .backend import (
     read_frame,
     read_kept_frames,
 )
-from .grids import grid_for_stream
 from .listing import ListEntry, entry_of
 from .requests import BadRequest, StartRequest, check_source
 from .settings import GatewaySettings
 
 log = logging.getLogger("streamgrid.gateway")
-DISPLAY_URL = "streamgrid.io/display-url"
-Obj = dict[str, Any]
-
-
-def split_credentials(url: str) -> tuple[str, dict[str, str]]:
-    """(URL safe for the spec, Secret data). The spec never holds a credential."""
-    parts = urlsplit(url)
-    data: dict[str, str] = {}
-    if parts.username:
-        data["username"] = unquote(parts.username)
-    if parts.password:
-        data["password"] = unquote(parts.password)
-    query = urlencode(parse_qsl(parts.query, keep_blank_values=True))
-    if has_secret_params(url):
-        # Credentials in the query or a Dahua-style path: the Secret holds the
-        # whole URL; the spec's drops them from the query and masks them in the path.
-        data = {"url": url}
-        query = drop_secret_params(parts.query)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    clean = urlunsplit((parts.scheme, host, parts.path or "/", query, ""))
-    return mask_url(clean), data
+LABELS = {crd.NAME_LABEL: crd.APP_NAME, crd.MANAGED_BY_LABEL: "streamgrid-gateway"}
+STOP_PATCH = {"spec": {"state": "Stopped"}}
 
 
 def _time(value: str | None) -> float | None:
@@ -81,7 +61,7 @@ def info_of(stream: Obj) -> StreamInfo:
     state = StreamState(status.get("state", "Pending"))
     finished = stopped is not None and state in (StreamState.STOPPED, StreamState.FAILED)
     end = stopped if finished and stopped is not None else time.time()
-    url = (meta.get("annotations") or {}).get(DISPLAY_URL) or spec["source"]["url"]
+    url = (meta.get("annotations") or {}).get(crd.DISPLAY_URL_ANNOTATION) or spec["source"]["url"]
     return StreamInfo(
         stream_id=meta["name"],
         url=mask_url(url),
@@ -130,13 +110,19 @@ def failing_store(stream: Obj) -> str:
 
 
 class StreamCache:
-    """The namespace's VideoStreams, kept current by a watch."""
+    """The namespace's VideoStreams, kept current by a LIST and a WATCH, in
+    the one watch cache (core/watch_cache.py: newest resourceVersion wins,
+    tombstones keep a deleted stream from coming back on a late answer).
+    Beside it, kept in step by its change hook: each stream's /list entry
+    and its (desired, observed) states, so /list, the stream cap and the
+    gauge read no whole object."""
 
     def __init__(self, custom: client.CustomObjectsApi, namespace: str) -> None:
         self.custom, self.namespace = custom, namespace
-        self._items: dict[str, Obj] = {}
-        # Each stream's /list entry and the resourceVersion it was made from.
-        self._entries: dict[str, tuple[str | None, ListEntry | None]] = {}
+        self.objects = ObjectCache(without_managed_fields, on_change=self._changed_hook)
+        self._entries: dict[str, ListEntry | None] = {}
+        self._states: dict[str, tuple[str, str]] = {}  # name -> (desired, observed)
+        self._generation = 0  # counts changes, for wait_for
         self._changed = threading.Condition()
         self.ready = threading.Event()
         self._stop = threading.Event()
@@ -150,50 +136,46 @@ class StreamCache:
         self._stop.set()
 
     def get(self, name: str) -> Obj | None:
-        with self._changed:
-            return self._items.get(name)
+        return self.objects.get((self.namespace, name))
 
-    def values(self) -> list[Obj]:
+    def states(self) -> dict[str, tuple[str, str]]:
+        """Each stream's (spec.state, status.state)."""
         with self._changed:
-            return list(self._items.values())
+            return dict(self._states)
 
     def list_entries(self) -> list[ListEntry]:
         with self._changed:
-            return [entry for _, entry in self._entries.values() if entry is not None]
-
-    def _entry_for(self, name: str, stream: Obj) -> None:
-        """Under the lock: the entry again only when the stream changed."""
-        version = stream["metadata"].get("resourceVersion")
-        kept = self._entries.get(name)
-        if kept is None or kept[0] != version:
-            self._entries[name] = (version, list_entry_of(stream))
+            return [entry for entry in self._entries.values() if entry is not None]
 
     def put(self, stream: Obj) -> None:
         """Our own writes, so a read right after a write sees it."""
-        self._store(stream)
+        self.objects.put(stream)
 
     def wait_for(self, name: str, check: Callable[[Obj | None], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        with self._changed:
-            while not check(self._items.get(name)):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._changed.wait(min(left, 1.0))
-        return True
+        while True:
+            with self._changed:
+                seen = self._generation
+            if check(self.get(name)):  # not under the condition: the cache has its own lock
+                return True
+            with self._changed:
+                while self._generation == seen:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._changed.wait(min(left, 1.0))
 
-    def _store(self, stream: Obj) -> None:
-        # managedFields: a third of a stream's size, and nothing reads them.
-        stream["metadata"].pop("managedFields", None)
-        name = stream["metadata"]["name"]
+    def _changed_hook(self, key: Key, stream: Obj | None) -> None:
+        """Under the cache's lock, in the order it took the changes."""
+        name = key[1]
         with self._changed:
-            old = self._items.get(name)
-            newer = old is None or int(stream["metadata"].get("resourceVersion", 0)) >= int(
-                old["metadata"].get("resourceVersion", 0)
-            )
-            if newer:
-                self._items[name] = stream
-                self._entry_for(name, stream)
+            if stream is None:
+                self._entries.pop(name, None)
+                self._states.pop(name, None)
+            else:
+                self._entries[name] = list_entry_of(stream)
+                self._states[name] = (crd.desired_state(stream), observed_state(stream))
+            self._generation += 1
             self._changed.notify_all()
 
     def _run(self) -> None:
@@ -201,26 +183,17 @@ class StreamCache:
         while not self._stop.is_set():
             try:
                 listing = self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURAL
+                    crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL
                 )
-                for stream in listing["items"]:
-                    stream["metadata"].pop("managedFields", None)
-                with self._changed:
-                    self._items = {s["metadata"]["name"]: s for s in listing["items"]}
-                    self._entries = {
-                        name: entry for name, entry in self._entries.items() if name in self._items
-                    }
-                    for name, stream in self._items.items():
-                        self._entry_for(name, stream)
-                    self._changed.notify_all()
-                self.ready.set()
                 version = listing["metadata"]["resourceVersion"]
+                self.objects.replace_all(listing["items"], resource_version(listing))
+                self.ready.set()
                 for event in watch.Watch().stream(
                     self.custom.list_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
+                    crd.GROUP,
+                    crd.VERSION,
                     self.namespace,
-                    PLURAL,
+                    crd.PLURAL,
                     resource_version=version,
                     timeout_seconds=240,
                 ):
@@ -228,12 +201,9 @@ class StreamCache:
                         return
                     obj = event["object"]
                     if event["type"] == "DELETED":
-                        with self._changed:
-                            self._items.pop(obj["metadata"]["name"], None)
-                            self._entries.pop(obj["metadata"]["name"], None)
-                            self._changed.notify_all()
+                        self.objects.delete(obj)
                     elif event["type"] in ("ADDED", "MODIFIED"):
-                        self._store(obj)
+                        self.objects.put(obj)
                 backoff = 0.5
             except ApiException as exc:
                 if exc.status != 410:  # 410 Gone: our version expired, list again
@@ -244,6 +214,10 @@ class StreamCache:
                 log_event(log, "watch.error", logging.WARNING, error=str(exc)[:200])
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30)
+
+
+def observed_state(stream: Obj) -> str:
+    return str(crd.status_of(stream).get("state") or StreamState.PENDING.value)
 
 
 class KubeBackend:
@@ -264,56 +238,39 @@ class KubeBackend:
     def start(self, request: StartRequest) -> str:
         # 400 for a denied address; a capture pod checks host names when it connects.
         check_source(request.rtsp_url, self.settings.source_policy())
-        running = [
-            s
-            for s in self.cache.values()
-            if (s.get("spec") or {}).get("state", "Running") == "Running"
-        ]
-        if len(running) >= self.settings.max_streams:
+        running = sum(1 for desired, _ in self.cache.states().values() if desired == "Running")
+        if running >= self.settings.max_streams:
             raise TooManyStreams(self.settings.max_streams)
         name = secrets.token_hex(8)
         url, secret_data = split_credentials(request.rtsp_url)
         register_secret(*url_secrets(request.rtsp_url))
-        source: Obj = {"url": url, "transport": request.rtsp_transport}
-        if not request.tls_verify:
-            source["tlsVerify"] = False
-
-        secret_name = f"{name}-credentials"
+        secret_name = crd.credentials_secret_name(name)
         if secret_data:
             self.core.create_namespaced_secret(
                 self.namespace,
                 client.V1Secret(
-                    metadata=client.V1ObjectMeta(name=secret_name, labels=self._labels()),
+                    metadata=client.V1ObjectMeta(name=secret_name, labels=LABELS),
                     string_data=secret_data,
                     type="Opaque",
                 ),
             )
-            source["credentialsSecretRef"] = {"name": secret_name}
-        grid: Obj = {
-            "tileWidth": request.geometry.tile_width,
-            "tileHeight": request.geometry.tile_height,
-        }
-        if request.geometry.cols:
-            grid["columns"] = request.geometry.cols
-        body: Obj = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": KIND,
-            "metadata": {
-                "name": name,
-                "labels": self._labels(),
-                "annotations": {DISPLAY_URL: mask_url(request.rtsp_url)},
-            },
-            "spec": {
-                "source": source,
-                "captureInterval": request.capture_interval,
-                "topK": request.top_k,
-                "grid": grid,
-                "state": "Running",
-            },
-        }
+        geometry = request.geometry
+        spec = crd.stream_spec(
+            url,
+            capture_interval=request.capture_interval,
+            top_k=request.top_k,
+            transport=request.rtsp_transport,
+            tls_verify=request.tls_verify,
+            columns=geometry.cols,
+            tile_width=geometry.tile_width,
+            tile_height=geometry.tile_height,
+            credentials_secret=secret_name if secret_data else None,
+        )
+        annotations = {crd.DISPLAY_URL_ANNOTATION: mask_url(request.rtsp_url)}
+        body = crd.stream_object(name, spec, LABELS, annotations)
         try:
             created: Obj = self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, body
+                crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, body
             )
         except ApiException as exc:
             if secret_data:
@@ -323,21 +280,9 @@ class KubeBackend:
             raise
         self.cache.put(created)
         if secret_data:  # garbage-collected with its stream
+            owner = crd.owner_reference(name, created["metadata"]["uid"])
             self.core.patch_namespaced_secret(
-                secret_name,
-                self.namespace,
-                {
-                    "metadata": {
-                        "ownerReferences": [
-                            {
-                                "apiVersion": f"{GROUP}/{VERSION}",
-                                "kind": KIND,
-                                "name": name,
-                                "uid": created["metadata"]["uid"],
-                            }
-                        ]
-                    }
-                },
+                secret_name, self.namespace, {"metadata": {"ownerReferences": [owner]}}
             )
         log_event(
             log,
@@ -356,8 +301,7 @@ class KubeBackend:
         """Every stream in the cache by state (the streams gauge: a scrape
         at 10,000 streams must not build 10,000 infos)."""
         counts: dict[StreamState, int] = {}
-        for stream in self.cache.values():
-            raw = (stream.get("status") or {}).get("state", "Pending")
+        for _, raw in self.cache.states().values():
             try:
                 state = StreamState(raw)
             except ValueError:
@@ -405,25 +349,20 @@ class KubeBackend:
         self.cache.close()
 
     # -- internals -----------------------------------------------------------
-    def _labels(self) -> dict[str, str]:
-        return {
-            "app.kubernetes.io/name": "streamgrid",
-            "app.kubernetes.io/managed-by": "streamgrid-gateway",
-        }
-
     def _not_stopped(self) -> list[Obj]:
-        return [
-            s
-            for s in self.cache.values()
-            if (s.get("status") or {}).get("state") != StreamState.STOPPED.value
+        names = [
+            name
+            for name, (_, state) in self.cache.states().items()
+            if state != StreamState.STOPPED.value
         ]
+        return [s for s in map(self.cache.get, names) if s is not None]
 
     def _get(self, name: str) -> Obj:
         stream = self.cache.get(name)
         if stream is None:
             try:
                 stream = self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURAL, name
+                    crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, name
                 )
             except ApiException as exc:
                 if exc.status in (404, 422, 400):
@@ -436,7 +375,7 @@ class KubeBackend:
         stream = self._get(name)
         if stream.get("spec", {}).get("state") != "Stopped":
             patched: Obj = self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name, {"spec": {"state": "Stopped"}}
+                crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, name, STOP_PATCH
             )
             self.cache.put(patched)
 

@@ -34,6 +34,7 @@ import functools
 import json
 import logging
 import os
+import random
 import secrets
 import signal
 import sqlite3
@@ -46,13 +47,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..capture.metrics import WorkerMetrics
-from ..capture.worker import EXIT_FAILED, EXIT_STOPPED, Backoff
-from ..core.grid import GridGeometry
+from ..core.crd import WorkerExit
+from ..core.geometry import GridGeometry
+from ..core.grid_store import grid_for_stream
 from ..core.logs import log_event, register_secret
 from ..core.models import FrameRecord, StreamState, is_valid_stream_id
+from ..core.restarts import permanent_exit
 from ..core.store import FrameStore
 from ..core.urls import mask_secrets, mask_url, url_secrets
+from ..core.worker_metrics import WorkerMetrics
 from .backend import (
     StoreUnavailable,
     StreamInfo,
@@ -61,7 +64,6 @@ from .backend import (
     read_frame,
     read_kept_frames,
 )
-from .grids import grid_for_stream
 from .listing import ListEntry, entry_of
 from .requests import StartRequest, check_source
 from .settings import GatewaySettings
@@ -90,6 +92,7 @@ class LocalStream:
     stopped_mono: float | None = None
     process: subprocess.Popen[str] | None = None
     restarts: int = 0
+    exits_in_a_row: int = 0  # unexpected exits with no Active run between
     stopping: threading.Event = field(default_factory=threading.Event)
     stop_lock: threading.Lock = field(default_factory=threading.Lock)
     expired: bool = False  # its data is being or was deleted (under stop_lock)
@@ -432,7 +435,7 @@ class LocalBackend:
         stream.supervisor.start()
 
     def _supervise(self, stream: LocalStream) -> None:
-        backoff = Backoff(0.5, 10.0)
+        policy, rng = self.settings.restart_policy(), random.Random()
         if stream.previous_pid is not None:
             self._await_previous_worker(stream, stream.previous_pid)
         while True:
@@ -455,15 +458,16 @@ class LocalBackend:
                 stream.process = process
             if process is not None:
                 code = self._run_worker(stream, process)
-                if stream.stopping.is_set() or code == EXIT_STOPPED:
+                if stream.stopping.is_set() or code == WorkerExit.STOPPED:
                     return
-                if code == EXIT_FAILED:  # the camera refused us for good: no restart
-                    self._fail(stream, stream.reason)
+                if (permanent := permanent_exit(code)) is not None:  # no restart can mend it
+                    self._fail(stream, stream.reason or permanent)
                     return
                 why = f"worker exited with code {code}"
             stream.restarts += 1
-            if stream.restarts > self.settings.worker_restart_limit:
-                self._fail(stream, f"{why}; {stream.restarts} times, giving up")
+            stream.exits_in_a_row += 1
+            if policy.gives_up(stream.exits_in_a_row):
+                self._fail(stream, f"{why}; {stream.exits_in_a_row} times in a row, giving up")
                 return
             stream.state = StreamState.RECONNECTING
             stream.reason = f"{why}; restarting"
@@ -476,7 +480,7 @@ class LocalBackend:
                 reason=why,
                 restarts=stream.restarts,
             )
-            stream.stopping.wait(backoff.next())
+            stream.stopping.wait(policy.delay(stream.exits_in_a_row, rng))
 
     def _run_worker(self, stream: LocalStream, process: subprocess.Popen[str]) -> int:
         """Follow a spawned worker's progress until it exits; its exit code."""
@@ -532,6 +536,8 @@ class LocalBackend:
                     stream.worker_numbers[0],
                     WorkerMetrics.from_json(data["metrics"]),
                 )
+        if stream.state == StreamState.ACTIVE:
+            stream.exits_in_a_row = 0  # a healthy run ends a crash loop (core/restarts.py)
         if stream.state != before:
             self._write(
                 stream,

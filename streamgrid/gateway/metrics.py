@@ -37,8 +37,8 @@ from prometheus_client.registry import Collector
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.routing import BaseRoute, Match
 
-from ..capture.metrics import WorkerCollector, WorkerMetrics
 from ..core.models import StreamState
+from ..core.worker_metrics import WorkerCollector, WorkerMetrics
 
 METRICS_PATH = "/metrics"
 UNMATCHED = "<unmatched>"  # the route label of a path no route serves (a 404)

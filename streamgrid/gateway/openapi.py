@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Route
 
-from ..core.grid import MAX_CELLS, MAX_TILE, MIN_TILE
+from ..core.geometry import MAX_CELLS, MAX_TILE, MIN_TILE
 from ..core.models import (
     INTERVAL_DEFAULT,
     INTERVAL_MAX,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ..core.grid import MAX_CELLS, MAX_TILE, MIN_TILE, GridGeometry, GridTooLarge
+from ..core.geometry import MAX_CELLS, MAX_TILE, MIN_TILE, GridGeometry, GridTooLarge
 from ..core.models import (
     INTERVAL_DEFAULT,
     INTERVAL_MAX,

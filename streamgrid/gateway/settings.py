@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
+from ..core.restarts import RestartPolicy
 from ..core.settings import CommaList, CommonSettings
 from .auth import read_token_file
 from .browsers import BrowserPolicy, normal_origin
@@ -20,7 +21,12 @@ class GatewaySettings(CommonSettings):
     # or late /stop/<id> returns the same grid; then its data is deleted.
     stopped_retention_seconds: float = Field(3600.0, ge=0)
     stop_timeout_seconds: float = Field(15.0, gt=0, le=300)  # SIGTERM, then SIGKILL
-    worker_restart_limit: int = Field(20, ge=0)  # unexpected worker exits per stream
+    # A worker that exits unexpectedly this many times in a row (no Active run
+    # between) fails its stream; each restart waits initial, doubling up to max,
+    # jittered (core/restarts.py: the operator's policy too).
+    worker_restart_limit: int = Field(20, ge=0)
+    worker_backoff_initial_seconds: float = Field(0.5, ge=0, le=3600)
+    worker_backoff_max_seconds: float = Field(10.0, ge=0, le=86400)
     worker_log_level: str = "INFO"
     # The embedded runtime's stream records (gateway/state.py: streamgrid.db,
     # mode 0600, camera credentials included). Default: the store's directory
@@ -53,6 +59,13 @@ class GatewaySettings(CommonSettings):
     @classmethod
     def _origins(cls, origins: list[str]) -> list[str]:
         return [normal_origin(origin) for origin in origins]  # ValueError: which one
+
+    def restart_policy(self) -> RestartPolicy:
+        return RestartPolicy(
+            self.worker_backoff_initial_seconds,
+            self.worker_backoff_max_seconds,
+            self.worker_restart_limit,
+        )
 
     def browser_policy(self) -> BrowserPolicy:
         return BrowserPolicy.build(self.allowed_hosts, self.allowed_origins)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..core.grid import GridGeometry
+from ..core.geometry import GridGeometry
 from ..core.models import StreamState
 from .requests import StartRequest
 from .settings import GatewaySettings

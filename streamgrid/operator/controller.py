@@ -29,12 +29,14 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from ..core.crd import STREAM_LABEL
 from ..core.logs import log_event
 from ..core.timestamps import parse_utc
-from .cache import Key, Obj, ObjectCache, key_of, slim_pod, slim_stream
+from ..core.watch_cache import Key, Obj, ObjectCache, key_of
 from .kubeapi import KubernetesStreamApi
 from .metrics import Outcome
-from .podspec import STREAM_LABEL, pod_name
+from .podspec import pod_name
+from .projections import slim_pod, slim_stream
 from .provision import ProvisionError, report_reconcile_failure
 from .reconcile import Plan, reconcile
 from .settings import OperatorSettings

@@ -15,15 +15,16 @@ from typing import Any
 
 import kopf
 
+from ..core.crd import COMPONENT_LABEL, FINALIZER, GROUP, PLURAL, VERSION
+from ..core.kubeclient import load_kube_config
 from ..core.logs import configure_logging
 from ..core.store import store_error_text
 from .controller import Controller, stream_lock
-from .kubeapi import KubernetesStreamApi, load_kube_config
+from .kubeapi import KubernetesStreamApi
 from .metrics import serve_metrics
-from .podspec import COMPONENT_LABEL
 from .provision import NamespaceProvisioner
 from .retention import StillRunning, finish_deleted_stream
-from .settings import GROUP, PLURAL, VERSION, OperatorSettings
+from .settings import OperatorSettings
 
 _state: dict[str, Any] = {}
 
@@ -44,7 +45,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING  # k8s events for problems, not every handler
     # Not a log line per watch event (tens a second in a large fleet).
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    settings.persistence.finalizer = "streamgrid.io/operator"
+    settings.persistence.finalizer = FINALIZER
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
     _state["settings"] = ours

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,23 +12,13 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from ..core.crd import API_VERSION, COMPONENT_LABEL, GROUP, KIND, PLURAL, VERSION
 from ..core.urls import mask_secrets
-from .cache import slim_pod, slim_stream
-from .podspec import CAPTURE, COMPONENT_LABEL
+from .podspec import CAPTURE
+from .projections import slim_pod, slim_stream
 from .provision import NamespaceProvisioner
-from .settings import GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("streamgrid.operator")
-
-
-def load_kube_config(kubeconfig: str | None) -> None:
-    """In a pod: the service account; elsewhere: the kubeconfig."""
-    from kubernetes import config
-
-    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()
-    else:
-        config.load_kube_config(config_file=kubeconfig)
 
 
 def _json(response: Any) -> dict[str, Any]:
@@ -199,7 +188,7 @@ class KubernetesStreamApi:
                 generate_name=f"{meta['name']}.", namespace=meta["namespace"]
             ),
             involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}",
+                api_version=API_VERSION,
                 kind=KIND,
                 name=meta["name"],
                 namespace=meta["namespace"],

@@ -6,16 +6,13 @@ import hashlib
 import json
 from typing import Any
 
-from .settings import GROUP, KIND, VERSION, OperatorSettings
+from ..core import crd
+from ..core.crd import COMPONENT_LABEL, SPEC_HASH_ANNOTATION, STREAM_LABEL
+from .settings import OperatorSettings
 
-COMPONENT_LABEL = "app.kubernetes.io/component"
-STREAM_LABEL = "streamgrid.io/stream"
-CAPTURE = "capture"
+CAPTURE = crd.CAPTURE_COMPONENT
 # The worker's liveness endpoint (capture/health.py), in the pod's own network.
 HEALTH_PORT = 8081
-# The hash of the spec a capture pod was made from: a pod whose hash differs
-# from the stream's is replaced (reconcile.py).
-SPEC_HASH_ANNOTATION = "streamgrid.io/spec-hash"
 # What of the spec capture_pod() turns into the pod; state and
 # ttlSecondsAfterStopped (and retention) are the operator's, not the pod's.
 CAPTURE_SPEC_FIELDS = ("source", "captureInterval", "topK", "grid")
@@ -28,14 +25,10 @@ def spec_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def pod_name(stream_name: str) -> str:
-    """Deterministic, so a second create is a harmless 409."""
-    return f"{stream_name}-capture"[:253]
+pod_name = crd.capture_pod_name
 
 
-def store_url_for(store_url: str, namespace: str) -> str:
-    """One prefix per namespace; the stream's name is its prefix below it."""
-    return f"{store_url.rstrip('/')}/{namespace}"
+store_url_for = crd.store_url_for
 
 
 def _secret_env(name: str, secret: str, key: str, optional: bool = False) -> dict[str, Any]:
@@ -139,16 +132,7 @@ def capture_pod(stream: dict[str, Any], settings: OperatorSettings) -> dict[str,
                 "prometheus.io/port": str(HEALTH_PORT),
                 "prometheus.io/path": "/metrics",
             },
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": KIND,
-                    "name": name,
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [crd.owner_reference(name, meta["uid"], controller=True)],
         },
         "spec": {
             # The operator decides about restarts: a worker that exits 3 was

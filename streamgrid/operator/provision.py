@@ -30,15 +30,19 @@ from typing import Any, Protocol
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from ..core.crd import (
+    CAPTURE_NAMESPACE_ENABLED,
+    CAPTURE_NAMESPACE_LABEL,
+    GROUP,
+    PROVISIONED_LABEL,
+)
 from ..core.logs import log_event
-from .settings import GROUP, OperatorSettings
+from .settings import OperatorSettings
 
 log = logging.getLogger("streamgrid.operator")
 
-PROVISIONED_LABEL = "streamgrid.io/provisioned-by"
 # An admin's word that a namespace may run capture pods (and so hold a copy
 # of the store's credentials): label it so, or list it in capture_namespaces.
-ENABLED_LABEL, ENABLED = "streamgrid.io/capture", "enabled"
 PROVISIONER = "streamgrid-operator"
 # The chart's streamgrid-capture Role (templates/rbac.yaml): the same rules.
 CAPTURE_RULES: list[dict[str, Any]] = [
@@ -242,10 +246,11 @@ class NamespaceProvisioner:
                 f"cannot read namespace {namespace}: {api_error_text(exc)}"
             ) from None
         labels = (found.metadata.labels if found.metadata else None) or {}
-        if labels.get(ENABLED_LABEL) != ENABLED:
+        if labels.get(CAPTURE_NAMESPACE_LABEL) != CAPTURE_NAMESPACE_ENABLED:
             raise ProvisionError(
                 f"namespace {namespace} is not enabled for capture pods: an admin labels it "
-                f"{ENABLED_LABEL}={ENABLED} (its pods get the store's credentials)"
+                f"{CAPTURE_NAMESPACE_LABEL}={CAPTURE_NAMESPACE_ENABLED} "
+                "(its pods get the store's credentials)"
             )
 
     def forget(self, namespace: str) -> None:

@@ -27,7 +27,7 @@ Level-based, against the spec:
   (``pod_backoff_initial_seconds`` doubling to ``pod_backoff_max_seconds``,
   ``status.nextAttemptAt``); ``pod_restart_limit`` exits in a row (no Active
   between) fail the stream, and so does at once an exit that a retry cannot
-  mend (PERMANENT_EXITS). The Failed reason names the cause: the worker's
+  mend (core/restarts.py PERMANENT_EXITS). The Failed reason names the cause: the worker's
   ``captureReason``, else the container's termination message.
 - A Failed stream is retried when something it depends on changes
   (``status.failedInputs``): its spec (a new generation), its credentials
@@ -50,28 +50,26 @@ import contextlib
 import hashlib
 import json
 import logging
+import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ..capture.worker import EXIT_BAD_SETTINGS, EXIT_FAILED
+from ..core import crd
+from ..core.crd import SPEC_HASH_ANNOTATION
 from ..core.logs import log_event
+from ..core.models import StreamState
+from ..core.restarts import permanent_exit
 from ..core.timestamps import format_utc, parse_utc
 from ..core.urls import mask_secrets
-from .podspec import SPEC_HASH_ANNOTATION, capture_pod, pod_name, spec_hash, store_url_for
+from .podspec import capture_pod, pod_name, spec_hash, store_url_for
 from .provision import ProvisionError, bounded, report_problem
 from .settings import OperatorSettings
 
 log = logging.getLogger("streamgrid.operator")
 
 TERMINAL_POD_PHASES = ("Succeeded", "Failed")
-RETRY_ANNOTATION = "streamgrid.io/retry"
-# Exits a recreated pod would repeat (the camera refused us; the worker
-# refused its settings): the stream fails at once, saying why.
-PERMANENT_EXITS = {
-    EXIT_FAILED: "the camera refused the stream",
-    EXIT_BAD_SETTINGS: "the capture worker refused its settings",
-}
+RETRY_ANNOTATION = crd.RETRY_ANNOTATION
 # The CRD's maxLength (charts/streamgrid/crds): the API server refuses a whole
 # status patch with a longer string, after apply() has acted on the plan.
 CONDITION_REASON_MAX = 256
@@ -149,11 +147,19 @@ def termination_message(pod: dict[str, Any]) -> str:
 
 
 def backoff_seconds(exits_in_a_row: int, settings: OperatorSettings) -> float:
-    """Capped exponential: initial, 2x initial, 4x ... up to the maximum."""
-    exponent = max(0, min(exits_in_a_row - 1, 32))
-    return float(
-        min(settings.pod_backoff_initial_seconds * 2**exponent, settings.pod_backoff_max_seconds)
-    )
+    """The wait before recreating a pod that exited, before its jitter
+    (core/restarts.py: capped exponential, one policy for both runtimes)."""
+    return settings.restart_policy().base_delay(exits_in_a_row)
+
+
+def jittered_backoff(
+    stream: dict[str, Any], exits_in_a_row: int, settings: OperatorSettings
+) -> float:
+    """The wait itself: its jitter drawn from the stream's uid and the exit's
+    number, so that plan() stays a function of its inputs (the same plan
+    twice) while streams that failed together come back spread out."""
+    rng = random.Random(f"{stream['metadata'].get('uid', '')}:{exits_in_a_row}")
+    return round(settings.restart_policy().delay(exits_in_a_row, rng), 1)
 
 
 def failure_inputs(stream: dict[str, Any], credentials_version: str | None) -> str:
@@ -231,6 +237,292 @@ def describe_changes(old_pod: dict[str, Any], new_pod: dict[str, Any]) -> str:
     return ", ".join(changes.values()) or "the capture settings"
 
 
+@dataclass
+class Step:
+    """One plan in the making: what was observed (read-only after
+    ``observe``) and what the branch decides (state, reason, the status
+    fields to write, the plan's actions)."""
+
+    stream: dict[str, Any]
+    pod: dict[str, Any] | None
+    settings: OperatorSettings
+    now: datetime
+    credentials_version: str | None
+    status: dict[str, Any]
+    generation: int
+    name: str
+    namespace: str
+    desired: str
+    pod_gone: bool
+    phase: str
+    matches: bool  # the pod runs the current spec
+    capture_state: str | None
+    previous_state: str | None
+    secret_name: str | None
+    secret_missing: bool
+    inputs: str
+    expected_pod: bool  # status.podName names a pod the stream should have
+    # -- decided
+    result: Plan = field(default_factory=Plan)
+    new: dict[str, Any] = field(default_factory=dict)
+    state: StreamState = StreamState.PENDING
+    reason: str = ""
+    restarts: int = 0
+    exits_in_a_row: int = 0
+    next_attempt: datetime | None = None
+    observed: bool = False  # observedGeneration moves: the pod runs this spec
+    replacing: bool = False
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.result.events.append((type_, reason, message))
+
+    def retire_pod(self) -> None:
+        self.result.delete_pod = True
+        self.new["podName"] = None
+
+
+def observe(
+    stream: dict[str, Any],
+    pod: dict[str, Any] | None,
+    settings: OperatorSettings,
+    now: datetime,
+    credentials_version: str | None,
+) -> Step:
+    meta, spec = stream["metadata"], stream.get("spec", {})
+    status: dict[str, Any] = dict(stream.get("status") or {})
+    generation = int(meta.get("generation", 1))
+    pod_hash = ((pod or {}).get("metadata", {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+    previous_state = status.get("state")
+    secret_ref = (spec.get("source") or {}).get("credentialsSecretRef") or {}
+    secret_name: str | None = secret_ref.get("name")
+    step = Step(
+        stream=stream,
+        pod=pod,
+        settings=settings,
+        now=now,
+        credentials_version=credentials_version,
+        status=status,
+        generation=generation,
+        name=meta["name"],
+        namespace=meta["namespace"],
+        desired=spec.get("state", "Running"),
+        pod_gone=pod is None or bool(pod["metadata"].get("deletionTimestamp")),
+        phase=(pod or {}).get("status", {}).get("phase", "Pending"),
+        # A pod without the hash was made by an operator before it: it runs the
+        # spec it was made from as long as the generation has not moved since.
+        matches=pod is not None
+        and (
+            pod_hash == spec_hash(spec)
+            if pod_hash is not None
+            else status.get("observedGeneration") == generation
+        ),
+        capture_state=status.get("captureState"),
+        previous_state=previous_state,
+        secret_name=secret_name,
+        secret_missing=secret_name is not None and credentials_version is None,
+        inputs=failure_inputs(stream, credentials_version),
+        # status.podName names the pod the stream should have; the operator clears
+        # it when it deletes the pod itself, so a pod gone while named was lost.
+        expected_pod=bool(status.get("podName")) and previous_state not in ("Stopped", "Failed"),
+        # The capture pod's last word, else what we said before (never blank it out).
+        reason=status.get("captureReason") or status.get("reason", ""),
+        restarts=int(status.get("restarts", 0)),
+        exits_in_a_row=int(status.get("consecutiveExits", 0)),
+        next_attempt=parse_utc(status.get("nextAttemptAt")),
+    )
+    if "store" not in status:
+        prefix = f"{store_url_for(settings.store_url, step.namespace)}/{step.name}"
+        step.new["store"] = {"url": f"{prefix}/", "manifest": f"{prefix}/manifest.json"}
+    return step
+
+
+def plan_stopped(step: Step) -> None:
+    """spec.state Stopped: the pod goes; Stopped once it is gone, then the TTL."""
+    step.observed = True
+    if step.pod is not None and not step.pod_gone:
+        step.retire_pod()
+    if step.pod is not None:
+        step.state = StreamState.STOPPING
+        return
+    step.state = StreamState.STOPPED
+    step.new.update(podName=None, consecutiveExits=None, nextAttemptAt=None)
+    if step.previous_state != "Stopped":
+        step.new["stoppedAt"] = format_utc(step.now)
+        step.event("Normal", "Stopped", "capture stopped")
+    stopped_at = parse_utc(step.new.get("stoppedAt") or step.status.get("stoppedAt"))
+    ttl = step.stream.get("spec", {}).get(
+        "ttlSecondsAfterStopped", step.settings.default_ttl_seconds
+    )
+    if stopped_at is not None and (step.now - stopped_at).total_seconds() >= ttl:
+        step.result.delete_stream = True
+
+
+def plan_still_failed(step: Step) -> None:
+    """Failed, and nothing it depends on changed (retry_cause): it stays so."""
+    step.state = StreamState.FAILED
+    if step.pod is not None and not step.pod_gone and step.phase in TERMINAL_POD_PHASES:
+        step.retire_pod()
+
+
+def plan_retry(step: Step, why: str) -> None:
+    """A Failed stream whose inputs changed: counts start again."""
+    step.event("Normal", "Retrying", f"retrying the failed stream: {why}")
+    step.restarts, step.exits_in_a_row, step.next_attempt, step.reason = 0, 0, None, ""
+    step.new.update(restarts=0, consecutiveExits=None, nextAttemptAt=None, failedInputs=None)
+
+
+def plan_without_pod(step: Step) -> None:
+    """No pod (or one going away): make one, unless it must wait."""
+    if step.expected_pod:
+        step.restarts += 1
+        step.new["restarts"] = step.restarts
+        step.new["podName"] = None  # counted once
+        step.reason = f"capture pod {pod_name(step.name)} was deleted or lost; recreating it"
+        step.event("Warning", "PodLost", step.reason)
+    if step.pod is not None:
+        step.state = StreamState.RECONNECTING  # it is going away; recreated once it is gone
+    elif step.secret_missing:
+        step.state = StreamState.PENDING
+        step.reason = (
+            f"credentials Secret {step.secret_name} not found in namespace {step.namespace}"
+        )
+        if step.status.get("reason") != step.reason:
+            step.event("Warning", "SecretMissing", step.reason)
+    elif (
+        step.next_attempt is not None
+        and step.now < step.next_attempt
+        and step.status.get("observedGeneration") == step.generation  # an edit may be the fix
+    ):
+        step.state = StreamState.RECONNECTING  # backing off; the daemon wakes at nextAttemptAt
+    else:
+        step.result.create_pod = capture_pod(step.stream, step.settings)
+        step.observed = True
+        step.new.update(podName=pod_name(step.name), nextAttemptAt=None)
+        step.new.setdefault("startedAt", step.status.get("startedAt") or format_utc(step.now))
+        step.new["stoppedAt"] = None  # running again
+        step.state = StreamState.RECONNECTING if step.restarts else StreamState.PENDING
+        if step.state is StreamState.PENDING:
+            step.reason = ""
+        what = f"recreated (restart {step.restarts})" if step.restarts else "created"
+        step.event("Normal", "PodCreated", f"capture pod {pod_name(step.name)} {what}")
+
+
+def plan_replace(step: Step, pod: dict[str, Any]) -> None:
+    """The pod runs an older spec: it goes (gracefully), a new one follows."""
+    step.replacing = True
+    step.retire_pod()
+    changes = describe_changes(pod, capture_pod(step.stream, step.settings))
+    step.state = StreamState.RECONNECTING
+    step.reason = f"applying the changed spec ({changes}): replacing the capture pod"
+    step.event(
+        "Normal",
+        "PodReplaced",
+        f"spec changed ({changes}): capture pod {pod_name(step.name)} replaced; "
+        "its kept frames carry over",
+    )
+
+
+def plan_exited(step: Step, pod: dict[str, Any]) -> None:
+    """The pod's container ended: for good (PERMANENT_EXITS, the restart
+    limit), or recreated after its backoff."""
+    step.observed = True
+    step.retire_pod()
+    code = _exit_code(pod)
+    cause = step.status.get("captureReason") or termination_message(pod)
+    policy = step.settings.restart_policy()
+    if (permanent := permanent_exit(code)) is not None:
+        step.state = StreamState.FAILED
+        step.reason = f"{permanent}: {cause}" if cause else permanent
+        step.event("Warning", "Failed", step.reason)
+    else:
+        step.restarts, step.exits_in_a_row = step.restarts + 1, step.exits_in_a_row + 1
+        step.new.update(restarts=step.restarts, consecutiveExits=step.exits_in_a_row)
+        said = f" ({cause})" if cause else ""
+        if policy.gives_up(step.exits_in_a_row):
+            step.state = StreamState.FAILED
+            step.reason = (
+                f"capture pod exited {step.exits_in_a_row} times in a row (last code {code}){said}"
+            )
+            step.event("Warning", "Failed", step.reason)
+        else:
+            delay = jittered_backoff(step.stream, step.exits_in_a_row, step.settings)
+            step.new["nextAttemptAt"] = format_utc(step.now + timedelta(seconds=delay))
+            step.state = StreamState.RECONNECTING
+            step.reason = f"capture pod exited with code {code}{said}; recreating it in {delay:g} s"
+            step.event("Warning", "PodExited", step.reason)
+    if step.state is StreamState.FAILED:
+        step.new["failedInputs"] = step.inputs
+
+
+RUNNING_CAPTURE_STATES = (StreamState.CONNECTING, StreamState.ACTIVE, StreamState.RECONNECTING)
+
+
+def plan_running(step: Step) -> None:
+    """The pod runs: the stream is what its worker last reported."""
+    step.observed = True
+    reported = step.capture_state
+    running = [s.value for s in RUNNING_CAPTURE_STATES]
+    step.state = StreamState(reported) if reported in running else StreamState.CONNECTING
+    if step.state is StreamState.RECONNECTING and step.previous_state != "Reconnecting":
+        step.event("Warning", "Reconnecting", step.reason or "reconnecting")
+    if step.state is StreamState.ACTIVE:  # a healthy run ends a crash loop
+        step.new.update(consecutiveExits=None, nextAttemptAt=None)
+
+
+def plan_running_stream(step: Step) -> None:
+    """spec.state Running, and not a Failed stream left as it is."""
+    pod = step.pod
+    if step.previous_state == "Failed" and pod is not None and not step.pod_gone:
+        step.retire_pod()  # the failed attempt's pod goes first
+        step.state = StreamState.PENDING
+    elif pod is None or step.pod_gone:
+        plan_without_pod(step)
+    elif not step.matches:
+        plan_replace(step, pod)
+    elif step.phase in TERMINAL_POD_PHASES:
+        plan_exited(step, pod)
+    elif step.phase == "Running":
+        plan_running(step)
+    else:
+        step.observed = True
+        step.state = StreamState.PENDING
+
+
+def conditions_of(step: Step, applied: bool) -> list[dict[str, Any]]:
+    """Ready, Connected, Stopped, SpecApplied and CredentialsFound, for the
+    state decided."""
+    state, generation, now = step.state, step.generation, step.now
+    conditions = list(step.status.get("conditions") or [])
+
+    def put(type_: crd.ConditionType, value: bool, reason: str, message: str) -> None:
+        nonlocal conditions
+        conditions = set_condition(conditions, type_, value, reason, message, generation, now)
+
+    active = state is StreamState.ACTIVE
+    put(crd.ConditionType.READY, active, state, step.new.get("reason", ""))
+    put(crd.ConditionType.CONNECTED, active, step.capture_state or "NoReport", step.reason)
+    stopped = state is StreamState.STOPPED
+    put(crd.ConditionType.STOPPED, stopped, "Stopped" if stopped else step.desired, "")
+    put(
+        crd.ConditionType.SPEC_APPLIED,
+        applied,
+        "Applied" if applied else ("ReplacingPod" if step.replacing else "PodNotCreated"),
+        f"the capture pod runs generation {generation}'s spec" if applied else step.reason,
+    )
+    secret_known = step.credentials_version != CREDENTIALS_NOT_READ
+    if step.desired == "Running" and step.secret_name is not None and secret_known:
+        missing = step.secret_missing
+        put(
+            crd.ConditionType.CREDENTIALS_FOUND,
+            not missing,
+            "SecretMissing" if missing else "SecretFound",
+            f"Secret {step.secret_name} {'not found' if missing else 'found'} in {step.namespace}",
+        )
+    elif step.secret_name is None:
+        conditions = [c for c in conditions if c.get("type") != crd.ConditionType.CREDENTIALS_FOUND]
+    return conditions
+
+
 def plan(
     stream: dict[str, Any],
     pod: dict[str, Any] | None,
@@ -245,225 +537,47 @@ def plan(
     ``progress_interval``: how often capture pods should report counts now
     (the fleet's pace, controller.FleetPacer); the pod reads it from the
     answer to its next status PATCH."""
-    meta, spec = stream["metadata"], stream.get("spec", {})
-    status: dict[str, Any] = dict(stream.get("status") or {})
-    generation = int(meta.get("generation", 1))
-    name, namespace = meta["name"], meta["namespace"]
-    desired = spec.get("state", "Running")
-    result = Plan()
-    new: dict[str, Any] = {}
-    if "store" not in status:
-        prefix = f"{store_url_for(settings.store_url, namespace)}/{name}"
-        new["store"] = {"url": f"{prefix}/", "manifest": f"{prefix}/manifest.json"}
-    pod_gone = pod is None or bool(pod["metadata"].get("deletionTimestamp"))
-    phase = (pod or {}).get("status", {}).get("phase", "Pending")
-    pod_hash = ((pod or {}).get("metadata", {}).get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
-    # A pod without the hash was made by an operator before it: it runs the
-    # spec it was made from as long as the generation has not moved since.
-    matches = pod is not None and (
-        pod_hash == spec_hash(spec)
-        if pod_hash is not None
-        else status.get("observedGeneration") == generation
-    )
-    capture_state = status.get("captureState")
-    previous_state = status.get("state")
-    # The capture pod's last word, else what we said before (never blank it out).
-    reason = status.get("captureReason") or status.get("reason", "")
-    restarts = int(status.get("restarts", 0))
-    exits_in_a_row = int(status.get("consecutiveExits", 0))
-    next_attempt = parse_utc(status.get("nextAttemptAt"))
-    secret_ref = (spec.get("source") or {}).get("credentialsSecretRef") or {}
-    secret_name: str | None = secret_ref.get("name")
-    secret_known = credentials_version != CREDENTIALS_NOT_READ
-    secret_missing = secret_name is not None and credentials_version is None
-    inputs = failure_inputs(stream, credentials_version)
-    # status.podName names the pod the stream should have; the operator clears
-    # it when it deletes the pod itself, so a pod gone while named was lost.
-    expected_pod = bool(status.get("podName")) and previous_state not in ("Stopped", "Failed")
-    # observedGeneration moves only once the pod runs this generation's spec.
-    observed = False
-    replacing = False
-
-    def retire_pod() -> None:
-        result.delete_pod = True
-        new["podName"] = None
-
-    if desired == "Stopped":
-        observed = True
-        if pod is not None and not pod_gone:
-            retire_pod()
-        if pod is None:
-            state = "Stopped"
-            new.update(podName=None, consecutiveExits=None, nextAttemptAt=None)
-            if previous_state != "Stopped":
-                new["stoppedAt"] = format_utc(now)
-                result.events.append(("Normal", "Stopped", "capture stopped"))
-            stopped_at = parse_utc(new.get("stoppedAt") or status.get("stoppedAt"))
-            ttl = spec.get("ttlSecondsAfterStopped", settings.default_ttl_seconds)
-            if stopped_at is not None and (now - stopped_at).total_seconds() >= ttl:
-                result.delete_stream = True
-        else:
-            state = "Stopping"
-    elif previous_state == "Failed" and (why := retry_cause(status, inputs, generation)) is None:
-        state = "Failed"  # until what it depends on changes (retry_cause) or it is stopped
-        if pod is not None and not pod_gone and phase in TERMINAL_POD_PHASES:
-            retire_pod()
+    step = observe(stream, pod, settings, now, credentials_version)
+    if step.desired == "Stopped":
+        plan_stopped(step)
+    elif (
+        step.previous_state == "Failed"
+        and (why := retry_cause(step.status, step.inputs, step.generation)) is None
+    ):
+        plan_still_failed(step)
     else:
-        if previous_state == "Failed":
-            result.events.append(("Normal", "Retrying", f"retrying the failed stream: {why}"))
-            restarts, exits_in_a_row, next_attempt, reason = 0, 0, None, ""
-            new.update(restarts=0, consecutiveExits=None, nextAttemptAt=None, failedInputs=None)
-        if previous_state == "Failed" and pod is not None and not pod_gone:
-            retire_pod()  # the failed attempt's pod goes first
-            state = "Pending"
-        elif pod is None or pod_gone:
-            if expected_pod:
-                restarts += 1
-                new["restarts"] = restarts
-                new["podName"] = None  # counted once
-                reason = f"capture pod {pod_name(name)} was deleted or lost; recreating it"
-                result.events.append(("Warning", "PodLost", reason))
-            if pod is not None:
-                state = "Reconnecting"  # it is going away; recreated once it is gone
-            elif secret_missing:
-                state = "Pending"
-                reason = f"credentials Secret {secret_name} not found in namespace {namespace}"
-                if status.get("reason") != reason:
-                    result.events.append(("Warning", "SecretMissing", reason))
-            elif (
-                next_attempt is not None
-                and now < next_attempt
-                and status.get("observedGeneration") == generation  # an edit may be the fix
-            ):
-                state = "Reconnecting"  # backing off; the daemon wakes at nextAttemptAt
-            else:
-                result.create_pod = capture_pod(stream, settings)
-                observed = True
-                new.update(podName=pod_name(name), nextAttemptAt=None)
-                new.setdefault("startedAt", status.get("startedAt") or format_utc(now))
-                new["stoppedAt"] = None  # running again
-                state = "Reconnecting" if restarts else "Pending"
-                if state == "Pending":
-                    reason = ""
-                what = f"recreated (restart {restarts})" if restarts else "created"
-                result.events.append(
-                    ("Normal", "PodCreated", f"capture pod {pod_name(name)} {what}")
-                )
-        elif not matches:
-            replacing = True
-            retire_pod()
-            changes = describe_changes(pod, capture_pod(stream, settings))
-            state = "Reconnecting"
-            reason = f"applying the changed spec ({changes}): replacing the capture pod"
-            result.events.append(
-                (
-                    "Normal",
-                    "PodReplaced",
-                    f"spec changed ({changes}): capture pod {pod_name(name)} replaced; "
-                    "its kept frames carry over",
-                )
-            )
-        elif phase in TERMINAL_POD_PHASES:
-            observed = True
-            retire_pod()
-            code = _exit_code(pod)
-            cause = status.get("captureReason") or termination_message(pod)
-            if code in PERMANENT_EXITS:
-                state = "Failed"
-                reason = f"{PERMANENT_EXITS[code]}: {cause}" if cause else PERMANENT_EXITS[code]
-                result.events.append(("Warning", "Failed", reason))
-            else:
-                restarts, exits_in_a_row = restarts + 1, exits_in_a_row + 1
-                new.update(restarts=restarts, consecutiveExits=exits_in_a_row)
-                said = f" ({cause})" if cause else ""
-                if exits_in_a_row > settings.pod_restart_limit:
-                    state = "Failed"
-                    reason = (
-                        f"capture pod exited {exits_in_a_row} times in a row "
-                        f"(last code {code}){said}"
-                    )
-                    result.events.append(("Warning", "Failed", reason))
-                else:
-                    delay = backoff_seconds(exits_in_a_row, settings)
-                    new["nextAttemptAt"] = format_utc(now + timedelta(seconds=delay))
-                    state = "Reconnecting"
-                    reason = (
-                        f"capture pod exited with code {code}{said}; recreating it in {delay:g} s"
-                    )
-                    result.events.append(("Warning", "PodExited", reason))
-            if state == "Failed":
-                new["failedInputs"] = inputs
-        elif phase == "Running":
-            observed = True
-            running = ("Connecting", "Active", "Reconnecting")
-            state = capture_state if capture_state in running else "Connecting"
-            if state == "Reconnecting" and previous_state != "Reconnecting":
-                result.events.append(("Warning", "Reconnecting", reason or "reconnecting"))
-            if state == "Active":  # a healthy run ends a crash loop
-                new.update(consecutiveExits=None, nextAttemptAt=None)
-        else:
-            observed = True
-            state = "Pending"
+        if step.previous_state == "Failed":
+            plan_retry(step, why or "")
+        plan_running_stream(step)
+    return finish(step, progress_interval)
 
-    if observed:
-        new["observedGeneration"] = generation
-    if progress_interval is not None and desired == "Running" and state != "Failed":
+
+def finish(step: Step, progress_interval: float | None) -> Plan:
+    """What every branch writes: observedGeneration, the pace, state and
+    reason, conditions; only what changed, through the contract."""
+    new, status, state = step.new, step.status, step.state
+    if step.observed:
+        new["observedGeneration"] = step.generation
+    if (
+        progress_interval is not None
+        and step.desired == "Running"
+        and state is not (StreamState.FAILED)
+    ):
         new["progressIntervalSeconds"] = progress_interval
-    applied = new.get("observedGeneration", status.get("observedGeneration")) == generation
-    new["state"] = state
-    reason = bounded(reason)  # the one place every reason written passes
-    if state in ("Failed", "Reconnecting", "Pending"):
-        new["reason"] = reason
-    elif state == "Active":
+    applied = new.get("observedGeneration", status.get("observedGeneration")) == step.generation
+    new["state"] = state.value
+    step.reason = bounded(step.reason)  # the one place every reason written passes
+    if state in (StreamState.FAILED, StreamState.RECONNECTING, StreamState.PENDING):
+        new["reason"] = step.reason
+    elif state is StreamState.ACTIVE:
         new["reason"] = ""
-    if state == "Failed" and previous_state != "Failed":
-        new.setdefault("stoppedAt", format_utc(now))
-    conditions = list(status.get("conditions") or [])
-    conditions = set_condition(
-        conditions, "Ready", state == "Active", state, new.get("reason", ""), generation, now
-    )
-    conditions = set_condition(
-        conditions,
-        "Connected",
-        state == "Active",
-        capture_state or "NoReport",
-        reason,
-        generation,
-        now,
-    )
-    conditions = set_condition(
-        conditions,
-        "Stopped",
-        state == "Stopped",
-        "Stopped" if state == "Stopped" else desired,
-        "",
-        generation,
-        now,
-    )
-    conditions = set_condition(
-        conditions,
-        "SpecApplied",
-        applied,
-        "Applied" if applied else ("ReplacingPod" if replacing else "PodNotCreated"),
-        f"the capture pod runs generation {generation}'s spec" if applied else reason,
-        generation,
-        now,
-    )
-    if desired == "Running" and secret_name is not None and secret_known:
-        conditions = set_condition(
-            conditions,
-            "CredentialsFound",
-            not secret_missing,
-            "SecretMissing" if secret_missing else "SecretFound",
-            f"Secret {secret_name} {'not found' if secret_missing else 'found'} in {namespace}",
-            generation,
-            now,
-        )
-    elif secret_name is None:
-        conditions = [c for c in conditions if c.get("type") != "CredentialsFound"]
-    new["conditions"] = conditions
+    if state is StreamState.FAILED and step.previous_state != "Failed":
+        new.setdefault("stoppedAt", format_utc(step.now))
+    new["conditions"] = conditions_of(step, applied)
+    result = step.result
     result.events = [(type_, why, bounded(message)) for type_, why, message in result.events]
-    result.status = {k: v for k, v in new.items() if status.get(k) != v}
+    changed = {k: v for k, v in new.items() if status.get(k) != v}
+    result.status = crd.status_patch(changed) if changed else {}
     return result
 
 

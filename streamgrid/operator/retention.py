@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..core import crd
 from ..core.logs import log_event
 from ..core.store import FrameStore, store_error_text
 from .podspec import pod_name, store_url_for
@@ -32,7 +33,7 @@ from .settings import OperatorSettings
 
 log = logging.getLogger("streamgrid.operator")
 
-SKIP_DATA_DELETE_ANNOTATION = "streamgrid.io/skip-data-delete"
+SKIP_DATA_DELETE_ANNOTATION = crd.SKIP_DATA_DELETE_ANNOTATION
 
 
 def retains_data(spec: dict[str, Any], settings: OperatorSettings) -> bool:

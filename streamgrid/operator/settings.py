@@ -4,10 +4,9 @@ from typing import Literal
 
 from pydantic import Field
 
+from ..core.restarts import DEFAULT_JITTER, RestartPolicy
 from ..core.settings import CommaList, CommonSettings
 from ..core.sources import SourcePolicy
-
-GROUP, VERSION, PLURAL, KIND = "streamgrid.io", "v1alpha1", "videostreams", "VideoStream"
 
 
 class OperatorSettings(CommonSettings):
@@ -28,6 +27,7 @@ class OperatorSettings(CommonSettings):
     pod_restart_limit: int = Field(20, ge=0)
     pod_backoff_initial_seconds: float = Field(1.0, ge=0, le=3600)
     pod_backoff_max_seconds: float = Field(300.0, ge=0, le=86400)
+    pod_backoff_jitter: float = Field(DEFAULT_JITTER, ge=0, lt=1)  # each wait times 1 +- this
     termination_grace_seconds: int = Field(30, ge=1, le=600)
     # The shortest count-report period of a capture pod; it grows with the
     # fleet so that all pods together send at most status_writes_per_second
@@ -69,6 +69,14 @@ class OperatorSettings(CommonSettings):
     data_delete_timeout_seconds: float = Field(600.0, ge=0, le=86400)
     # The source policy's settings (CommonSettings) are what capture pods get;
     # the chart sets source_deny_loopback (in a pod, loopback is the pod itself).
+
+    def restart_policy(self) -> RestartPolicy:
+        return RestartPolicy(
+            self.pod_backoff_initial_seconds,
+            self.pod_backoff_max_seconds,
+            self.pod_restart_limit,
+            self.pod_backoff_jitter,
+        )
 
     def capture_source_deny_cidrs(self) -> list[str]:
         """The deny list a capture pod gets: ours, and the API server's ClusterIP

@@ -63,7 +63,8 @@ def delete_all_streams(
 
 
 def main() -> int:
-    from .kubeapi import KubernetesStreamApi, load_kube_config
+    from ..core.kubeclient import load_kube_config
+    from .kubeapi import KubernetesStreamApi
 
     settings = UninstallSettings()
     configure_logging("uninstall")

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from streamgrid.core.grid import GridGeometry, jpeg_size
+from streamgrid.core.geometry import GridGeometry
+from streamgrid.core.grid import jpeg_size
 from streamgrid.core.settings import CommonSettings
 from streamgrid.core.store import FrameStore
 from streamgrid.core.timestamps import parse_utc

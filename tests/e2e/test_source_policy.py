@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from streamgrid.capture.source import SourceFatalError, VideoSource
-from streamgrid.capture.worker import EXIT_FAILED
+from streamgrid.core.crd import WorkerExit
 from streamgrid.core.models import StreamState
 from streamgrid.core.sources import DEFAULT_DENY_CIDRS, SourceNotAllowed, SourcePolicy
 
@@ -156,7 +156,7 @@ def test_the_worker_fails_for_good_on_a_denied_source(tmp_path: Path, camera: Ca
     settings = capture_settings(f"rtsp://localhost:{camera.port}/gray", source_deny_loopback=True)
     run = start_worker(settings, dir_store(tmp_path))
     run.wait_for(lambda p: p.state is StreamState.FAILED, 20, "the worker to fail")
-    assert run.stop() == EXIT_FAILED
+    assert run.stop() == WorkerExit.FAILED
     assert run.progress.last().reason == f"source not allowed: {LOOPBACK_REASON}"
     assert StreamState.RECONNECTING not in run.progress.states()
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamgrid.core.grid import GridGeometry, encode_jpeg
+from streamgrid.core.geometry import GridGeometry
+from streamgrid.core.grid import encode_jpeg
+from streamgrid.core.grid_store import MAX_GRIDS_PER_STREAM, grid_for_stream
 from streamgrid.core.models import FrameRecord
 from streamgrid.core.store import DirectoryObjectStore, FrameStore, S3ObjectStore
-from streamgrid.gateway.grids import MAX_GRIDS_PER_STREAM, grid_for_stream
 
 from ..support.api import start, wait_for
 from ..support.camera import Camera

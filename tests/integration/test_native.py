@@ -18,7 +18,7 @@ import pytest
 from streamgrid.capture import native
 from streamgrid.capture.settings import Demuxer
 from streamgrid.capture.source import VideoSource
-from streamgrid.capture.worker import EXIT_STOPPED
+from streamgrid.core.crd import WorkerExit
 
 from ..support.camera import Camera, make_camera
 from ..support.worker import capture_settings, dir_store, start_worker
@@ -136,7 +136,7 @@ def test_a_keyframe_worker_skips_most_packets_in_c(
     delivered, skipped = source.native.counts[:2]
     run.wait_for(lambda p: p.frames_captured >= 6, 20, "3 more samples")
     more_delivered, more_skipped = source.native.counts[:2]
-    assert run.stop() == EXIT_STOPPED
+    assert run.stop() == WorkerExit.STOPPED
     delivered, skipped = more_delivered - delivered, more_skipped - skipped
     assert 3 <= delivered <= 8, delivered  # the keyframes: one or two per sample
     assert skipped >= 15 * delivered, (delivered, skipped)
@@ -163,7 +163,7 @@ def test_interrupt_stops_a_worker_blocked_on_a_frozen_camera(
         run.thread.join(5)
         assert not run.thread.is_alive()
         assert time.monotonic() - started < 2.0
-        assert run.result["code"] == EXIT_STOPPED
+        assert run.result["code"] == WorkerExit.STOPPED
         assert run.worker.source is None or run.worker.source.demux == demuxer
     finally:
         os.kill(cam.process.pid, signal.SIGCONT)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streamgrid.capture.worker import EXIT_FAILED, EXIT_STOPPED
+from streamgrid.core.crd import WorkerExit
 from streamgrid.core.grid import decode_jpeg
 from streamgrid.core.models import StreamState
 from streamgrid.core.s3lite import S3LiteClient, S3LiteObjectStore
@@ -31,7 +31,7 @@ def test_samples_follow_the_camera_and_the_top_k_is_in_the_store(
     store = dir_store(tmp_path)
     run = start_worker(capture_settings(camera.url("/gray"), capture_interval=0.2), store)
     run.wait_for(lambda p: p.frames_captured >= 20, 20, "20 samples")
-    assert run.stop() == EXIT_STOPPED
+    assert run.stop() == WorkerExit.STOPPED
     kept = store.list_frames("test")
     manifest = store.get_manifest("test")
     assert manifest is not None and manifest.final
@@ -72,7 +72,7 @@ def test_refused_connection_reconnects_with_backoff(tmp_path: Path) -> None:
     run = start_worker(capture_settings(url), dir_store(tmp_path))
     time.sleep(2.5)
     started = time.monotonic()
-    assert run.stop() == EXIT_STOPPED
+    assert run.stop() == WorkerExit.STOPPED
     assert time.monotonic() - started < 2.0
     reconnecting = [p for p in run.progress.reports if p.state == StreamState.RECONNECTING]
     assert len(reconnecting) >= 2
@@ -98,7 +98,7 @@ def test_refused_credentials_fail_without_leaking_them(camera: Camera, tmp_path:
     url = camera.secure_url(password="Wr0ng-Passw0rd-xyz")
     run = start_worker(capture_settings(url), dir_store(tmp_path))
     run.thread.join(15)
-    assert run.result["code"] == EXIT_FAILED
+    assert run.result["code"] == WorkerExit.FAILED
     last = run.progress.last()
     assert last.state == StreamState.FAILED
     assert "401" in last.reason
@@ -153,7 +153,7 @@ def test_camera_restart_mid_stream_reconnects_and_counting_resumes(
         cam = make_camera(work_dir, port=cam.port, name="restarting-camera").start()
         run.wait_for(lambda p: p.state == StreamState.ACTIVE, 20, "active again")
         run.wait_for(lambda p: p.frames_captured >= count + 5, 10, "counting again")
-        assert run.stop() == EXIT_STOPPED
+        assert run.stop() == WorkerExit.STOPPED
     finally:
         cam.stop()
 
@@ -272,7 +272,7 @@ def test_a_restarted_capture_pod_continues_the_count_its_status_shows(
         wait_until(counting_on, 30, "the status to count on from 57", step=0.2)
     finally:
         worker.stop()
-    assert worker.process is not None and worker.process.returncode == EXIT_STOPPED
+    assert worker.process is not None and worker.process.returncode == WorkerExit.STOPPED
     assert seen == sorted(seen), seen  # the status never went back
     store = dir_store(tmp_path / "store")
     assert all(r.seq >= 57 for r in store.list_frames(name))

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from streamgrid.capture.settings import CaptureSettings
-from streamgrid.core.grid import MAX_CELLS, MAX_TILE, MIN_TILE, GridGeometry
+from streamgrid.core.geometry import MAX_CELLS, MAX_TILE, MIN_TILE, GridGeometry
 from streamgrid.core.models import (
     INTERVAL_DEFAULT,
     INTERVAL_MAX,
@@ -29,8 +29,12 @@ from streamgrid.core.models import (
     TRANSPORTS,
     is_valid_stream_id,
 )
-from streamgrid.core.urls import SECRET_PARAMS, has_secret_params, validate_rtsp_url
-from streamgrid.gateway.kube import split_credentials
+from streamgrid.core.urls import (
+    SECRET_PARAMS,
+    has_secret_params,
+    split_credentials,
+    validate_rtsp_url,
+)
 
 CRD = Path(__file__).parents[2] / "charts/streamgrid/crds/videostreams.streamgrid.io.yaml"
 Schema = dict[str, Any]

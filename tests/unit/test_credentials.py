@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streamgrid.capture.settings import CaptureSettings
-from streamgrid.gateway.kube import split_credentials
+from streamgrid.core.urls import split_credentials
 
 
 @pytest.mark.parametrize(

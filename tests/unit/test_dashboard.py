@@ -20,7 +20,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from streamgrid import __version__
-from streamgrid.core.grid import GridGeometry, decode_jpeg, encode_jpeg
+from streamgrid.core.geometry import GridGeometry
+from streamgrid.core.grid import decode_jpeg, encode_jpeg
 from streamgrid.core.models import FrameRecord, StreamState
 from streamgrid.core.store import DirectoryObjectStore, FrameStore
 from streamgrid.gateway.app import create_app

@@ -3,9 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from streamgrid.core.geometry import GridGeometry, GridTooLarge
 from streamgrid.core.grid import (
-    GridGeometry,
-    GridTooLarge,
     compose_grid,
     decode_jpeg,
     encode_jpeg,

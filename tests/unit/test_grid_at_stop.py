@@ -18,11 +18,11 @@ from streamgrid.capture.progress import Progress
 from streamgrid.capture.settings import CaptureSettings
 from streamgrid.capture.source import Picture
 from streamgrid.capture.worker import CaptureWorker
-from streamgrid.core.grid import GridGeometry, compose_grid, decode_jpeg, encode_jpeg, jpeg_size
-from streamgrid.core.grid_store import StoredGrid, compose_from_store
+from streamgrid.core.geometry import GridGeometry
+from streamgrid.core.grid import compose_grid, decode_jpeg, encode_jpeg, jpeg_size
+from streamgrid.core.grid_store import StoredGrid, compose_from_store, grid_for_stream
 from streamgrid.core.models import StreamState
 from streamgrid.core.store import DirectoryObjectStore, FrameStore
-from streamgrid.gateway.grids import grid_for_stream
 from streamgrid.operator.podspec import capture_pod
 from streamgrid.operator.settings import OperatorSettings
 

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamgrid.core.grid import GridGeometry, encode_jpeg
+from streamgrid.core.geometry import GridGeometry
+from streamgrid.core.grid import encode_jpeg
+from streamgrid.core.grid_store import grid_for_stream
 from streamgrid.core.models import FrameRecord
 from streamgrid.core.store import FrameStore, ObjectStore
 from streamgrid.gateway.backend import StoreUnavailable
-from streamgrid.gateway.grids import grid_for_stream
 from streamgrid.gateway.kube import failing_store
 
 

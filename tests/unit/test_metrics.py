@@ -22,15 +22,7 @@ from prometheus_client import generate_latest as exposition_of
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamgrid.capture.health import HealthServer, Heartbeat
-from streamgrid.capture.metrics import (
-    DURATION_BUCKETS,
-    RECONNECT_REASONS,
-    Histogram,
-    WorkerMetrics,
-    reconnect_reason,
-    tcp_bytes_received,
-    worker_exposition,
-)
+from streamgrid.capture.metrics import tcp_bytes_received, worker_exposition
 from streamgrid.capture.progress import Progress
 from streamgrid.capture.sampling import Arrival, DecodeMode, TickSampler
 from streamgrid.capture.settings import CaptureSettings
@@ -38,6 +30,13 @@ from streamgrid.capture.source import Picture
 from streamgrid.capture.worker import CaptureWorker
 from streamgrid.core.models import StreamState
 from streamgrid.core.store import DirectoryObjectStore, FrameStore
+from streamgrid.core.worker_metrics import (
+    DURATION_BUCKETS,
+    RECONNECT_REASONS,
+    Histogram,
+    WorkerMetrics,
+    reconnect_reason,
+)
 from streamgrid.gateway.app import create_app
 from streamgrid.gateway.auth import Authenticator, StaticTokens
 from streamgrid.gateway.local import LocalBackend, LocalStream

@@ -9,10 +9,12 @@ import time
 from collections import Counter
 from typing import Any, cast
 
-from streamgrid.operator.cache import ObjectCache, slim_pod, slim_stream
+from streamgrid.core.crd import COMPONENT_LABEL, STREAM_LABEL
+from streamgrid.core.watch_cache import ObjectCache
 from streamgrid.operator.controller import Controller, FleetPacer
 from streamgrid.operator.kubeapi import KubernetesStreamApi
-from streamgrid.operator.podspec import COMPONENT_LABEL, STREAM_LABEL, capture_pod
+from streamgrid.operator.podspec import capture_pod
+from streamgrid.operator.projections import slim_pod, slim_stream
 from streamgrid.operator.settings import OperatorSettings
 from streamgrid.operator.workqueue import WorkQueue
 

@@ -7,14 +7,19 @@ from typing import Any
 
 import pytest
 
+from streamgrid.core.crd import SPEC_HASH_ANNOTATION
 from streamgrid.core.timestamps import format_utc as iso
-from streamgrid.operator.podspec import SPEC_HASH_ANNOTATION, capture_pod, pod_name, spec_hash
+from streamgrid.operator.podspec import capture_pod, pod_name, spec_hash
 from streamgrid.operator.reconcile import RETRY_ANNOTATION, backoff_seconds, plan, set_condition
 from streamgrid.operator.settings import OperatorSettings
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+# No jitter here: the backoff's exponential law, exactly (its jitter: below).
 SETTINGS = OperatorSettings(
-    store_url="s3://bucket/frames", s3_secret_name="s3", default_ttl_seconds=600
+    store_url="s3://bucket/frames",
+    s3_secret_name="s3",
+    default_ttl_seconds=600,
+    pod_backoff_jitter=0,
 )
 
 

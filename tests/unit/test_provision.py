@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
+from streamgrid.core.crd import PROVISIONED_LABEL
 from streamgrid.core.models import FrameRecord
 from streamgrid.core.store import DirectoryObjectStore, FrameStore
 from streamgrid.operator.provision import (
     CAPTURE_RULES,
-    PROVISIONED_LABEL,
     ProvisionError,
     capture_role,
     capture_role_binding,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamgrid.core.grid import GridGeometry
+from streamgrid.core.geometry import GridGeometry
 from streamgrid.gateway.requests import BadRequest, json_depth, parse_geometry, parse_start
 
 URL = "rtsp://127.0.0.1/x"

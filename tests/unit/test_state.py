@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streamgrid.core.grid import GridGeometry
+from streamgrid.core.geometry import GridGeometry
 from streamgrid.core.models import StreamState
 from streamgrid.gateway.requests import StartRequest
 from streamgrid.gateway.settings import GatewaySettings

@@ -1,10 +1,13 @@
-"""The operator's view of the cluster: VideoStreams and capture Pods, as the
-watch last showed them (or as our own writes answered).
+"""Objects of one kind as a watch last showed them (or as our own writes
+answered): the one watch cache, which the operator (VideoStreams and capture
+Pods) and the gateway (VideoStreams) both keep, as client-go's informers do.
 
-Reconciles read from here, never from the API server: at 10,000 streams a
-GET of the stream and its pod per check was N/15 reads a second. Objects
-are kept as compact JSON (a parsed dict costs five to ten times the memory
-of its text) and handed out as fresh dicts, so no two threads share one.
+Readers read from here, never from the API server: at 10,000 streams a GET
+of the stream and its pod per check was N/15 reads a second. Objects are
+kept as compact JSON (a parsed dict costs five to ten times the memory of
+its text) and handed out as fresh dicts, so no two threads share one; an
+``on_change`` hook keeps whatever index a reader needs (the operator's
+resync slots, the gateway's /list entries) in step, under the cache's lock.
 
 Ordering: a newer resourceVersion wins. An object deleted leaves a
 tombstone with the deletion's version for a while, so the answer of a
@@ -38,41 +41,11 @@ def key_of(obj: Obj) -> Key:
     return str(meta.get("namespace") or ""), str(meta["name"])
 
 
-def slim_stream(obj: Obj) -> Obj:
-    """What reconcile reads of a stream: all but managedFields."""
+def without_managed_fields(obj: Obj) -> Obj:
+    """All but metadata.managedFields: a third of an object's size, and
+    nothing here reads them."""
     meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "managedFields"}
     return {**obj, "metadata": meta}
-
-
-_POD_META = (
-    "name",
-    "namespace",
-    "uid",
-    "resourceVersion",
-    "labels",
-    "annotations",
-    "deletionTimestamp",
-    "creationTimestamp",
-)
-
-
-def slim_pod(obj: Obj) -> Obj:
-    """What reconcile reads of a capture pod: identity, its spec hash, the
-    containers' env (to say what a replacement changes) and its status."""
-    meta = obj.get("metadata", {})
-    containers = (obj.get("spec") or {}).get("containers") or []
-    status = obj.get("status") or {}
-    return {
-        "metadata": {k: meta[k] for k in _POD_META if k in meta},
-        "spec": {"containers": [{"name": c.get("name"), "env": c.get("env")} for c in containers]},
-        "status": {
-            "phase": status.get("phase"),
-            "containerStatuses": [
-                {"name": s.get("name"), "state": s.get("state"), "ready": s.get("ready")}
-                for s in status.get("containerStatuses") or []
-            ],
-        },
-    }
 
 
 class ObjectCache:

@@ -1,0 +1,97 @@
+"""Imports go down only (docs/architecture.md): core <- capture, operator,
+gateway <- cli; the kubectl plugin uses core alone. Checked on the source
+(every import, those inside functions too) and on a real process: the
+operator loads no capture stack."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parents[2] / "streamgrid"
+LAYERS = ("core", "capture", "operator", "gateway")
+# What each part may not import: of ours, and of the heavy third-party stacks.
+FORBIDDEN: dict[str, set[str]] = {
+    "core": {"streamgrid.capture", "streamgrid.operator", "streamgrid.gateway", "av"},
+    "capture": {"streamgrid.operator", "streamgrid.gateway", "kopf", "kubernetes", "fastapi"},
+    "operator": {"streamgrid.capture", "streamgrid.gateway", "av", "cv2", "numpy", "fastapi"},
+    "gateway": {"streamgrid.capture", "streamgrid.operator", "av", "kopf"},
+    "kubectl_plugin": {"streamgrid.capture", "streamgrid.operator", "streamgrid.gateway", "av"},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports, relative imports made absolute."""
+    tree = ast.parse(path.read_text(), str(path))
+    here = module_name(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def part_of(path: Path) -> str | None:
+    rel = path.relative_to(PACKAGE).parts
+    if rel[0] in LAYERS:
+        return rel[0]
+    return "kubectl_plugin" if rel == ("kubectl_plugin.py",) else None
+
+
+def violations() -> list[str]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        part = part_of(path)
+        if part is None:
+            continue
+        for name in sorted(imports_of(path)):
+            for banned in FORBIDDEN[part]:
+                if name == banned or name.startswith(banned + "."):
+                    found.append(f"{path.relative_to(PACKAGE.parent)}: imports {name}")
+    return found
+
+
+def test_imports_go_down_only() -> None:
+    assert not violations(), "\n".join(violations())
+
+
+def test_the_checker_sees_relative_and_lazy_imports(tmp_path: Path) -> None:
+    """The rule above would pass on a checker that saw nothing."""
+    source = PACKAGE / "operator" / "reconcile.py"
+    assert "streamgrid.core.crd" in imports_of(source)
+    cli = imports_of(PACKAGE / "cli.py")  # imports inside functions
+    assert "streamgrid.gateway.app" in cli and "uvicorn" in cli
+
+
+@pytest.mark.parametrize(
+    ("module", "absent"),
+    [
+        ("streamgrid.operator.__main__", ("av", "cv2", "numpy", "streamgrid.capture")),
+        ("streamgrid.gateway.kube", ("av", "streamgrid.capture", "streamgrid.operator")),
+        ("streamgrid.gateway.app", ("av", "streamgrid.capture", "streamgrid.operator")),
+        ("streamgrid.kubectl_plugin", ("av", "cv2", "numpy", "streamgrid.gateway", "kopf")),
+    ],
+)
+def test_a_process_loads_only_its_own_stack(module: str, absent: tuple[str, ...]) -> None:
+    code = (
+        f"import sys, {module}\n"
+        f"print(' '.join(m for m in {absent!r} if m in sys.modules or "
+        f"any(k.startswith(m + '.') for k in sys.modules)))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "", f"{module} loads {run.stdout.strip()}"
