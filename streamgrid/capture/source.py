@@ -34,7 +34,10 @@ from ..core.grid import Image
 from ..core.logs import log_event
 from ..core.sources import SourceNotAllowed, SourcePolicy
 from ..core.urls import mask_secrets, url_secrets
-from . import native, rtp, rtsp
+from . import native, rtp
+from .rtsp.errors import NoVideo, RtspAuthError, TransportRefused, Unsupported
+from .rtsp.session import RtspSession
+from .rtsp.urls import DEFAULT_PORTS
 from .sampling import Arrival, LivenessTracker
 from .settings import Demuxer
 from .tls import TlsPolicy, TlsVerifyError
@@ -231,7 +234,7 @@ class VideoSource:
             host, port = None, None
         if not host:
             raise SourceFatalError("source not allowed: the URL names no host to check")
-        port = port or rtsp.DEFAULT_PORTS.get(parts.scheme.lower(), 554)
+        port = port or DEFAULT_PORTS.get(parts.scheme.lower(), 554)
         try:
             endpoints = self.source_policy.resolve_and_check(host, port, self.open_timeout)
         except SourceNotAllowed as exc:
@@ -263,22 +266,22 @@ class VideoSource:
         """Our RTSP client; False when it cannot read this camera (auto goes on
         to FFmpeg's)."""
         started = time.monotonic()
-        session: rtsp.RtspSession | None = None
+        session: RtspSession | None = None
         try:
             self.native = rtp.RtpPackets(
                 self.url, self.open_timeout, self.read_timeout, self.tls, self.source_policy
             )
             session = self.native.session
             self.native.open()
-        except rtsp.TransportRefused as exc:
+        except TransportRefused as exc:
             self._closed_after(session, str(exc))
             if self.transport == "tcp":
                 self.transport = "udp"  # the camera's choice: FFmpeg reads RTP over UDP
             return self._may_try("rtp", str(exc))
-        except rtsp.Unsupported as exc:
+        except Unsupported as exc:
             self._closed_after(session, str(exc))
             return self._may_try("rtp", str(exc))  # False, or fatal if rtp was asked for
-        except rtsp.RtspAuthError as exc:
+        except RtspAuthError as exc:
             self._closed_after(session, "the camera refused our credentials")
             refusal = SourceFatalError(_describe(exc, self.url))
             if self.demuxer == "rtp":
@@ -291,7 +294,7 @@ class VideoSource:
         except TlsVerifyError as exc:
             self.__exit__(None, None, None)
             raise SourceFatalError(str(exc)) from None
-        except rtsp.NoVideo:
+        except NoVideo:
             self.__exit__(None, None, None)
             raise SourceFatalError("the source has no video stream") from None
         except SourceNotAllowed as exc:  # the camera's address, or a redirect's
@@ -310,7 +313,7 @@ class VideoSource:
             raise SourceError(f"the camera's answers could not be read ({reason})") from None
         return True
 
-    def _closed_after(self, session: rtsp.RtspSession | None, why: str) -> None:
+    def _closed_after(self, session: RtspSession | None, why: str) -> None:
         """Closes what our client opened; FFmpeg, if it reads the camera next,
         goes where our client was redirected to, with credentials only where
         they were given. (FFmpeg follows redirects itself, credentials and
