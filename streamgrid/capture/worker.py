@@ -28,12 +28,13 @@ from ..core.models import FrameRecord, Manifest, StreamState
 from ..core.store import FrameStore, store_error_text
 from ..core.topk import TopK, best
 from ..core.urls import mask_secrets
+from .decoding import Picture
 from .health import BeatingObjects, Heartbeat
 from .metrics import LinkCounts, Throttle, WorkerMetrics
 from .progress import Progress, ProgressSink
 from .sampling import TickSampler
 from .settings import CaptureSettings
-from .source import Picture, SourceError, SourceFatalError, VideoSource
+from .source import SourceError, SourceFatalError, VideoSource
 from .tls import TlsPolicy
 
 log = logging.getLogger("streamgrid.capture")
