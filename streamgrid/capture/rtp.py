@@ -1,4 +1,4 @@
-"""RtpPackets: a camera read through our own RTSP client (rtsp.py) and the C
+"""RtpPackets: a camera read through our own RTSP client (rtsp/) and the C
 receive loop (``_rtp.c``); the cheapest way in for H.264 and H.265 over TCP.
 
 It has the face of ``NativePackets`` (native.py), so the source treats both
@@ -15,7 +15,7 @@ from typing import Any
 
 from ..core.sources import SourcePolicy
 from .native import NativePacket
-from .rtsp import RtspSession
+from .rtsp.session import RtspSession
 from .tls import TlsPolicy
 
 
@@ -51,8 +51,8 @@ class RtpPackets:
         self.time_base = Fraction(1, 90000)
 
     def open(self) -> None:
-        """The RTSP conversation up to PLAY; raises rtsp.Unsupported, rtsp.NoVideo,
-        rtsp.RtspAuthError, rtsp.RtspError, TimeoutError or OSError."""
+        """The RTSP conversation up to PLAY; raises Unsupported, NoVideo,
+        RtspAuthError, RtspError (rtsp/errors.py), TimeoutError or OSError."""
         ahead = self.session.start()
         track = self.session.track
         sock = self.session.sock

@@ -1,4 +1,5 @@
-"""VideoSource: packets from an RTSP camera, with bounded waits, and their decoder.
+"""VideoSource: packets from an RTSP camera, with bounded waits, and their decoder
+(decoding.py).
 
 PyAV (FFmpeg) rather than OpenCV's VideoCapture: it hands over the Y plane
 without colour conversion, exposes FFmpeg's errors by type (401, 404, refused,
@@ -20,28 +21,26 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import av
 import av.error
-import numpy as np
 
-from ..core.brightness import brightness_of_luma
-from ..core.grid import Image
 from ..core.logs import log_event
 from ..core.sources import SourceNotAllowed, SourcePolicy
 from ..core.urls import mask_secrets, url_secrets
-from . import native, rtp, rtsp
+from . import native, rtp
+from .decoding import PyAVDecoder
+from .rtsp.errors import NoVideo, RtspAuthError, TransportRefused, Unsupported
+from .rtsp.session import RtspSession
+from .rtsp.urls import DEFAULT_PORTS
 from .sampling import Arrival, LivenessTracker
 from .settings import Demuxer
 from .tls import TlsPolicy, TlsVerifyError
 
 log = logging.getLogger("streamgrid.capture")
 
-_LUMA_FIRST = ("yuv", "yuvj", "nv12", "nv21", "gray")
 # Longest the native loop skips packets before Python may check its stop event
 # and deadlines (a blocked read is bounded by the read timeout instead).
 NATIVE_MAX_WAIT = 0.5
@@ -53,57 +52,6 @@ class SourceError(RuntimeError):
 
 class SourceFatalError(SourceError):
     """Retrying will not help (credentials refused, forbidden)."""
-
-
-@dataclass
-class Picture:
-    """A decoded picture: its score now, its pixels only if it is kept."""
-
-    frame: av.VideoFrame
-
-    @property
-    def pts_time(self) -> float | None:
-        t = self.frame.time
-        return None if t is None else float(t)
-
-    def brightness(self) -> float:
-        frame = self.frame
-        name = frame.format.name
-        if name.startswith(_LUMA_FIRST) and "p10" not in name and "p12" not in name:
-            plane = frame.planes[0]
-            data = np.frombuffer(memoryview(plane), dtype=np.uint8)
-            luma = data.reshape(-1, plane.line_size)[: frame.height, : frame.width]
-            full = frame.color_range == 2 or name.startswith("yuvj") or name == "gray"
-            return brightness_of_luma(luma, full_range=full)
-        gray = np.asarray(frame.to_ndarray(format="gray"), dtype=np.uint8)  # rare formats
-        return brightness_of_luma(gray, full_range=True)
-
-    def to_bgr(self) -> Image:
-        return np.asarray(self.frame.to_ndarray(format="bgr24"), dtype=np.uint8)
-
-
-class PyAVDecoder:
-    """The Decoder protocol over one PyAV codec context."""
-
-    def __init__(self, codec_context: Any) -> None:
-        self.codec_context = codec_context
-
-    def decode(self, packet: Any) -> list[Any]:
-        try:
-            return list(self.codec_context.decode(packet))
-        except av.error.InvalidDataError:
-            return []  # a damaged packet: later ones (or the next keyframe) recover
-
-    def drain(self) -> list[Any]:
-        try:
-            frames = list(self.codec_context.decode(None))
-        except (av.error.EOFError, av.error.InvalidDataError):
-            frames = []
-        self.codec_context.flush_buffers()
-        return frames
-
-    def reset(self) -> None:
-        self.codec_context.flush_buffers()
 
 
 def _describe(exc: BaseException, url: str, waited: float = 0.0, limit: float = 0.0) -> str:
@@ -231,7 +179,7 @@ class VideoSource:
             host, port = None, None
         if not host:
             raise SourceFatalError("source not allowed: the URL names no host to check")
-        port = port or rtsp.DEFAULT_PORTS.get(parts.scheme.lower(), 554)
+        port = port or DEFAULT_PORTS.get(parts.scheme.lower(), 554)
         try:
             endpoints = self.source_policy.resolve_and_check(host, port, self.open_timeout)
         except SourceNotAllowed as exc:
@@ -263,22 +211,22 @@ class VideoSource:
         """Our RTSP client; False when it cannot read this camera (auto goes on
         to FFmpeg's)."""
         started = time.monotonic()
-        session: rtsp.RtspSession | None = None
+        session: RtspSession | None = None
         try:
             self.native = rtp.RtpPackets(
                 self.url, self.open_timeout, self.read_timeout, self.tls, self.source_policy
             )
             session = self.native.session
             self.native.open()
-        except rtsp.TransportRefused as exc:
+        except TransportRefused as exc:
             self._closed_after(session, str(exc))
             if self.transport == "tcp":
                 self.transport = "udp"  # the camera's choice: FFmpeg reads RTP over UDP
             return self._may_try("rtp", str(exc))
-        except rtsp.Unsupported as exc:
+        except Unsupported as exc:
             self._closed_after(session, str(exc))
             return self._may_try("rtp", str(exc))  # False, or fatal if rtp was asked for
-        except rtsp.RtspAuthError as exc:
+        except RtspAuthError as exc:
             self._closed_after(session, "the camera refused our credentials")
             refusal = SourceFatalError(_describe(exc, self.url))
             if self.demuxer == "rtp":
@@ -291,7 +239,7 @@ class VideoSource:
         except TlsVerifyError as exc:
             self.__exit__(None, None, None)
             raise SourceFatalError(str(exc)) from None
-        except rtsp.NoVideo:
+        except NoVideo:
             self.__exit__(None, None, None)
             raise SourceFatalError("the source has no video stream") from None
         except SourceNotAllowed as exc:  # the camera's address, or a redirect's
@@ -310,7 +258,7 @@ class VideoSource:
             raise SourceError(f"the camera's answers could not be read ({reason})") from None
         return True
 
-    def _closed_after(self, session: rtsp.RtspSession | None, why: str) -> None:
+    def _closed_after(self, session: RtspSession | None, why: str) -> None:
         """Closes what our client opened; FFmpeg, if it reads the camera next,
         goes where our client was redirected to, with credentials only where
         they were given. (FFmpeg follows redirects itself, credentials and

@@ -29,12 +29,13 @@ from ..core.store import FrameStore, store_error_text
 from ..core.topk import TopK, best
 from ..core.urls import mask_secrets
 from ..core.worker_metrics import WorkerMetrics
+from .decoding import Picture
 from .health import BeatingObjects, Heartbeat
 from .metrics import LinkCounts, Throttle
 from .progress import Progress, ProgressSink
 from .sampling import TickSampler
 from .settings import CaptureSettings
-from .source import Picture, SourceError, SourceFatalError, VideoSource
+from .source import SourceError, SourceFatalError, VideoSource
 from .tls import TlsPolicy
 
 log = logging.getLogger("streamgrid.capture")

@@ -1,4 +1,4 @@
-"""Our RTSP client (capture/rtsp.py) against a scripted hostile camera
+"""Our RTSP client (capture/rtsp/) against a scripted hostile camera
 (tests/support/hostile_camera.py): malformed answers, redirects, refused
 transports, live555's Digest; and a real worker process fed hostile bytes
 after PLAY."""
@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from streamgrid.capture.rtsp import (
+from streamgrid.capture.rtsp.errors import (
     NoVideo,
     RtspAuthError,
     RtspError,
-    RtspSession,
     TransportRefused,
     Unsupported,
 )
+from streamgrid.capture.rtsp.session import RtspSession
 from streamgrid.capture.source import SourceError, SourceFatalError, VideoSource
 
 from ..support.hostile_camera import (

@@ -1,4 +1,4 @@
-"""Our RTSP client and C receive loop (capture/rtp.py, rtsp.py, _rtp.c) against
+"""Our RTSP client and C receive loop (capture/rtp.py, rtsp/, _rtp.c) against
 the real camera: the pictures they lead to are FFmpeg's, to the byte."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from streamgrid.capture import rtp
-from streamgrid.capture.rtsp import RtspAuthError, RtspError
+from streamgrid.capture.rtsp.errors import RtspAuthError, RtspError
 from streamgrid.capture.source import SourceError, SourceFatalError, VideoSource
 
 from ..support.camera import Camera, make_camera

@@ -13,10 +13,10 @@ import av
 import numpy as np
 import pytest
 
+from streamgrid.capture.decoding import Picture
 from streamgrid.capture.kube_progress import status_of
 from streamgrid.capture.progress import Progress
 from streamgrid.capture.settings import CaptureSettings
-from streamgrid.capture.source import Picture
 from streamgrid.capture.worker import CaptureWorker
 from streamgrid.core.geometry import GridGeometry
 from streamgrid.core.grid import compose_grid, decode_jpeg, encode_jpeg, jpeg_size

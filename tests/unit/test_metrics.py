@@ -21,12 +21,12 @@ from fastapi.testclient import TestClient
 from prometheus_client import generate_latest as exposition_of
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamgrid.capture.decoding import Picture
 from streamgrid.capture.health import HealthServer, Heartbeat
 from streamgrid.capture.metrics import tcp_bytes_received, worker_exposition
 from streamgrid.capture.progress import Progress
 from streamgrid.capture.sampling import Arrival, DecodeMode, TickSampler
 from streamgrid.capture.settings import CaptureSettings
-from streamgrid.capture.source import Picture
 from streamgrid.capture.worker import CaptureWorker
 from streamgrid.core.models import StreamState
 from streamgrid.core.store import DirectoryObjectStore, FrameStore

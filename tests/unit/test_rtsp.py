@@ -8,21 +8,12 @@ import socket
 
 import pytest
 
-from streamgrid.capture.rtsp import (
-    Credentials,
-    NoVideo,
-    RtspError,
-    RtspSession,
-    TransportRefused,
-    Unsupported,
-    authorization,
-    choose_challenge,
-    parse_answer_head,
-    parse_sdp,
-    parse_session,
-    parse_transport,
-    split_url,
-)
+from streamgrid.capture.rtsp.answers import parse_answer_head, parse_session, parse_transport
+from streamgrid.capture.rtsp.auth import Credentials, authorization, choose_challenge
+from streamgrid.capture.rtsp.errors import NoVideo, RtspError, TransportRefused, Unsupported
+from streamgrid.capture.rtsp.sdp import parse_sdp
+from streamgrid.capture.rtsp.session import RtspSession
+from streamgrid.capture.rtsp.urls import split_url
 
 from ..support.hostile_camera import live555_digest_fields
 

@@ -14,9 +14,9 @@ import av
 import numpy as np
 from botocore.exceptions import EndpointConnectionError
 
+from streamgrid.capture.decoding import Picture
 from streamgrid.capture.progress import Progress
 from streamgrid.capture.settings import CaptureSettings
-from streamgrid.capture.source import Picture
 from streamgrid.capture.worker import STORE_RETRY_INITIAL, STORE_RETRY_MAX, CaptureWorker
 from streamgrid.core.models import StreamState
 from streamgrid.core.store import FrameStore, ObjectStore, store_error_text
