@@ -305,7 +305,9 @@ def grid_from_store(stream: Obj, access: StoreAccess) -> bytes:
     """The grid the capture pod stored (status.grid), else composed from the
     stream's frames under status.store.url (and stored, as the gateway does)."""
     from .core.grid import GridGeometry
-    from .core.store import FrameStore, open_object_store, store_error_text
+    from .core.stores.base import store_error_text
+    from .core.stores.factory import open_object_store
+    from .core.stores.frames import FrameStore
     from .gateway.backend import GridFailed, NoFramesCaptured, StoreUnavailable
     from .gateway.grids import grid_for_stream
 

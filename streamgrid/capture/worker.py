@@ -25,7 +25,8 @@ from ..core.grid import encode_jpeg
 from ..core.grid_store import StoredGrid, compose_from_store
 from ..core.logs import log_event
 from ..core.models import FrameRecord, Manifest, StreamState
-from ..core.store import FrameStore, store_error_text
+from ..core.stores.base import store_error_text
+from ..core.stores.frames import FrameStore
 from ..core.topk import TopK, best
 from ..core.urls import mask_secrets
 from .health import BeatingObjects, Heartbeat

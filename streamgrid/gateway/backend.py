@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.grid import GridGeometry
 from ..core.models import FrameRecord, StreamState
-from ..core.store import FrameStore, store_error_text
+from ..core.stores.base import store_error_text
+from ..core.stores.frames import FrameStore
 from ..core.topk import best
 from .requests import StartRequest
 

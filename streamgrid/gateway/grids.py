@@ -21,7 +21,8 @@ from typing import TypeVar
 from ..core.grid import GridGeometry
 from ..core.grid_store import compose_from_store
 from ..core.logs import log_event
-from ..core.store import FrameStore, store_error_text
+from ..core.stores.base import store_error_text
+from ..core.stores.frames import FrameStore
 from ..core.topk import best
 from .backend import GridFailed, NoFramesCaptured, StoreUnavailable
 

@@ -28,7 +28,7 @@ from kubernetes.client.exceptions import ApiException
 from ..core.grid import GridGeometry
 from ..core.logs import log_event, register_secret
 from ..core.models import FrameRecord, StreamState, is_valid_stream_id
-from ..core.store import FrameStore
+from ..core.stores.frames import FrameStore
 from ..core.timestamps import parse_utc
 from ..core.urls import drop_secret_params, has_secret_params, mask_url, url_secrets
 from ..operator.settings import GROUP, KIND, PLURAL, VERSION

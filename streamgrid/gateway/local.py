@@ -51,7 +51,7 @@ from ..capture.worker import EXIT_FAILED, EXIT_STOPPED, Backoff
 from ..core.grid import GridGeometry
 from ..core.logs import log_event, register_secret
 from ..core.models import FrameRecord, StreamState, is_valid_stream_id
-from ..core.store import FrameStore
+from ..core.stores.frames import FrameStore
 from ..core.urls import mask_secrets, mask_url, url_secrets
 from .backend import (
     StoreUnavailable,

@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from ..core.logs import configure_logging
-from ..core.store import store_error_text
+from ..core.stores.base import store_error_text
 from .controller import Controller, stream_lock
 from .kubeapi import KubernetesStreamApi, load_kube_config
 from .metrics import serve_metrics

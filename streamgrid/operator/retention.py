@@ -26,7 +26,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..core.logs import log_event
-from ..core.store import FrameStore, store_error_text
+from ..core.stores.base import store_error_text
+from ..core.stores.frames import FrameStore
 from .podspec import pod_name, store_url_for
 from .settings import OperatorSettings
 

@@ -13,7 +13,7 @@ import pytest
 
 from streamgrid.core.grid import GridGeometry, jpeg_size
 from streamgrid.core.settings import CommonSettings
-from streamgrid.core.store import FrameStore
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.core.timestamps import parse_utc
 
 from ..conftest import store_of

@@ -12,7 +12,9 @@ import pytest
 
 from streamgrid.core.grid import GridGeometry, encode_jpeg
 from streamgrid.core.models import FrameRecord
-from streamgrid.core.store import DirectoryObjectStore, FrameStore, S3ObjectStore
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.frames import FrameStore
+from streamgrid.core.stores.s3_boto3 import S3ObjectStore
 from streamgrid.gateway.grids import MAX_GRIDS_PER_STREAM, grid_for_stream
 
 from ..support.api import start, wait_for

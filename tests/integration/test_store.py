@@ -13,17 +13,16 @@ from pathlib import Path
 import pytest
 
 from streamgrid.core.models import FrameRecord, Manifest, StreamState
-from streamgrid.core.s3lite import S3ConnectionError, S3Error, S3LiteClient, S3LiteObjectStore
-from streamgrid.core.store import (
-    DirectoryObjectStore,
-    FrameStore,
-    ObjectStore,
-    S3ObjectStore,
-    StoreError,
-    frame_key,
-    open_object_store,
-    parse_frame_key,
-    store_error_text,
+from streamgrid.core.stores.base import ObjectStore, StoreError, store_error_text
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.factory import open_object_store
+from streamgrid.core.stores.frames import FrameStore, frame_key, parse_frame_key
+from streamgrid.core.stores.s3_boto3 import S3ObjectStore
+from streamgrid.core.stores.s3lite import (
+    S3ConnectionError,
+    S3Error,
+    S3LiteClient,
+    S3LiteObjectStore,
 )
 
 from ..support.s3 import S3Server

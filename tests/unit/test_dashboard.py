@@ -22,7 +22,8 @@ from fastapi.testclient import TestClient
 from streamgrid import __version__
 from streamgrid.core.grid import GridGeometry, decode_jpeg, encode_jpeg
 from streamgrid.core.models import FrameRecord, StreamState
-from streamgrid.core.store import DirectoryObjectStore, FrameStore
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.gateway.app import create_app
 from streamgrid.gateway.auth import Action, Authenticator, StaticTokens, action_for
 from streamgrid.gateway.backend import StreamInfo, StreamNotFound, read_frame, read_kept_frames

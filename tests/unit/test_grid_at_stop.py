@@ -21,7 +21,8 @@ from streamgrid.capture.worker import CaptureWorker
 from streamgrid.core.grid import GridGeometry, compose_grid, decode_jpeg, encode_jpeg, jpeg_size
 from streamgrid.core.grid_store import StoredGrid, compose_from_store
 from streamgrid.core.models import StreamState
-from streamgrid.core.store import DirectoryObjectStore, FrameStore
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.gateway.grids import grid_for_stream
 from streamgrid.operator.podspec import capture_pod
 from streamgrid.operator.settings import OperatorSettings

@@ -15,7 +15,8 @@ import pytest
 
 from streamgrid.core.grid import GridGeometry, encode_jpeg
 from streamgrid.core.models import FrameRecord
-from streamgrid.core.store import FrameStore, ObjectStore
+from streamgrid.core.stores.base import ObjectStore
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.gateway.backend import StoreUnavailable
 from streamgrid.gateway.grids import grid_for_stream
 from streamgrid.gateway.kube import failing_store

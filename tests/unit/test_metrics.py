@@ -37,7 +37,8 @@ from streamgrid.capture.settings import CaptureSettings
 from streamgrid.capture.source import Picture
 from streamgrid.capture.worker import CaptureWorker
 from streamgrid.core.models import StreamState
-from streamgrid.core.store import DirectoryObjectStore, FrameStore
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.gateway.app import create_app
 from streamgrid.gateway.auth import Authenticator, StaticTokens
 from streamgrid.gateway.local import LocalBackend, LocalStream

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from streamgrid.core.models import FrameRecord
-from streamgrid.core.store import DirectoryObjectStore, FrameStore
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.operator.provision import (
     CAPTURE_RULES,
     PROVISIONED_LABEL,

@@ -15,7 +15,8 @@ import kopf
 import pytest
 
 from streamgrid.core.models import FrameRecord
-from streamgrid.core.store import DirectoryObjectStore, FrameStore
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.operator import controller, handlers
 from streamgrid.operator.retention import (
     SKIP_DATA_DELETE_ANNOTATION,

@@ -19,7 +19,8 @@ from streamgrid.capture.settings import CaptureSettings
 from streamgrid.capture.source import Picture
 from streamgrid.capture.worker import STORE_RETRY_INITIAL, STORE_RETRY_MAX, CaptureWorker
 from streamgrid.core.models import StreamState
-from streamgrid.core.store import FrameStore, ObjectStore, store_error_text
+from streamgrid.core.stores.base import ObjectStore, store_error_text
+from streamgrid.core.stores.frames import FrameStore
 
 
 class FlakyObjects(ObjectStore):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote_plus, urlsplit
 
-from .store import ObjectStore, StoreError
+from .base import ObjectStore, StoreError
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 CONNECT_TIMEOUT = 5.0
@@ -288,6 +288,8 @@ class S3LiteClient:
         while True:
             try:
                 response = self._send(method, path, query, body, headers or {}, max_body)
+            except StoreError:  # an answer refused as too large: not a connection's fault
+                raise
             except (OSError, http.client.HTTPException) as exc:
                 stale = isinstance(exc, _STALE_CONNECTION) and getattr(self._local, "reused", False)
                 self.close()
