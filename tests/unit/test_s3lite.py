@@ -186,6 +186,29 @@ def test_lite_is_used_only_when_asked_and_both_keys_are_given() -> None:
         open_object_store("s3://", lite=True, **keys)
 
 
+@pytest.mark.parametrize("lite", [True, False])
+@pytest.mark.parametrize(
+    ("url", "endpoint", "why"),
+    [
+        ("s3://[bad/p", None, "Invalid IPv6 URL"),
+        ("s3://b/p", "http://[::1", "Invalid IPv6 URL"),
+        ("s3://b/p", "not a url", "endpoint"),
+        ("ftp://b/p", None, "unsupported store URL scheme"),
+    ],
+)
+def test_a_malformed_store_or_endpoint_url_is_a_store_error(
+    url: str, endpoint: str | None, why: str, lite: bool
+) -> None:
+    keys = {"s3_access_key_id": "id", "s3_secret_access_key": "secret"}
+    with pytest.raises(StoreError, match=why):
+        open_object_store(url, s3_endpoint_url=endpoint, lite=lite, **keys)
+
+
+def test_a_lite_endpoint_whose_port_is_not_a_number_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match="Port could not be cast"):
+        S3LiteClient("http://127.0.0.1:abc", "id", "secret")
+
+
 def test_the_capture_settings_ask_for_lite_unless_told_boto3(tmp_path: Path) -> None:
     common = {
         "stream_id": "cam-1",

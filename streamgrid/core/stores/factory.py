@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .base import ObjectStore, StoreError
+from .base import ObjectStore, StoreError, store_error_text
 from .directory import DirectoryObjectStore
 
 
@@ -25,7 +25,10 @@ def open_object_store(
     (s3lite.py, ~20 MB less per process than boto3); without keys,
     boto3 all the same, for its credential chain (IRSA, instance profiles).
     """
-    parts = urlsplit(store_url)
+    try:
+        parts = urlsplit(store_url)
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise StoreError(store_error_text(exc)) from None
     if parts.scheme in ("", "file"):
         return DirectoryObjectStore(Path(parts.path if parts.scheme else store_url))
     if parts.scheme != "s3":
