@@ -305,7 +305,7 @@ def grid_from_store(stream: Obj, access: StoreAccess) -> bytes:
     """The grid the capture pod stored (status.grid), else composed from the
     stream's frames under status.store.url (and stored, as the gateway does)."""
     from .core.grid import GridGeometry
-    from .core.stores.base import store_error_text
+    from .core.stores.base import StoreError, store_error_text
     from .core.stores.factory import open_object_store
     from .core.stores.frames import FrameStore
     from .gateway.backend import GridFailed, NoFramesCaptured, StoreUnavailable
@@ -346,7 +346,7 @@ def grid_from_store(stream: Obj, access: StoreAccess) -> bytes:
         raise PluginError(f"store: {exc}") from None
     except PluginError:
         raise
-    except Exception as exc:  # noqa: BLE001 - whatever boto3 raises, said in one line
+    except (StoreError, ValueError) as exc:  # the store's, or a grid too large (GridTooLarge)
         raise PluginError(f"store: {store_error_text(exc)}") from None
 
 

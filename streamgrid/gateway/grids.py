@@ -21,7 +21,7 @@ from typing import TypeVar
 from ..core.grid import GridGeometry
 from ..core.grid_store import compose_from_store
 from ..core.logs import log_event
-from ..core.stores.base import store_error_text
+from ..core.stores.base import StoreError, store_error_text
 from ..core.stores.frames import FrameStore
 from ..core.topk import best
 from .backend import GridFailed, NoFramesCaptured, StoreUnavailable
@@ -48,7 +48,7 @@ def grid_served(composed_seconds: float | None) -> None:
 def _read(call: Callable[[], T]) -> T:
     try:
         return call()
-    except Exception as exc:  # whatever the store raises (OSError, botocore, ...)
+    except StoreError as exc:
         raise StoreUnavailable(store_error_text(exc)) from exc
 
 
@@ -89,7 +89,7 @@ def grid_for_stream(
     try:
         _make_room(store, stream_id, keep)
         store.put_grid(stream_id, name, jpeg)
-    except Exception as exc:  # noqa: BLE001 - the cache only; the grid itself is right
+    except StoreError as exc:  # the cache only; the grid itself is right
         log_event(
             log,
             "grid.store_failed",

@@ -51,6 +51,7 @@ from ..capture.worker import EXIT_FAILED, EXIT_STOPPED, Backoff
 from ..core.grid import GridGeometry
 from ..core.logs import log_event, register_secret
 from ..core.models import FrameRecord, StreamState, is_valid_stream_id
+from ..core.stores.base import StoreError
 from ..core.stores.frames import FrameStore
 from ..core.urls import mask_secrets, mask_url, url_secrets
 from .backend import (
@@ -316,7 +317,7 @@ class LocalBackend:
                 s.expired = True
                 try:
                     self.store.delete_stream(s.stream_id)
-                except Exception as exc:  # noqa: BLE001 - the record stays: retried at next start
+                except StoreError as exc:  # the record stays: retried at next start
                     log_event(
                         log,
                         "stream.purge_failed",

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from streamgrid import __version__
 from streamgrid.core.grid import GridGeometry, decode_jpeg, encode_jpeg
 from streamgrid.core.models import FrameRecord, StreamState
+from streamgrid.core.stores.base import StoreError
 from streamgrid.core.stores.directory import DirectoryObjectStore
 from streamgrid.core.stores.frames import FrameStore
 from streamgrid.gateway.app import create_app
@@ -41,7 +42,7 @@ class RefusingObjects(DirectoryObjectStore):
 
     def list(self, prefix: str) -> Iterator[str]:
         if self.refuse:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
+            raise StoreError(os.strerror(errno.EIO))
         yield from super().list(prefix)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from streamgrid.core.grid import GridGeometry, encode_jpeg
 from streamgrid.core.models import FrameRecord
-from streamgrid.core.stores.base import ObjectStore
+from streamgrid.core.stores.base import ObjectStore, StoreError
 from streamgrid.core.stores.frames import FrameStore
 from streamgrid.gateway.backend import StoreUnavailable
 from streamgrid.gateway.grids import grid_for_stream
@@ -31,12 +31,12 @@ class FailingObjects(ObjectStore):
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         if self.refuse_writes:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), key)
+            raise StoreError(os.strerror(errno.ENOSPC))
         self.objects[key] = data
 
     def get(self, key: str) -> bytes | None:
         if self.refuse_reads:
-            raise OSError(errno.EIO, os.strerror(errno.EIO), key)
+            raise StoreError(os.strerror(errno.EIO))
         return self.objects.get(key)
 
     def delete(self, key: str) -> None:
