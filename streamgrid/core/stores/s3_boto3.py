@@ -1,7 +1,7 @@
 """Objects in an S3 bucket through boto3: for AWS's credential chain (IRSA,
-instance profiles) and the processes that do not mind its memory. Only the
-factory imports this module, and only for this adapter: boto3 costs a
-process ~22 MB (core/stores/s3lite.py says why that matters)."""
+instance profiles) and the processes that do not mind its memory. In the
+package only the factory imports this module, and only for this adapter:
+boto3 costs a process ~22 MB (s3lite.py says why that matters)."""
 
 from __future__ import annotations
 
