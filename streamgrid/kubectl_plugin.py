@@ -291,7 +291,9 @@ def grid_from_store(stream: Obj, access: StoreAccess) -> bytes:
     stream's frames under status.store.url (and stored, as the gateway does)."""
     from .core.geometry import GridGeometry
     from .core.grid_store import GridFailed, NoFramesCaptured, StoreUnavailable, grid_for_stream
-    from .core.store import FrameStore, open_object_store, store_error_text
+    from .core.stores.base import StoreError, store_error_text
+    from .core.stores.factory import open_object_store
+    from .core.stores.frames import FrameStore
 
     def objects(url: str) -> Any:
         return open_object_store(
@@ -328,7 +330,7 @@ def grid_from_store(stream: Obj, access: StoreAccess) -> bytes:
         raise PluginError(f"store: {exc}") from None
     except PluginError:
         raise
-    except Exception as exc:  # noqa: BLE001 - whatever boto3 raises, said in one line
+    except (StoreError, ValueError) as exc:  # the store's, or a grid too large (GridTooLarge)
         raise PluginError(f"store: {store_error_text(exc)}") from None
 
 

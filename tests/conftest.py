@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from streamgrid.core.settings import CommonSettings
-from streamgrid.core.store import FrameStore
+from streamgrid.core.stores.frames import FrameStore
 
 from .support.camera import Camera, make_camera
 from .support.cluster import ClusterRuntime, start_cluster_runtime

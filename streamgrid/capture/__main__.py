@@ -153,7 +153,7 @@ def main() -> int:
     def body() -> None:
         try:
             result["code"] = worker.run(stop)
-        except Exception:
+        except Exception:  # a bug: logged with its traceback, and the exit code says so
             log.exception("worker.crashed", extra={"fields": {"stream_id": settings.stream_id}})
             result["code"] = WorkerExit.CRASHED
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import urlsplit
 
-from ..core.store import ObjectStore
+from ..core.stores.base import ObjectStore
 from .settings import CaptureSettings
 
 # What one store call may take (boto3: 5 s connect + 15 s read, retried) on

@@ -85,7 +85,7 @@ class CaptureSettings(CommonSettings):
     kube_api_url: str | None = None  # default: the in-cluster service
     kube_token_file: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
     kube_ca_file: Path | None = Path("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
-    # auto: with S3 keys set, the small standard-library client (core/s3lite.py;
+    # auto: with S3 keys set, the small standard-library client (core/stores/s3lite.py;
     # ~20 MB less per pod than boto3), else boto3 and its credential chain.
     s3_client: Literal["auto", "boto3"] = "auto"
 

@@ -25,7 +25,8 @@ from ..core.grid_store import StoredGrid, compose_from_store
 from ..core.logs import log_event
 from ..core.models import FrameRecord, Manifest, StreamState
 from ..core.restarts import Backoff
-from ..core.store import FrameStore, store_error_text
+from ..core.stores.base import StoreError, store_error_text
+from ..core.stores.frames import FrameStore
 from ..core.topk import TopK, best
 from ..core.urls import mask_secrets
 from ..core.worker_metrics import WorkerMetrics
@@ -270,7 +271,7 @@ class CaptureWorker:
         keep it in memory for a retry."""
         try:
             self.store.put_frame(self.stream_id, record, jpeg)
-        except Exception as exc:  # noqa: BLE001 - any store failure: keep it, retry later
+        except StoreError as exc:  # keep it, retry later
             first = not self.unsaved
             self.unsaved[record] = jpeg
             self.store_error = store_error_text(exc)
@@ -297,7 +298,7 @@ class CaptureWorker:
             return
         try:
             self.store.delete_frame(self.stream_id, record)
-        except Exception as exc:  # noqa: BLE001 - a stale extra frame is dropped on restore
+        except StoreError as exc:  # a stale extra frame is dropped on restore
             log_event(
                 log,
                 "store.delete_failed",
@@ -321,7 +322,7 @@ class CaptureWorker:
         for record in sorted(self.unsaved, key=lambda r: r.rank_key):
             try:
                 self.store.put_frame(self.stream_id, record, self.unsaved[record])
-            except Exception as exc:  # noqa: BLE001 - any store failure: retry later
+            except StoreError as exc:  # retry later
                 self.store_error = store_error_text(exc)
                 delay = self.store_backoff.next()
                 self._store_retry_at = time.monotonic() + delay
@@ -356,7 +357,7 @@ class CaptureWorker:
         )
         try:
             self.store.put_manifest(manifest)
-        except Exception as exc:  # noqa: BLE001 - the next manifest or a restore recovers
+        except StoreError as exc:  # the next manifest or a restore recovers
             log_event(
                 log,
                 "store.manifest_failed",
@@ -418,7 +419,8 @@ class CaptureWorker:
                 if stale != name:
                     self.store.delete_grid(self.stream_id, stale)
             self.store.put_grid(self.stream_id, name, jpeg)
-        except Exception as exc:  # noqa: BLE001 - the gateway can still compose it from the frames
+        except (StoreError, ValueError) as exc:  # ValueError: a frame missing or undecodable
+            # The gateway can still compose it from the frames.
             log_event(
                 log,
                 "grid.failed",

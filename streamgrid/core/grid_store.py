@@ -29,7 +29,8 @@ from .geometry import GridGeometry
 from .grid import decode_jpeg, encode_jpeg, fit_tile
 from .logs import log_event
 from .models import FrameRecord
-from .store import FrameStore, store_error_text
+from .stores.base import StoreError, store_error_text
+from .stores.frames import FrameStore
 from .topk import best
 
 # Reads one frame's JPEG; None when it is not (or no longer) in the store.
@@ -108,7 +109,7 @@ def grid_served(composed_seconds: float | None) -> None:
 def _read(call: Callable[[], T]) -> T:
     try:
         return call()
-    except Exception as exc:  # whatever the store raises (OSError, botocore, ...)
+    except StoreError as exc:
         raise StoreUnavailable(store_error_text(exc)) from exc
 
 
@@ -149,7 +150,7 @@ def grid_for_stream(
     try:
         _make_room(store, stream_id, keep)
         store.put_grid(stream_id, name, jpeg)
-    except Exception as exc:  # noqa: BLE001 - the cache only; the grid itself is right
+    except StoreError as exc:  # the cache only; the grid itself is right
         log_event(
             log,
             "grid.store_failed",

@@ -12,7 +12,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .sources import DEFAULT_DENY_CIDRS, SourcePolicy, parse_networks
-from .store import FrameStore, open_object_store
+from .stores.factory import open_object_store
+from .stores.frames import FrameStore
 
 
 def _split_commas(value: object) -> object:
@@ -60,7 +61,7 @@ class CommonSettings(BaseSettings):
         )
 
     def lite_s3_client(self) -> bool:
-        """Whether to use core/s3lite.py rather than boto3 when S3 keys are given."""
+        """Whether to use core/stores/s3lite.py rather than boto3 when S3 keys are given."""
         return False
 
     def open_store(self) -> FrameStore:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..core.geometry import GridGeometry
 from ..core.grid_store import GridFailed, NoFramesCaptured, StoreUnavailable
 from ..core.models import FrameRecord, StreamState
-from ..core.store import FrameStore, store_error_text
+from ..core.stores.base import StoreError, store_error_text
+from ..core.stores.frames import FrameStore
 from ..core.topk import best
 from .requests import StartRequest
 
@@ -119,12 +120,12 @@ def read_kept_frames(store: FrameStore, stream_id: str, top_k: int) -> list[Fram
     try:
         # A listing may hold a frame the worker is about to delete: best() bounds it.
         return best(store.list_frames(stream_id), top_k)
-    except Exception as exc:  # whatever the store raises (OSError, botocore, ...)
+    except StoreError as exc:
         raise StoreUnavailable(store_error_text(exc)) from exc
 
 
 def read_frame(store: FrameStore, stream_id: str, record: FrameRecord) -> bytes | None:
     try:
         return store.get_frame(stream_id, record)
-    except Exception as exc:  # as above: a 503 with the store's reason
+    except StoreError as exc:  # a 503 with the store's reason
         raise StoreUnavailable(store_error_text(exc)) from exc

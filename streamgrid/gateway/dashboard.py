@@ -37,7 +37,7 @@ from fastapi.staticfiles import StaticFiles
 from .. import __version__
 from ..core.grid import decode_jpeg, encode_jpeg, jpeg_size
 from ..core.models import FrameRecord
-from ..core.store import frame_key
+from ..core.stores.frames import frame_key
 from .backend import StreamBackend, StreamNotFound
 from .openapi import FRAME, FRAMES, STREAMS
 

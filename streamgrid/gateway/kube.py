@@ -28,7 +28,7 @@ from ..core.geometry import GridGeometry
 from ..core.grid_store import grid_for_stream
 from ..core.logs import log_event, register_secret
 from ..core.models import FrameRecord, StreamState, is_valid_stream_id
-from ..core.store import FrameStore
+from ..core.stores.frames import FrameStore
 from ..core.timestamps import parse_utc
 from ..core.urls import mask_url, split_credentials, url_secrets
 from ..core.watch_cache import Key, Obj, ObjectCache, resource_version, without_managed_fields

@@ -53,7 +53,8 @@ from ..core.grid_store import grid_for_stream
 from ..core.logs import log_event, register_secret
 from ..core.models import FrameRecord, StreamState, is_valid_stream_id
 from ..core.restarts import permanent_exit
-from ..core.store import FrameStore
+from ..core.stores.base import StoreError
+from ..core.stores.frames import FrameStore
 from ..core.urls import mask_secrets, mask_url, url_secrets
 from ..core.worker_metrics import WorkerMetrics
 from .backend import (
@@ -319,7 +320,7 @@ class LocalBackend:
                 s.expired = True
                 try:
                     self.store.delete_stream(s.stream_id)
-                except Exception as exc:  # noqa: BLE001 - the record stays: retried at next start
+                except StoreError as exc:  # the record stays: retried at next start
                     log_event(
                         log,
                         "stream.purge_failed",

@@ -14,11 +14,13 @@ from datetime import timedelta
 from typing import Any
 
 import kopf
+import urllib3
+from kubernetes.client.exceptions import ApiException
 
 from ..core.crd import COMPONENT_LABEL, FINALIZER, GROUP, PLURAL, VERSION
 from ..core.kubeclient import load_kube_config
 from ..core.logs import configure_logging
-from ..core.store import store_error_text
+from ..core.stores.base import StoreError, store_error_text
 from .controller import Controller, stream_lock
 from .kubeapi import KubernetesStreamApi
 from .metrics import serve_metrics
@@ -97,6 +99,7 @@ def stream_deleted(namespace: str | None, name: str, runtime: timedelta, **_: An
                 )
         except StillRunning as exc:
             raise kopf.TemporaryError(str(exc), delay=2) from None
-        except Exception as exc:  # noqa: BLE001 - the store's or the API's: retry, said in an Event
+        except (StoreError, ApiException, urllib3.exceptions.HTTPError) as exc:
+            # The store's or the API server's (no answer: urllib3's): retry, said in an Event.
             why = store_error_text(exc)
             raise kopf.TemporaryError(why, delay=settings.data_delete_retry_seconds) from None

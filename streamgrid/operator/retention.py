@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 from ..core import crd
 from ..core.logs import log_event
-from ..core.store import FrameStore, store_error_text
+from ..core.stores.base import StoreError, store_error_text
+from ..core.stores.frames import FrameStore
 from .podspec import pod_name, store_url_for
 from .settings import OperatorSettings
 
@@ -117,7 +118,7 @@ def finish_deleted_stream(
         raise StillRunning(f"waiting for the capture pod {pod_name(name)} to stop")
     try:
         store = open_store(settings, namespace)
-    except Exception as exc:
+    except StoreError as exc:
         if timed_out:
             _abandon(api, stream, fallback, f"the store failed: {store_error_text(exc)}")
             return
@@ -129,7 +130,7 @@ def finish_deleted_stream(
         return
     try:
         count = delete_stream_data(store, name)
-    except Exception as exc:
+    except StoreError as exc:
         if timed_out:
             _abandon(api, stream, where, f"the store failed: {store_error_text(exc)}")
             return

@@ -14,7 +14,7 @@ import pytest
 from streamgrid.core.geometry import GridGeometry
 from streamgrid.core.grid import jpeg_size
 from streamgrid.core.settings import CommonSettings
-from streamgrid.core.store import FrameStore
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.core.timestamps import parse_utc
 
 from ..conftest import store_of

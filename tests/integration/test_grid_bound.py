@@ -14,7 +14,9 @@ from streamgrid.core.geometry import GridGeometry
 from streamgrid.core.grid import encode_jpeg
 from streamgrid.core.grid_store import MAX_GRIDS_PER_STREAM, grid_for_stream
 from streamgrid.core.models import FrameRecord
-from streamgrid.core.store import DirectoryObjectStore, FrameStore, S3ObjectStore
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.frames import FrameStore
+from streamgrid.core.stores.s3_boto3 import S3ObjectStore
 
 from ..support.api import start, wait_for
 from ..support.camera import Camera

@@ -6,22 +6,23 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from streamgrid.core.models import FrameRecord, Manifest, StreamState
-from streamgrid.core.s3lite import S3ConnectionError, S3Error, S3LiteClient, S3LiteObjectStore
-from streamgrid.core.store import (
-    DirectoryObjectStore,
-    FrameStore,
-    ObjectStore,
-    S3ObjectStore,
-    StoreError,
-    frame_key,
-    parse_frame_key,
-    store_error_text,
+from streamgrid.core.stores.base import ObjectStore, StoreError, store_error_text
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.factory import open_object_store
+from streamgrid.core.stores.frames import FrameStore, frame_key, parse_frame_key
+from streamgrid.core.stores.s3_boto3 import S3ObjectStore
+from streamgrid.core.stores.s3lite import (
+    S3ConnectionError,
+    S3Error,
+    S3LiteClient,
+    S3LiteObjectStore,
 )
 
 from ..support.s3 import S3Server
@@ -175,3 +176,78 @@ def test_s3lite_unreachable_endpoint_fails_fast() -> None:
     with pytest.raises(S3ConnectionError, match=re.escape("cannot reach http://127.0.0.1:9")):
         objects.get("k")
     assert time.monotonic() - started < 3
+
+
+# -- the same faults, the same error: every adapter raises StoreError ----------
+
+
+def faulty_store(kind: str, fault: str, s3: S3Server, tmp_path: Path) -> ObjectStore:
+    """``kind``'s store, opened as the processes open theirs, with ``fault``."""
+    if kind == "dir":
+        assert fault == "unwritable"
+        root = tmp_path / "root"
+        root.mkdir()
+        (root / "s").write_bytes(b"a file where the stream's folder would be")
+        return open_object_store(str(root))
+    bucket, secret = f"t-{uuid.uuid4().hex[:12]}", s3.secret_key
+    endpoint = s3.endpoint
+    if fault == "wrong-credentials":
+        s3.create_bucket(bucket)
+        secret = "wrong-secret"
+    elif fault == "unreachable":
+        endpoint = "http://127.0.0.1:9"  # nothing listens: refused at once
+    return open_object_store(
+        f"s3://{bucket}/p",
+        s3_endpoint_url=endpoint,
+        s3_access_key_id=s3.access_key,
+        s3_secret_access_key=secret,
+        lite=kind == "s3lite",
+    )
+
+
+# The calls each fault fails. SeaweedFS creates a missing bucket on a PUT (and
+# ensure_ready creates it): those two succeed there. A directory reads a file
+# in its way as no folder to list.
+FAILING_CALLS = {
+    "unwritable": ("put", "get", "delete"),
+    "wrong-credentials": ("put", "get", "list", "delete", "ensure_ready"),
+    "missing-bucket": ("get", "list", "delete"),
+    "unreachable": ("put", "get", "list", "delete", "ensure_ready"),
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "fault"),
+    [
+        ("dir", "unwritable"),
+        *[
+            (kind, fault)
+            for kind in ("boto3", "s3lite")
+            for fault in ("wrong-credentials", "missing-bucket", "unreachable")
+        ],
+    ],
+)
+def test_every_adapter_raises_only_store_error_with_a_one_line_reason(
+    kind: str, fault: str, s3: S3Server, tmp_path: Path
+) -> None:
+    objects = faulty_store(kind, fault, s3, tmp_path)
+    calls: dict[str, Callable[[], object]] = {
+        "put": lambda: objects.put("s/frames/x.jpg", b"x", "image/jpeg"),
+        "get": lambda: objects.get("s/frames/x.jpg"),
+        "list": lambda: list(objects.list("s/")),
+        "delete": lambda: objects.delete("s/frames/x.jpg"),
+        "ensure_ready": objects.ensure_ready,
+    }
+    for name in FAILING_CALLS[fault]:
+        with pytest.raises(StoreError) as caught:
+            calls[name]()
+        reason = str(caught.value)
+        assert reason and "\n" not in reason and len(reason) <= 300, (name, reason)
+        assert store_error_text(caught.value) == reason, name
+        assert "wrong-secret" not in reason and s3.secret_key not in reason, name
+
+
+def test_a_directory_store_whose_root_cannot_be_made_raises_store_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(StoreError, match=r"^Not a directory$"):
+        open_object_store(str(tmp_path / "file" / "root"))

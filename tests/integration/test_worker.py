@@ -13,8 +13,10 @@ import pytest
 from streamgrid.core.crd import WorkerExit
 from streamgrid.core.grid import decode_jpeg
 from streamgrid.core.models import StreamState
-from streamgrid.core.s3lite import S3LiteClient, S3LiteObjectStore
-from streamgrid.core.store import FrameStore, ObjectStore, S3ObjectStore
+from streamgrid.core.stores.base import ObjectStore
+from streamgrid.core.stores.frames import FrameStore
+from streamgrid.core.stores.s3_boto3 import S3ObjectStore
+from streamgrid.core.stores.s3lite import S3LiteClient, S3LiteObjectStore
 from streamgrid.core.topk import best
 
 from ..support.camera import PASSWORD, Camera, make_camera

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from streamgrid.core.settings import CommonSettings
-from streamgrid.core.store import FrameStore
+from streamgrid.core.stores.frames import FrameStore
 
 from .camera import Camera
 from .kube import ROOT, KubeCluster

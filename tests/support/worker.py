@@ -13,7 +13,8 @@ from streamgrid.capture.progress import Progress
 from streamgrid.capture.settings import CaptureSettings
 from streamgrid.capture.worker import CaptureWorker
 from streamgrid.core.models import StreamState
-from streamgrid.core.store import DirectoryObjectStore, FrameStore
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.frames import FrameStore
 
 from .processes import wait_until
 

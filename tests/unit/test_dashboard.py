@@ -23,7 +23,9 @@ from streamgrid import __version__
 from streamgrid.core.geometry import GridGeometry
 from streamgrid.core.grid import decode_jpeg, encode_jpeg
 from streamgrid.core.models import FrameRecord, StreamState
-from streamgrid.core.store import DirectoryObjectStore, FrameStore
+from streamgrid.core.stores.base import StoreError
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.gateway.app import create_app
 from streamgrid.gateway.auth import Action, Authenticator, StaticTokens, action_for
 from streamgrid.gateway.backend import StreamInfo, StreamNotFound, read_frame, read_kept_frames
@@ -42,7 +44,7 @@ class RefusingObjects(DirectoryObjectStore):
 
     def list(self, prefix: str) -> Iterator[str]:
         if self.refuse:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
+            raise StoreError(os.strerror(errno.EIO))
         yield from super().list(prefix)
 
 

@@ -19,7 +19,7 @@ def stream(name: str, version: int, state: str = "Active", desired: str = "Runni
 
 
 def cache() -> StreamCache:
-    return StreamCache(custom=None, namespace="ns")  # type: ignore[arg-type]  # no watch started
+    return StreamCache(custom=None, namespace="ns")  # no watch started
 
 
 def test_a_deleted_stream_does_not_come_back_on_a_late_answer() -> None:

@@ -22,7 +22,8 @@ from streamgrid.core.geometry import GridGeometry
 from streamgrid.core.grid import compose_grid, decode_jpeg, encode_jpeg, jpeg_size
 from streamgrid.core.grid_store import StoredGrid, compose_from_store, grid_for_stream
 from streamgrid.core.models import StreamState
-from streamgrid.core.store import DirectoryObjectStore, FrameStore
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.operator.podspec import capture_pod
 from streamgrid.operator.settings import OperatorSettings
 

@@ -17,7 +17,8 @@ from streamgrid.core.geometry import GridGeometry
 from streamgrid.core.grid import encode_jpeg
 from streamgrid.core.grid_store import grid_for_stream
 from streamgrid.core.models import FrameRecord
-from streamgrid.core.store import FrameStore, ObjectStore
+from streamgrid.core.stores.base import ObjectStore, StoreError
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.gateway.backend import StoreUnavailable
 from streamgrid.gateway.kube import failing_store
 
@@ -31,12 +32,12 @@ class FailingObjects(ObjectStore):
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         if self.refuse_writes:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), key)
+            raise StoreError(os.strerror(errno.ENOSPC))
         self.objects[key] = data
 
     def get(self, key: str) -> bytes | None:
         if self.refuse_reads:
-            raise OSError(errno.EIO, os.strerror(errno.EIO), key)
+            raise StoreError(os.strerror(errno.EIO))
         return self.objects.get(key)
 
     def delete(self, key: str) -> None:

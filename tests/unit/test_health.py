@@ -21,7 +21,8 @@ from streamgrid.capture.health import (
     stale_after,
 )
 from streamgrid.core.models import StreamState
-from streamgrid.core.store import DirectoryObjectStore, FrameStore
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.operator.podspec import HEALTH_PORT, capture_pod
 from streamgrid.operator.settings import OperatorSettings
 

@@ -29,7 +29,8 @@ from streamgrid.capture.sampling import Arrival, DecodeMode, TickSampler
 from streamgrid.capture.settings import CaptureSettings
 from streamgrid.capture.worker import CaptureWorker
 from streamgrid.core.models import StreamState
-from streamgrid.core.store import DirectoryObjectStore, FrameStore
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.core.worker_metrics import (
     DURATION_BUCKETS,
     RECONNECT_REASONS,

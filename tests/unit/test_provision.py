@@ -12,7 +12,8 @@ import yaml
 
 from streamgrid.core.crd import PROVISIONED_LABEL
 from streamgrid.core.models import FrameRecord
-from streamgrid.core.store import DirectoryObjectStore, FrameStore
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.operator.provision import (
     CAPTURE_RULES,
     ProvisionError,

@@ -15,7 +15,9 @@ import kopf
 import pytest
 
 from streamgrid.core.models import FrameRecord
-from streamgrid.core.store import DirectoryObjectStore, FrameStore
+from streamgrid.core.stores.base import StoreError
+from streamgrid.core.stores.directory import DirectoryObjectStore
+from streamgrid.core.stores.frames import FrameStore
 from streamgrid.operator import controller, handlers
 from streamgrid.operator.retention import (
     SKIP_DATA_DELETE_ANNOTATION,
@@ -60,7 +62,7 @@ def store(tmp_path: Path) -> FrameStore:
 
 class BrokenObjects:
     def list(self, prefix: str) -> list[str]:
-        raise OSError("connection refused")
+        raise StoreError("connection refused")
 
 
 class BrokenStore:
@@ -70,7 +72,7 @@ class BrokenStore:
         return "s3://bucket/frames/cams"
 
     def delete_stream(self, name: str) -> None:
-        raise OSError("connection refused")
+        raise StoreError("connection refused")
 
 
 def broken_store(_settings: OperatorSettings, _namespace: str) -> FrameStore:

@@ -1,10 +1,12 @@
-"""core/s3lite.py without an S3 server: its SigV4 signer against AWS's
+"""core/stores/s3lite.py without an S3 server: its SigV4 signer against AWS's
 published test vector and botocore's signer, its listing parser, its choice
 in open_object_store, and its retries against a small local HTTP server."""
 
 from __future__ import annotations
 
 import datetime
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from streamgrid.capture.settings import CaptureSettings
-from streamgrid.core.s3lite import (
+from streamgrid.core.stores.base import StoreError, store_error_text
+from streamgrid.core.stores.factory import open_object_store
+from streamgrid.core.stores.s3_boto3 import S3ObjectStore
+from streamgrid.core.stores.s3lite import (
     EMPTY_SHA256,
     MAX_LIST_BYTES,
     S3ConnectionError,
@@ -25,7 +30,6 @@ from streamgrid.core.s3lite import (
     sigv4_authorization,
     uri_encode,
 )
-from streamgrid.core.store import S3ObjectStore, StoreError, open_object_store, store_error_text
 
 AWS_KEY, AWS_SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 
@@ -182,6 +186,29 @@ def test_lite_is_used_only_when_asked_and_both_keys_are_given() -> None:
         open_object_store("s3://", lite=True, **keys)
 
 
+@pytest.mark.parametrize("lite", [True, False])
+@pytest.mark.parametrize(
+    ("url", "endpoint", "why"),
+    [
+        ("s3://[bad/p", None, "Invalid IPv6 URL"),
+        ("s3://b/p", "http://[::1", "Invalid IPv6 URL"),
+        ("s3://b/p", "not a url", "endpoint"),
+        ("ftp://b/p", None, "unsupported store URL scheme"),
+    ],
+)
+def test_a_malformed_store_or_endpoint_url_is_a_store_error(
+    url: str, endpoint: str | None, why: str, lite: bool
+) -> None:
+    keys = {"s3_access_key_id": "id", "s3_secret_access_key": "secret"}
+    with pytest.raises(StoreError, match=why):
+        open_object_store(url, s3_endpoint_url=endpoint, lite=lite, **keys)
+
+
+def test_a_lite_endpoint_whose_port_is_not_a_number_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match="Port could not be cast"):
+        S3LiteClient("http://127.0.0.1:abc", "id", "secret")
+
+
 def test_the_capture_settings_ask_for_lite_unless_told_boto3(tmp_path: Path) -> None:
     common = {
         "stream_id": "cam-1",
@@ -195,6 +222,23 @@ def test_the_capture_settings_ask_for_lite_unless_told_boto3(tmp_path: Path) -> 
     assert isinstance(auto.objects, S3LiteObjectStore)
     boto = CaptureSettings.model_validate({**common, "s3_client": "boto3"}).open_store()
     assert isinstance(boto.objects, S3ObjectStore)
+
+
+def test_the_capture_worker_with_s3_keys_never_loads_boto3() -> None:
+    """boto3 costs each capture pod ~22 MB: only its adapter imports it."""
+    code = (
+        "import sys\n"
+        "import streamgrid.capture.__main__\n"
+        "from streamgrid.capture.settings import CaptureSettings\n"
+        "store = CaptureSettings(stream_id='c', source_url='rtsp://127.0.0.1:9/x',\n"
+        "    store_url='s3://b/p', s3_endpoint_url='http://127.0.0.1:9',\n"
+        "    s3_access_key_id='id', s3_secret_access_key='secret').open_store()\n"
+        "print(type(store.objects).__name__, sorted({'boto3', 'botocore'} & set(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["S3LiteObjectStore", "[]"], out.stdout + out.stderr
 
 
 # -- retries, against a real (small) HTTP server -------------------------------

@@ -19,12 +19,14 @@ from streamgrid.capture.progress import Progress
 from streamgrid.capture.settings import CaptureSettings
 from streamgrid.capture.worker import STORE_RETRY_INITIAL, STORE_RETRY_MAX, CaptureWorker
 from streamgrid.core.models import StreamState
-from streamgrid.core.store import FrameStore, ObjectStore, store_error_text
+from streamgrid.core.stores.base import ObjectStore, StoreError, store_error_text
+from streamgrid.core.stores.frames import FrameStore
 
 
 class FlakyObjects(ObjectStore):
     """Objects in a dict; while ``failing`` is set, writes of frames (or of
-    everything, with ``fail_all``) raise ENOSPC as a full disk does."""
+    everything, with ``fail_all``) fail as the directory store does on a full
+    disk: StoreError, ENOSPC's reason."""
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
@@ -36,7 +38,7 @@ class FlakyObjects(ObjectStore):
         if "/frames/" in key:
             self.frame_puts += 1
         if self.failing and (self.fail_all or "/frames/" in key):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), key)
+            raise StoreError(os.strerror(errno.ENOSPC))
         self.objects[key] = data
 
     def get(self, key: str) -> bytes | None:

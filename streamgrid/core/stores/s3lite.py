@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote_plus, urlsplit
 
-from .store import ObjectStore, StoreError
+from .base import ObjectStore, StoreError, store_error_text
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 CONNECT_TIMEOUT = 5.0
@@ -187,18 +187,22 @@ class S3LiteClient:
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.endpoint_url)
+        try:
+            parts = urlsplit(self.endpoint_url)
+            port = parts.port
+        except ValueError as exc:  # "Invalid IPv6 URL", a port that is not a number
+            raise StoreError(store_error_text(exc)) from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise StoreError("S3 endpoint URL must be http://host[:port] or https://host[:port]")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise StoreError("S3 endpoint URL takes no query, fragment or user")
         self._https = parts.scheme == "https"
         self._hostname = parts.hostname
-        self._port = parts.port
+        self._port = port
         default_port = 443 if self._https else 80
         # The Host header as signed: the port only when it is not the scheme's own.
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        self._host = host if parts.port in (None, default_port) else f"{host}:{parts.port}"
+        self._host = host if port in (None, default_port) else f"{host}:{port}"
         self._base_path = parts.path.rstrip("/")
         self._endpoint = f"{parts.scheme}://{self._host}"
         self._ssl = ssl.create_default_context() if self._https else None
@@ -288,6 +292,8 @@ class S3LiteClient:
         while True:
             try:
                 response = self._send(method, path, query, body, headers or {}, max_body)
+            except StoreError:  # an answer refused as too large: not a connection's fault
+                raise
             except (OSError, http.client.HTTPException) as exc:
                 stale = isinstance(exc, _STALE_CONNECTION) and getattr(self._local, "reused", False)
                 self.close()
