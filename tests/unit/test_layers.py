@@ -5,14 +5,14 @@ operator loads no capture stack."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).parents[2] / "streamgrid"
+from ..support.imports import PACKAGE, imports_of
+
 LAYERS = ("core", "capture", "operator", "gateway")
 # What each part may not import: of ours, and of the heavy third-party stacks.
 FORBIDDEN: dict[str, set[str]] = {
@@ -22,28 +22,6 @@ FORBIDDEN: dict[str, set[str]] = {
     "gateway": {"streamgrid.capture", "streamgrid.operator", "av", "kopf"},
     "kubectl_plugin": {"streamgrid.capture", "streamgrid.operator", "streamgrid.gateway", "av"},
 }
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports_of(path: Path) -> set[str]:
-    """Every module ``path`` imports, relative imports made absolute."""
-    tree = ast.parse(path.read_text(), str(path))
-    here = module_name(path).split(".")
-    package = here if path.name == "__init__.py" else here[:-1]
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = package[: len(package) - node.level + 1] if node.level else []
-            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
-            found.add(module)
-            found.update(f"{module}.{alias.name}" for alias in node.names)
-    return found
 
 
 def part_of(path: Path) -> str | None:

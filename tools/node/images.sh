@@ -2,7 +2,8 @@
 # Images for the test node, without a registry:
 #   streamgrid-debian:bookworm   a minbase Debian rootfs from debootstrap, `podman import`ed
 #   streamgrid-debian-build:bookworm   the same with gcc and Python's headers (a build stage)
-#   streamgrid-runtime:dev       + a virtualenv with the dependencies (offline, from a wheelhouse)
+#   streamgrid-runtime-{gateway,operator,capture}:dev   + a virtualenv with that
+#                                component's dependency group (offline, from a wheelhouse)
 #   streamgrid-{gateway,operator,capture}:dev   the repository's Containerfiles on top
 #   streamgrid-pause:dev         the pod sandbox (tools/node/pause.c, static)
 #   streamgrid-minio:dev         the chart's S3: MinIO built by tools/kube/build.sh
@@ -73,10 +74,13 @@ build() {
     -f "$file" -t "$tag" "$root" >/dev/null
   timed "build $tag"
 }
-build localhost/streamgrid-runtime:dev "$here/Containerfile.runtime" "$base"
-build localhost/streamgrid-gateway:dev "$root/gateway/Containerfile" localhost/streamgrid-runtime:dev
-build localhost/streamgrid-operator:dev "$root/operator/Containerfile" localhost/streamgrid-runtime:dev
-build localhost/streamgrid-capture:dev "$root/capture-pod/Containerfile" localhost/streamgrid-runtime:dev \
+for component in gateway operator capture; do
+  build "localhost/streamgrid-runtime-$component:dev" "$here/Containerfile.runtime" "$base" \
+    --build-arg "GROUP=$component"
+done
+build localhost/streamgrid-gateway:dev "$root/gateway/Containerfile" localhost/streamgrid-runtime-gateway:dev
+build localhost/streamgrid-operator:dev "$root/operator/Containerfile" localhost/streamgrid-runtime-operator:dev
+build localhost/streamgrid-capture:dev "$root/capture-pod/Containerfile" localhost/streamgrid-runtime-capture:dev \
   --build-arg "BUILDER=$builder"
 
 bin=${KUBE_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/streamgrid/kube/bin}
