@@ -74,17 +74,34 @@ class StatusEndpoint:
         with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as reply:
             return requested_interval(reply.read(4 * 1024 * 1024))
 
-    def frames_captured(self) -> int:
-        """The count the status shows now (0 when it shows none): a restarted
-        pod or container continues from it, so the count never goes back.
-        Raises OSError (URLError included) or ValueError when it cannot tell."""
+    def _stream(self) -> Any:
         request = urllib.request.Request(
             self.url,
             method="GET",
             headers={"Accept": "application/json", "Authorization": self._authorization()},
         )
         with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as reply:
-            stream: Any = json.loads(reply.read(4 * 1024 * 1024))
+            return json.loads(reply.read(4 * 1024 * 1024))
+
+    def stop_wanted(self) -> bool:
+        """Whether the stream itself is being stopped (spec.state Stopped, or
+        deleted), rather than this pod replaced (an edit, an upgrade, a
+        drain): then its last report says Stopped, else Restarting. True
+        when it cannot tell (the report it always gave)."""
+        try:
+            stream = self._stream()
+        except (OSError, ValueError):
+            return True
+        if not isinstance(stream, dict):
+            return True
+        meta, spec = stream.get("metadata") or {}, stream.get("spec") or {}
+        return bool(meta.get("deletionTimestamp")) or spec.get("state") == "Stopped"
+
+    def frames_captured(self) -> int:
+        """The count the status shows now (0 when it shows none): a restarted
+        pod or container continues from it, so the count never goes back.
+        Raises OSError (URLError included) or ValueError when it cannot tell."""
+        stream = self._stream()
         status = stream.get("status") if isinstance(stream, dict) else None
         count = status.get("framesCaptured", 0) if isinstance(status, dict) else 0
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
@@ -126,9 +143,14 @@ def frames_captured_floor(endpoint: StatusEndpoint, attempts: int = 3) -> int:
     return 0
 
 
-def status_of(progress: Progress) -> dict[str, object]:
+RESTARTING = "Restarting"  # captureState of a pod stopped to be replaced
+
+
+def status_of(progress: Progress, replaced: bool = False) -> dict[str, object]:
+    """``replaced``: the pod stops, its stream does not (its last report)."""
+    stopped = progress.state is StreamState.STOPPED
     status: dict[str, object] = {
-        "captureState": progress.state.value,
+        "captureState": RESTARTING if stopped and replaced else progress.state.value,
         "captureReason": progress.reason[:1024],
         "framesCaptured": progress.frames_captured,
         "kept": progress.kept,
@@ -164,6 +186,7 @@ class KubeStatusProgress:
         self._wake = threading.Event()
         self._closed = False
         self._repaced = False
+        self._replaced: bool | None = None  # the pod goes, its stream stays (asked at stop)
         self._thread = threading.Thread(target=self._run, name="kube-progress", daemon=True)
         self._thread.start()
 
@@ -204,8 +227,13 @@ class KubeStatusProgress:
             latest = self._latest
         if latest is None or latest == self._sent:
             return
+        replaced = False
+        if latest.state is StreamState.STOPPED:
+            if self._replaced is None:  # asked once, at the last report
+                self._replaced = not self.endpoint.stop_wanted()
+            replaced = self._replaced
         try:
-            requested = self.endpoint.patch(status_of(latest))
+            requested = self.endpoint.patch(status_of(latest, replaced))
             self._sent = latest
             if requested is not None and requested != self.interval:
                 # The fleet's pace (operator: FleetPacer): counts this often.

@@ -40,6 +40,10 @@ CAPTURE_NAMESPACE_LABEL, CAPTURE_NAMESPACE_ENABLED = f"{GROUP}/capture", "enable
 # -- annotations ---------------------------------------------------------------
 DISPLAY_URL_ANNOTATION = f"{GROUP}/display-url"  # the source URL, credentials masked
 SPEC_HASH_ANNOTATION = f"{GROUP}/spec-hash"  # on a capture pod: the spec it runs
+# On a capture pod: the pod template it was made from (the operator's settings:
+# image, resources, ...); a change is rolled out a few pods at a time.
+TEMPLATE_HASH_ANNOTATION = f"{GROUP}/template-hash"
+PAUSED_ANNOTATION = f"{GROUP}/paused"  # "true": the operator leaves the stream as it is
 RETRY_ANNOTATION = f"{GROUP}/retry"  # any new value retries a Failed stream
 SKIP_DATA_DELETE_ANNOTATION = f"{GROUP}/skip-data-delete"  # "true": delete, keep the data
 FINALIZER = f"{GROUP}/operator"
@@ -51,6 +55,11 @@ class ConditionType(StrEnum):
     STOPPED = "Stopped"
     SPEC_APPLIED = "SpecApplied"
     CREDENTIALS_FOUND = "CredentialsFound"
+    # kstatus (Flux, kpt, Argo CD's kstatus checks): working toward the spec;
+    # stuck until something changes.
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+    RECONCILIATION_PAUSED = "ReconciliationPaused"
 
 
 class WorkerExit(IntEnum):

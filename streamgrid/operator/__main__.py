@@ -1,4 +1,5 @@
-"""``python -m streamgrid.operator``: the operator, one replica, no peering."""
+"""``python -m streamgrid.operator``: the operator (any number of replicas: the
+holder of the Lease works, handlers.py; Kopf standalone, no peering)."""
 
 from __future__ import annotations
 

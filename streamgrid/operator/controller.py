@@ -29,16 +29,18 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from ..core.crd import STREAM_LABEL
+from ..core.crd import FINALIZER, STREAM_LABEL, TEMPLATE_HASH_ANNOTATION
 from ..core.logs import log_event
+from ..core.stores.base import StoreError, store_error_text
 from ..core.timestamps import parse_utc
 from ..core.watch_cache import Key, Obj, ObjectCache, key_of
 from .kubeapi import KubernetesStreamApi
-from .metrics import Outcome
-from .podspec import pod_name
+from .metrics import OperatorMetrics, Outcome
+from .podspec import pod_name, template_hash
 from .projections import slim_pod, slim_stream
 from .provision import ProvisionError, report_reconcile_failure
 from .reconcile import Plan, reconcile
+from .retention import StillRunning, finish_deleted_stream
 from .settings import OperatorSettings
 from .workqueue import WorkQueue
 
@@ -54,6 +56,14 @@ PACE_STEPS: tuple[float, ...] = (
 # A stream Pending for want of its credentials Secret looks for it this often
 # (one GET each time); a created Secret starts it within this.
 SECRET_RECHECK_SECONDS = 10.0
+# A Failed stream with a credentials Secret looks at it this often (one GET
+# of that Secret by name): a fixed Secret retries it within this. A watch
+# would need the verbs list and watch on every Secret of the cluster.
+FAILED_SECRET_RECHECK_SECONDS = 5.0
+# A stream being deleted looks again this often while its pod stops.
+DELETION_RECHECK_SECONDS = 2.0
+# A rolled stream holds its slot at most this long (a camera that stays away).
+ROLLOUT_DEADLINE_SECONDS = 300.0
 
 
 class FleetPacer:
@@ -105,6 +115,8 @@ def wake_in(stream: Obj, settings: OperatorSettings, now: datetime) -> float | N
         due.append((stopped_at - now).total_seconds() + ttl)
     if status.get("state") == "Pending" and "credentials Secret" in str(status.get("reason")):
         due.append(SECRET_RECHECK_SECONDS)
+    if status.get("state") == "Failed" and (spec.get("source") or {}).get("credentialsSecretRef"):
+        due.append(FAILED_SECRET_RECHECK_SECONDS)
     if not due:
         return None
     # A time already past that the plan did not clear (a backoff over but the
@@ -138,12 +150,29 @@ def stream_lock(namespace: str, name: str) -> Iterator[None]:
                 del _stream_locks[key]
 
 
+class NotLeader(RuntimeError):
+    """This replica does not hold the Lease (any more): it writes nothing."""
+
+
 class CachedStreamApi:
     """reconcile's StreamApi: reads from the cache, writes through the API
-    server, and keeps each write's answer so the next plan sees it."""
+    server, and keeps each write's answer so the next plan sees it. Every
+    write first asks whether this replica leads (leader.py): a replica that
+    lost the Lease stops writing at once, mid-plan included."""
 
-    def __init__(self, api: KubernetesStreamApi, streams: ObjectCache, pods: ObjectCache) -> None:
+    def __init__(
+        self,
+        api: KubernetesStreamApi,
+        streams: ObjectCache,
+        pods: ObjectCache,
+        is_leader: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.api, self.streams, self.pods = api, streams, pods
+        self.is_leader = is_leader
+
+    def _writing(self) -> None:
+        if not self.is_leader():
+            raise NotLeader("not the leader: no writes")
 
     def get_stream(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.streams.get((namespace, name))
@@ -152,6 +181,7 @@ class CachedStreamApi:
         return self.pods.get((namespace, name))
 
     def create_pod(self, namespace: str, body: dict[str, Any]) -> None:
+        self._writing()
         created = self.api.create_pod(namespace, body)
         if created is None:  # 409: it exists though the cache had none; see it
             created = self.api.get_pod(namespace, body["metadata"]["name"])
@@ -159,6 +189,7 @@ class CachedStreamApi:
             self.pods.put(created)
 
     def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> None:
+        self._writing()
         answer = self.api.delete_pod(namespace, name, grace_seconds)
         if answer is not None and answer.get("kind") == "Pod":
             if answer["metadata"].get("deletionTimestamp"):
@@ -173,20 +204,36 @@ class CachedStreamApi:
             self.pods.delete(cached)
 
     def delete_stream(self, namespace: str, name: str) -> None:
+        self._writing()
         self.api.delete_stream(namespace, name)
 
     def patch_stream_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self._writing()
         answer = self.api.patch_stream_status(namespace, name, status)
         if answer is not None:
             self.streams.put(answer)
 
     def event(self, stream: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self._writing()
         self.api.event(stream, type_, reason, message)
+
+    def add_finalizer(self, stream: dict[str, Any]) -> None:
+        self._writing()
+        answer = self.api.add_finalizer(stream)
+        if answer is not None:
+            self.streams.put(answer)
+
+    def remove_finalizer(self, stream: dict[str, Any]) -> None:
+        self._writing()
+        answer = self.api.remove_finalizer(stream)
+        if answer is not None:
+            self.streams.put(answer)
 
     def secret_version(self, namespace: str, name: str) -> str | None:
         return self.api.secret_version(namespace, name)
 
     def prepare_namespace(self, namespace: str) -> None:
+        self._writing()
         self.api.prepare_namespace(namespace)
 
 
@@ -197,11 +244,31 @@ class Controller:
         settings: OperatorSettings,
         workers: int = 8,
         on_reconcile: Callable[[Outcome, float], None] | None = None,
+        is_leader: Callable[[], bool] | None = None,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
+        """``is_leader``: whether this replica holds the Lease now (leader.py);
+        None: it always does (one replica, no election)."""
         self.api, self.settings = api, settings
+        self.is_leader = is_leader or (lambda: True)
+        self.metrics = metrics
         self.streams = ObjectCache(slim_stream, on_change=self._stream_changed)
-        self.pods = ObjectCache(slim_pod)
-        self.reads = CachedStreamApi(api, self.streams, self.pods)
+        self.pods = ObjectCache(slim_pod, on_change=self._pod_changed)
+        self.reads = CachedStreamApi(api, self.streams, self.pods, self.is_leader)
+        self.leading = threading.Event()
+        if is_leader is None:
+            self.leading.set()
+        # Indexes the change hooks keep: streams whose pod runs; pods on an
+        # older template; streams a rollout took the pod of, until they run
+        # again (and whether they were Active before, and since when); each
+        # stream's (state, desired running, store error) for the metrics.
+        self.template = template_hash(settings)
+        self._pod_up: dict[Key, str] = {}  # stream -> the uid of its running pod
+        self._outdated: set[Key] = set()
+        # stream -> (Active before?, since when, the uid of the pod that went)
+        self._rolling: dict[Key, tuple[bool, float, str]] = {}
+        self._states: dict[Key, tuple[str, bool, bool]] = {}
+        self._roll_lock = threading.Lock()
         self.queue: WorkQueue[Key] = WorkQueue()
         self.pacer = FleetPacer(
             settings.progress_interval_seconds, settings.status_writes_per_second
@@ -222,7 +289,7 @@ class Controller:
         if kind == "DELETED":
             self.streams.delete(obj)
             return
-        if self.streams.put(obj) and not obj["metadata"].get("deletionTimestamp"):
+        if self.streams.put(obj):
             self.queue.add(key_of(obj))
 
     def pod_event(self, kind: str | None, obj: Obj) -> None:
@@ -277,6 +344,22 @@ class Controller:
                 log_event(log, "relist.dropped", count=len(stale))
                 self.queue.add_many(stale)
 
+    def lead(self, leading: bool) -> None:
+        """This replica got the Lease (or lost it: its writes stop on their
+        own, leader.py). A new leader looks again at everything: its cache is
+        the watches', warm, but it did nothing while it waited."""
+        if not leading:
+            self.leading.clear()
+            return
+        try:
+            stale = self.relist()
+        except Exception as exc:  # noqa: BLE001 - the watches' cache will do meanwhile
+            log_event(log, "relist.failed", logging.WARNING, error=str(exc)[:300])
+            stale = []
+        self.leading.set()
+        self.queue.add_many([*self.streams.keys(), *stale])
+        log_event(log, "operator.leading", streams=len(self.streams))
+
     def start(self) -> None:
         for index in range(self._workers):
             thread = threading.Thread(target=self._work, name=f"reconcile-{index}", daemon=True)
@@ -297,10 +380,37 @@ class Controller:
     # -- the work ----------------------------------------------------------------
     def reconcile_now(self, key: Key) -> Plan | None:
         namespace, name = key
+        stream = self.streams.get(key)
+        if stream is not None and stream["metadata"].get("deletionTimestamp"):
+            self._finish_deletion(key, stream)
+            return None
+        if stream is not None and FINALIZER not in (stream["metadata"].get("finalizers") or []):
+            self.reads.add_finalizer(stream)  # first: a deletion then waits for the data
+        reserved: list[bool] = []
+
+        def may_roll() -> bool:
+            reserved.append(self._reserve_roll(key))
+            return reserved[-1]
+
         with stream_lock(namespace, name):
             result = reconcile(
-                self.reads, self.settings, namespace, name, progress_interval=self.pacer.current
+                self.reads,
+                self.settings,
+                namespace,
+                name,
+                progress_interval=self.pacer.current,
+                may_roll=may_roll,
             )
+        if reserved and reserved[-1]:
+            self._rolled(key, result, stream)
+        if result is not None and self.metrics is not None:
+            recreated = sum(
+                1
+                for _, why, message in result.events
+                if why == "PodCreated" and "recreated" in message
+            )
+            if recreated:
+                self.metrics.pod_recreated(namespace, name, recreated)
         stream = self.streams.get(key)
         deleting = stream is None or bool(stream["metadata"].get("deletionTimestamp"))
         if not deleting and stream is not None and not (result and result.delete_stream):
@@ -309,13 +419,107 @@ class Controller:
                 self.queue.add_after(key, wait + 0.05)
         return result
 
+    # -- deletion: the finalizer ------------------------------------------------
+    def _finish_deletion(self, key: Key, stream: Obj) -> None:
+        """A deleted stream's pod stopped and its data deleted (retention.py),
+        then our finalizer released. Waits are the queue's: the pod's events
+        bring the key back, and a failing store is tried again after
+        ``data_delete_retry_seconds`` (one aggregated Event, not one a try)."""
+        if FINALIZER not in (stream["metadata"].get("finalizers") or []):
+            return
+        namespace, name = key
+        deleted_at = parse_utc(stream["metadata"].get("deletionTimestamp"))
+        now = datetime.now(UTC)
+        elapsed = (now - deleted_at).total_seconds() if deleted_at is not None else 0.0
+        try:
+            with stream_lock(namespace, name):
+                finish_deleted_stream(self.reads, self.settings, namespace, name, elapsed=elapsed)
+        except StillRunning:
+            self.queue.add_after(key, DELETION_RECHECK_SECONDS)
+            return
+        except (StoreError, ApiException) as exc:
+            if self.metrics is not None:
+                self.metrics.data_delete_failed()
+            log_event(
+                log,
+                "stream.data_delete_retry",
+                logging.WARNING,
+                stream=name,
+                namespace=namespace,
+                why=store_error_text(exc)[:300],
+            )
+            self.queue.add_after(key, self.settings.data_delete_retry_seconds)
+            return
+        latest = self.streams.get(key) or stream
+        self.reads.remove_finalizer(latest)
+
+    # -- rolling out a new pod template --------------------------------------------
+    def _unavailable(self) -> int:
+        """Streams that should run but have no running pod, and those a
+        rollout took the pod of and that do not run again yet."""
+        with self._index_lock:
+            down = self._running - self._pod_up.keys()
+            return len(down | self._rolling.keys())
+
+    def _reserve_roll(self, key: Key) -> bool:
+        """Whether the stream's outdated pod may go now: within
+        ``max_unavailable`` of the streams that should run."""
+        with self._roll_lock:
+            if key in self._rolling:
+                return True
+            with self._index_lock:
+                running = len(self._running)
+            if self._unavailable() >= self.settings.rollout_limit(running):
+                return False
+            with self._index_lock:
+                self._rolling[key] = (False, time.monotonic(), self._pod_up.get(key, ""))
+            return True
+
+    def _rolled(self, key: Key, result: Plan | None, before: Obj | None) -> None:
+        """After a plan that was allowed to roll: keep the slot while the new
+        pod comes up, or give it back if the plan did not roll."""
+        with self._roll_lock, self._index_lock:
+            if result is None or not result.rolled:
+                self._rolling.pop(key, None)
+                return
+            was_active = ((before or {}).get("status") or {}).get("state") == "Active"
+            _, since, old_pod = self._rolling.get(key, (False, time.monotonic(), ""))
+            self._rolling[key] = (was_active, since, old_pod)
+        log_event(log, "rollout.pod", stream=key[1], namespace=key[0], was_active=was_active)
+
+    def _roll_on(self) -> None:
+        """Each second: slots of rollouts that ran past their deadline go, and
+        outdated pods are looked at while the budget has room."""
+        now = time.monotonic()
+        with self._roll_lock, self._index_lock:
+            for key, (_, since, _) in list(self._rolling.items()):
+                if now - since > ROLLOUT_DEADLINE_SECONDS:
+                    del self._rolling[key]  # a camera that stays away holds no slot for good
+            waiting = [k for k in self._outdated if k not in self._rolling and k in self._running]
+            running = len(self._running)
+        room = self.settings.rollout_limit(running) - self._unavailable()
+        if waiting and room > 0:
+            self.queue.add_many(sorted(waiting)[:room])
+
     def _work(self) -> None:
-        while (key := self.queue.get()) is not None:
+        while True:
+            while not self.leading.wait(1.0):  # a standby waits, its cache warm
+                if self._stop.is_set():
+                    return
+            key = self.queue.get()
+            if key is None:
+                return
             started = time.monotonic()
             outcome: Outcome = "ok"
             try:
+                if not self.leading.is_set():
+                    self.queue.add_after(key, 1.0)  # lost the Lease: the next leader's
+                    continue
                 self.reconcile_now(key)
                 self.queue.forget(key)
+            except NotLeader:
+                outcome = "retry"
+                self.queue.add_after(key, 1.0)
             except ProvisionError as exc:
                 # Said on the stream (apply: report_problem); try again soon.
                 outcome = "retry"
@@ -380,6 +584,8 @@ class Controller:
                     due = list(self._slots.get(second % self.resync_slots, ()))
                 self.queue.add_many(due)
             last = now
+            if self.leading.is_set():
+                self._roll_on()
             with self._index_lock:
                 running = len(self._running)
             if self.pacer.update(running):
@@ -392,12 +598,63 @@ class Controller:
             if obj is None:
                 self._slots.get(slot, set()).discard(key)
                 self._running.discard(key)
+                self._rolling.pop(key, None)
+                self._states.pop(key, None)
                 return
             self._slots.setdefault(slot, set()).add(key)
             if runs_a_pod(obj):
                 self._running.add(key)
             else:
                 self._running.discard(key)
+                self._rolling.pop(key, None)  # stopped or failed: nothing to wait for
+            status = obj.get("status") or {}
+            state = str(status.get("state") or "Pending")
+            desired = (obj.get("spec") or {}).get("state", "Running") == "Running"
+            self._states[key] = (state, desired, bool(status.get("storeError")))
+            self._roll_done(key)
+
+    def _roll_done(self, key: Key) -> None:
+        """Under the index lock: a rolled stream whose new pod runs (and is
+        Active again, if it was before) gives its slot back."""
+        rolled = self._rolling.get(key)
+        if rolled is None:
+            return
+        was_active, _, old_pod = rolled
+        new_pod = self._pod_up.get(key)
+        state = self._states.get(key, ("", False, False))[0]
+        if new_pod and new_pod != old_pod and (state == "Active" or not was_active):
+            del self._rolling[key]
+
+    def _pod_changed(self, key: Key, pod: Obj | None) -> None:
+        """A capture pod's stream: whether its pod runs, on which template."""
+        stream = key
+        if pod is not None:
+            label = (pod["metadata"].get("labels") or {}).get(STREAM_LABEL)
+            stream = (key[0], str(label)) if label else key
+        elif key[1].endswith("-capture"):
+            stream = (key[0], key[1][: -len("-capture")])
+        with self._index_lock:
+            meta = (pod or {}).get("metadata") or {}
+            up = (
+                pod is not None
+                and (pod.get("status") or {}).get("phase") == "Running"
+                and not meta.get("deletionTimestamp")
+            )
+            if up:
+                self._pod_up[stream] = str(meta.get("uid") or "")
+            else:
+                self._pod_up.pop(stream, None)
+            made_from = (meta.get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION)
+            if pod is not None and made_from is not None and made_from != self.template:
+                self._outdated.add(stream)
+            else:
+                self._outdated.discard(stream)
+            self._roll_done(stream)
+
+    def stream_states(self) -> dict[Key, tuple[str, bool, bool]]:
+        """Each stream's (state, desired Running, store error), for the metrics."""
+        with self._index_lock:
+            return dict(self._states)
 
 
 __all__ = ["Controller", "FleetPacer", "pod_name", "stream_lock"]

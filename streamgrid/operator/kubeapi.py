@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,13 +14,14 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ..core.crd import API_VERSION, COMPONENT_LABEL, GROUP, KIND, PLURAL, VERSION
+from ..core.crd import API_VERSION, COMPONENT_LABEL, FINALIZER, GROUP, KIND, PLURAL, VERSION
 from ..core.urls import mask_secrets
 from .podspec import CAPTURE
 from .projections import slim_pod, slim_stream
 from .provision import NamespaceProvisioner
 
 log = logging.getLogger("streamgrid.operator")
+EVENT_MEMORY = 4096  # Events whose count this operator remembers (the rest: read again)
 
 
 def _json(response: Any) -> dict[str, Any]:
@@ -74,6 +77,7 @@ class KubernetesStreamApi:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.provisioner = provisioner  # None: namespaces are prepared by hand
+        self._event_counts: OrderedDict[str, int] = OrderedDict()
 
     def prepare_namespace(self, namespace: str) -> None:
         if self.provisioner is not None:
@@ -181,12 +185,52 @@ class KubernetesStreamApi:
         return None
 
     def event(self, stream: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """An Event on the stream, aggregated as Kubernetes' own recorder does:
+        the same type, reason and message on the same object again is one
+        Event with its count and lastTimestamp moved on (its name is made
+        from them, so a second operator, or this one after a restart, finds
+        it too), never a second Event."""
         meta = stream["metadata"]
+        namespace, text = meta["namespace"], mask_secrets(message)[:1024]
+        key = f"{meta.get('uid', '')}/{type_}/{reason}/{text}"
+        name = f"{meta['name']}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
         now = datetime.now(UTC)
-        body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(
-                generate_name=f"{meta['name']}.", namespace=meta["namespace"]
-            ),
+        try:
+            count = self._event_counts.get(name)
+            if count is None:
+                try:
+                    self.core.create_namespaced_event(
+                        namespace, self._event_body(meta, name, type_, reason, text, now)
+                    )
+                    self._remember_event(name, 1)
+                    return
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+                existing = self.core.read_namespaced_event(name, namespace)
+                count = int(existing.count or 1)
+            self.core.patch_namespaced_event(
+                name,
+                namespace,
+                {"count": count + 1, "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            )
+            self._remember_event(name, count + 1)
+        except ApiException as exc:  # events are best effort
+            self._event_counts.pop(name, None)  # gone (expired): made anew next time
+            log.warning("event not recorded: %s", exc.reason)
+
+    def _remember_event(self, name: str, count: int) -> None:
+        self._event_counts[name] = count
+        self._event_counts.move_to_end(name)
+        while len(self._event_counts) > EVENT_MEMORY:
+            self._event_counts.popitem(last=False)
+
+    @staticmethod
+    def _event_body(
+        meta: dict[str, Any], name: str, type_: str, reason: str, message: str, now: datetime
+    ) -> Any:
+        return client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name=name, namespace=meta["namespace"]),
             involved_object=client.V1ObjectReference(
                 api_version=API_VERSION,
                 kind=KIND,
@@ -196,13 +240,85 @@ class KubernetesStreamApi:
             ),
             type=type_,
             reason=reason,
-            message=mask_secrets(message)[:1024],
+            message=message,
             first_timestamp=now,
             last_timestamp=now,
             count=1,
             source=client.V1EventSource(component="streamgrid-operator"),
         )
-        try:
-            self.core.create_namespaced_event(meta["namespace"], body)
-        except ApiException as exc:  # events are best effort
-            log.warning("event not recorded: %s", exc.reason)
+
+    # -- the finalizer (controller.py; Kopf's finalizer name, kept) -------------
+    def add_finalizer(self, stream: dict[str, Any]) -> dict[str, Any] | None:
+        """The stream with our finalizer added (a JSON patch: others' stay)."""
+        meta = stream["metadata"]
+        finalizers = meta.get("finalizers")
+        ops: list[dict[str, Any]] = (
+            [{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}]
+            if finalizers
+            else [{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}]
+        )
+        return self._patch_stream_json(meta["namespace"], meta["name"], ops)
+
+    def remove_finalizer(self, stream: dict[str, Any]) -> dict[str, Any] | None:
+        """The stream without our finalizer; a test op makes sure the entry
+        removed is ours, whatever else changed in the list."""
+        meta = stream["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            return stream
+        at = finalizers.index(FINALIZER)
+        ops = [
+            {"op": "test", "path": f"/metadata/finalizers/{at}", "value": FINALIZER},
+            {"op": "remove", "path": f"/metadata/finalizers/{at}"},
+        ]
+        return self._patch_stream_json(meta["namespace"], meta["name"], ops)
+
+    def _patch_stream_json(
+        self, namespace: str, name: str, ops: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        with _ignoring(404):
+            response = self.custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                ops,
+                _content_type="application/json-patch+json",
+                _preload_content=False,
+            )
+            return _json(response)
+        return None
+
+
+class LeaseClient:
+    """leader.LeaseApi over the kubernetes client: one Lease by name."""
+
+    def __init__(self, namespace: str, name: str, api_client: client.ApiClient | None = None):
+        self.namespace, self.name = namespace, name
+        self.api = client.CoordinationV1Api(api_client)
+
+    def read(self) -> dict[str, Any] | None:
+        with _ignoring(404):
+            return _json(
+                self.api.read_namespaced_lease(self.name, self.namespace, _preload_content=False)
+            )
+        return None
+
+    def create(self, spec: dict[str, Any]) -> dict[str, Any] | None:
+        body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}
+        with _ignoring(409):
+            return _json(
+                self.api.create_namespaced_lease(self.namespace, body, _preload_content=False)
+            )
+        return None
+
+    def replace(self, lease: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any] | None:
+        body = {"metadata": lease["metadata"], "spec": spec}  # its resourceVersion: a CAS
+        with _ignoring(409):
+            return _json(
+                self.api.replace_namespaced_lease(
+                    self.name, self.namespace, body, _preload_content=False
+                )
+            )
+        return None

@@ -1,5 +1,6 @@
-"""The operator's Prometheus metrics: reconciles by outcome, and how long
-they take (docs/metrics.md).
+"""The operator's Prometheus metrics (docs/metrics.md): reconciles by
+outcome and how long they take; whether this replica leads; each stream's
+state, store trouble and pod recreations (what the chart's alerts read).
 
 The handlers time each reconcile::
 
@@ -18,17 +19,25 @@ operator's pod needs no open port for them unless one is configured.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Literal, get_args
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..core.models import StreamState
+
+# (namespace, name) -> (state, desired Running, store error): Controller.stream_states
+StreamStates = Callable[[], Mapping[tuple[str, str], tuple[str, bool, bool]]]
 
 Outcome = Literal["ok", "retry", "error"]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
@@ -67,6 +76,37 @@ class OperatorMetrics:
         )
         for outcome in OUTCOMES:
             self.reconciles.labels(outcome)  # every series from the start, at 0
+        self.leader = Gauge(
+            "streamgrid_operator_leader",
+            "1 while this replica holds the leader Lease and reconciles, else 0.",
+            registry=self.registry,
+        )
+        self.recreations = Counter(
+            "streamgrid_stream_pod_recreations",
+            "Capture pods recreated after an exit or a loss, by stream.",
+            ["namespace", "stream"],
+            registry=self.registry,
+        )
+        self.delete_failures = Counter(
+            "streamgrid_operator_data_delete_failures",
+            "Tries to delete a deleted stream's data that the store (or API server) refused.",
+            registry=self.registry,
+        )
+        self.delete_failures.inc(0)
+
+    def watch_streams(self, states: StreamStates) -> None:
+        """Each stream's state and store trouble, read from the controller's
+        index at scrape time."""
+        self.registry.register(StreamCollector(states))
+
+    def leading(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
+
+    def pod_recreated(self, namespace: str, stream: str, count: int = 1) -> None:
+        self.recreations.labels(namespace, stream).inc(count)
+
+    def data_delete_failed(self) -> None:
+        self.delete_failures.inc()
 
     def reconciled(self, outcome: Outcome, seconds: float) -> None:
         if outcome not in OUTCOMES:
@@ -86,6 +126,40 @@ class OperatorMetrics:
             raise
         finally:
             self.reconciled(outcome.value, time.perf_counter() - started)
+
+
+class StreamCollector(Collector):
+    """``streamgrid_stream_state{namespace, stream, state}`` 1 for each
+    stream's current state (one series a stream), and beside it whether it
+    should run and whether its store refuses frames."""
+
+    def __init__(self, states: StreamStates) -> None:
+        self.states = states
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["namespace", "stream"]
+        state = GaugeMetricFamily(
+            "streamgrid_stream_state",
+            "1 for the stream's current state (" + ", ".join(StreamState) + ").",
+            labels=[*labels, "state"],
+        )
+        desired = GaugeMetricFamily(
+            "streamgrid_stream_desired_running",
+            "1 when the stream's spec.state is Running, 0 when Stopped.",
+            labels=labels,
+        )
+        store = GaugeMetricFamily(
+            "streamgrid_stream_store_error",
+            "1 while the capture pod reports the store refusing its frames.",
+            labels=labels,
+        )
+        for (namespace, name), (current, running, store_error) in self.states().items():
+            state.add_metric([namespace, name, current], 1.0)
+            desired.add_metric([namespace, name], 1.0 if running else 0.0)
+            store.add_metric([namespace, name], 1.0 if store_error else 0.0)
+        yield state
+        yield desired
+        yield store
 
 
 def serve_metrics(

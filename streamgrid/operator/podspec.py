@@ -7,7 +7,12 @@ import json
 from typing import Any
 
 from ..core import crd
-from ..core.crd import COMPONENT_LABEL, SPEC_HASH_ANNOTATION, STREAM_LABEL
+from ..core.crd import (
+    COMPONENT_LABEL,
+    SPEC_HASH_ANNOTATION,
+    STREAM_LABEL,
+    TEMPLATE_HASH_ANNOTATION,
+)
 from .settings import OperatorSettings
 
 CAPTURE = crd.CAPTURE_COMPONENT
@@ -51,7 +56,30 @@ def _grid_env(grid: dict[str, Any]) -> list[dict[str, str]]:
     return env
 
 
+# A stream that stands for every stream: the template's hash leaves out what
+# comes from a stream's own spec and name.
+_TEMPLATE_STREAM: dict[str, Any] = {
+    "metadata": {"name": "template", "namespace": "template", "uid": ""},
+    "spec": {"source": {"url": "rtsp://template/"}},
+}
+
+
+def template_hash(settings: OperatorSettings) -> str:
+    """A short hash of the capture pod as these settings make it, whatever
+    the stream: a pod whose template hash differs from the operator's runs an
+    older template (another image, other resources) and is rolled over."""
+    spec = _pod_body(_TEMPLATE_STREAM, settings)["spec"]
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
 def capture_pod(stream: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    pod = _pod_body(stream, settings)
+    pod["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION] = template_hash(settings)
+    return pod
+
+
+def _pod_body(stream: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
     meta, spec = stream["metadata"], stream["spec"]
     name, namespace = meta["name"], meta["namespace"]
     source = spec["source"]

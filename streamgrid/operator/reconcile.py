@@ -51,18 +51,19 @@ import hashlib
 import json
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from ..core import crd
-from ..core.crd import SPEC_HASH_ANNOTATION
+from ..core.crd import SPEC_HASH_ANNOTATION, TEMPLATE_HASH_ANNOTATION
 from ..core.logs import log_event
 from ..core.models import StreamState
 from ..core.restarts import permanent_exit
 from ..core.timestamps import format_utc, parse_utc
 from ..core.urls import mask_secrets
-from .podspec import capture_pod, pod_name, spec_hash, store_url_for
+from .podspec import capture_pod, pod_name, spec_hash, store_url_for, template_hash
 from .provision import ProvisionError, bounded, report_problem
 from .settings import OperatorSettings
 
@@ -86,6 +87,7 @@ class Plan:
     delete_pod: bool = False
     delete_stream: bool = False
     events: list[tuple[str, str, str]] = field(default_factory=list)  # type, reason, message
+    rolled: bool = False  # the pod goes for a new template (the controller's rollout budget)
 
 
 def set_condition(
@@ -262,6 +264,8 @@ class Step:
     secret_missing: bool
     inputs: str
     expected_pod: bool  # status.podName names a pod the stream should have
+    outdated: bool  # the pod runs an older pod template (another image, say)
+    paused: bool  # the streamgrid.io/paused annotation: hands off
     # -- decided
     result: Plan = field(default_factory=Plan)
     new: dict[str, Any] = field(default_factory=dict)
@@ -281,6 +285,15 @@ class Step:
         self.new["podName"] = None
 
 
+def pod_outdated(pod: dict[str, Any] | None, settings: OperatorSettings) -> bool:
+    """Whether a pod runs an older template than these settings make. A pod
+    made before templates were hashed is left alone (no mass replacement on
+    the first upgrade to an operator that hashes them)."""
+    annotations = (pod or {}).get("metadata", {}).get("annotations") or {}
+    made_from = annotations.get(TEMPLATE_HASH_ANNOTATION)
+    return made_from is not None and made_from != template_hash(settings)
+
+
 def observe(
     stream: dict[str, Any],
     pod: dict[str, Any] | None,
@@ -295,6 +308,7 @@ def observe(
     previous_state = status.get("state")
     secret_ref = (spec.get("source") or {}).get("credentialsSecretRef") or {}
     secret_name: str | None = secret_ref.get("name")
+    annotations = meta.get("annotations") or {}
     step = Step(
         stream=stream,
         pod=pod,
@@ -324,6 +338,8 @@ def observe(
         # status.podName names the pod the stream should have; the operator clears
         # it when it deletes the pod itself, so a pod gone while named was lost.
         expected_pod=bool(status.get("podName")) and previous_state not in ("Stopped", "Failed"),
+        outdated=pod_outdated(pod, settings),
+        paused=str(annotations.get(crd.PAUSED_ANNOTATION, "")).lower() == "true",
         # The capture pod's last word, else what we said before (never blank it out).
         reason=status.get("captureReason") or status.get("reason", ""),
         restarts=int(status.get("restarts", 0)),
@@ -422,6 +438,22 @@ def plan_replace(step: Step, pod: dict[str, Any]) -> None:
     )
 
 
+def plan_roll(step: Step, pod: dict[str, Any]) -> None:
+    """The pod runs an older template (an upgrade): it goes, gracefully, and a
+    new one follows; the controller lets only so many go at once."""
+    step.result.rolled = True
+    step.retire_pod()
+    image = step.settings.capture_image
+    step.state = StreamState.RECONNECTING
+    step.reason = f"rolling out the new capture pod template ({image}): replacing the capture pod"
+    step.event(
+        "Normal",
+        "PodReplaced",
+        f"capture pod template changed ({image}): capture pod {pod_name(step.name)} replaced; "
+        "its kept frames carry over",
+    )
+
+
 def plan_exited(step: Step, pod: dict[str, Any]) -> None:
     """The pod's container ended: for good (PERMANENT_EXITS, the restart
     limit), or recreated after its backoff."""
@@ -469,7 +501,7 @@ def plan_running(step: Step) -> None:
         step.new.update(consecutiveExits=None, nextAttemptAt=None)
 
 
-def plan_running_stream(step: Step) -> None:
+def plan_running_stream(step: Step, may_roll: bool) -> None:
     """spec.state Running, and not a Failed stream left as it is."""
     pod = step.pod
     if step.previous_state == "Failed" and pod is not None and not step.pod_gone:
@@ -479,6 +511,8 @@ def plan_running_stream(step: Step) -> None:
         plan_without_pod(step)
     elif not step.matches:
         plan_replace(step, pod)
+    elif step.outdated and step.phase == "Running" and may_roll:
+        plan_roll(step, pod)
     elif step.phase in TERMINAL_POD_PHASES:
         plan_exited(step, pod)
     elif step.phase == "Running":
@@ -489,38 +523,84 @@ def plan_running_stream(step: Step) -> None:
 
 
 def conditions_of(step: Step, applied: bool) -> list[dict[str, Any]]:
-    """Ready, Connected, Stopped, SpecApplied and CredentialsFound, for the
-    state decided."""
+    """Ready, Connected, Stopped, SpecApplied and CredentialsFound, and
+    kstatus' Reconciling and Stalled, for the state decided."""
     state, generation, now = step.state, step.generation, step.now
     conditions = list(step.status.get("conditions") or [])
+    Type = crd.ConditionType
 
     def put(type_: crd.ConditionType, value: bool, reason: str, message: str) -> None:
         nonlocal conditions
         conditions = set_condition(conditions, type_, value, reason, message, generation, now)
 
     active = state is StreamState.ACTIVE
-    put(crd.ConditionType.READY, active, state, step.new.get("reason", ""))
-    put(crd.ConditionType.CONNECTED, active, step.capture_state or "NoReport", step.reason)
+    # Ready: capturing, and with the current generation's spec.
+    put(Type.READY, active and applied, state, step.new.get("reason", ""))
+    put(Type.CONNECTED, active, step.capture_state or "NoReport", step.reason)
     stopped = state is StreamState.STOPPED
-    put(crd.ConditionType.STOPPED, stopped, "Stopped" if stopped else step.desired, "")
+    put(Type.STOPPED, stopped, "Stopped" if stopped else step.desired, "")
     put(
-        crd.ConditionType.SPEC_APPLIED,
+        Type.SPEC_APPLIED,
         applied,
         "Applied" if applied else ("ReplacingPod" if step.replacing else "PodNotCreated"),
         f"the capture pod runs generation {generation}'s spec" if applied else step.reason,
     )
+    why, message = reconciling(step, applied)
+    put(Type.RECONCILING, why is not None, why or "Reconciled", message)
+    failed = state is StreamState.FAILED
+    put(Type.STALLED, failed, "Failed" if failed else "NotStalled", step.reason if failed else "")
     secret_known = step.credentials_version != CREDENTIALS_NOT_READ
     if step.desired == "Running" and step.secret_name is not None and secret_known:
         missing = step.secret_missing
         put(
-            crd.ConditionType.CREDENTIALS_FOUND,
+            Type.CREDENTIALS_FOUND,
             not missing,
             "SecretMissing" if missing else "SecretFound",
             f"Secret {step.secret_name} {'not found' if missing else 'found'} in {step.namespace}",
         )
     elif step.secret_name is None:
-        conditions = [c for c in conditions if c.get("type") != crd.ConditionType.CREDENTIALS_FOUND]
+        conditions = [c for c in conditions if c.get("type") != Type.CREDENTIALS_FOUND]
+    if any(c.get("type") == Type.RECONCILIATION_PAUSED for c in conditions):
+        put(Type.RECONCILIATION_PAUSED, False, "Resumed", "the paused annotation is gone")
     return conditions
+
+
+def reconciling(step: Step, applied: bool) -> tuple[str | None, str]:
+    """Why the operator is still working toward the spec (kstatus'
+    Reconciling), or None: a pod being made or replaced, or the spec not yet
+    applied, or a stop under way. A camera that does not answer is not
+    reconciling: that is the Connected condition's business."""
+    if step.state is StreamState.STOPPING:
+        return "Stopping", "the capture pod is flushing its frames and going away"
+    if step.desired != "Running" or step.state is StreamState.FAILED:
+        return None, ""
+    if step.replacing or step.result.rolled:
+        return "ReplacingPod", step.reason
+    if step.result.create_pod is not None or step.state is StreamState.PENDING:
+        return "CreatingPod", step.reason or "the capture pod is being created"
+    if step.pod is not None and step.pod_gone:
+        return "ReplacingPod", step.reason
+    if not applied:
+        return "SpecNotApplied", step.reason
+    return None, ""
+
+
+def plan_paused(step: Step) -> Plan:
+    """The paused annotation: nothing done, the pod left as it is; only the
+    ReconciliationPaused condition says so."""
+    conditions = set_condition(
+        list(step.status.get("conditions") or []),
+        crd.ConditionType.RECONCILIATION_PAUSED,
+        True,
+        "Paused",
+        f"the {crd.PAUSED_ANNOTATION} annotation is true: the operator leaves this stream alone",
+        step.generation,
+        step.now,
+    )
+    result = Plan()
+    if conditions != step.status.get("conditions"):
+        result.status = crd.status_patch({"conditions": conditions})
+    return result
 
 
 def plan(
@@ -530,14 +610,18 @@ def plan(
     now: datetime,
     credentials_version: str | None = None,
     progress_interval: float | None = None,
+    may_roll: bool = True,
 ) -> Plan:
     """``credentials_version``: the resourceVersion of the Secret named by
     spec.source.credentialsSecretRef, None when it is missing,
     CREDENTIALS_NOT_READ when the plan does not depend on it.
     ``progress_interval``: how often capture pods should report counts now
     (the fleet's pace, controller.FleetPacer); the pod reads it from the
-    answer to its next status PATCH."""
+    answer to its next status PATCH. ``may_roll``: whether a pod on an older
+    template may go now (the controller's rollout budget)."""
     step = observe(stream, pod, settings, now, credentials_version)
+    if step.paused:
+        return plan_paused(step)
     if step.desired == "Stopped":
         plan_stopped(step)
     elif (
@@ -548,7 +632,7 @@ def plan(
     else:
         if step.previous_state == "Failed":
             plan_retry(step, why or "")
-        plan_running_stream(step)
+        plan_running_stream(step, may_roll)
     return finish(step, progress_interval)
 
 
@@ -654,7 +738,9 @@ def reconcile(
     namespace: str,
     name: str,
     progress_interval: float | None = None,
+    may_roll: Callable[[], bool] = lambda: True,
 ) -> Plan | None:
+    """``may_roll``: asked only when the stream's pod runs an older template."""
     stream = api.get_stream(namespace, name)
     if stream is None or stream["metadata"].get("deletionTimestamp"):
         return None
@@ -662,6 +748,8 @@ def reconcile(
     credentials_version: str | None = CREDENTIALS_NOT_READ
     if (secret := needs_credentials(stream, pod)) is not None:
         credentials_version = api.secret_version(namespace, secret)
-    result = plan(stream, pod, settings, datetime.now(UTC), credentials_version, progress_interval)
+    rolls = pod_outdated(pod, settings) and may_roll()
+    now = datetime.now(UTC)
+    result = plan(stream, pod, settings, now, credentials_version, progress_interval, rolls)
     apply(api, stream, result, settings)
     return result

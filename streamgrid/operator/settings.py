@@ -66,9 +66,30 @@ class OperatorSettings(CommonSettings):
     # Deleting a stream never takes longer: after this, a capture pod stuck
     # Terminating or a failing store is given up on, the data left in place
     # (a DataDeleteAbandoned Event says where) and the finalizer released.
-    data_delete_timeout_seconds: float = Field(600.0, ge=0, le=86400)
+    data_delete_timeout_seconds: float = Field(60.0, ge=0, le=86400)
+    # -- More than one replica (leader.py): the holder of this Lease (in
+    # operator_namespace, else namespace) reconciles; the others wait, warm.
+    leader_election: bool = True
+    leader_election_lease: str = "streamgrid-operator"
+    leader_election_lease_seconds: float = Field(15.0, gt=0, le=600)
+    leader_election_renew_deadline_seconds: float = Field(10.0, gt=0, le=600)
+    leader_election_retry_seconds: float = Field(2.0, gt=0, le=60)
+    # A new capture pod template (image, resources: an upgrade) is rolled out
+    # to running streams this many (or this share of them) at a time, each
+    # batch waiting for its streams to run again.
+    max_unavailable: str = Field("10%", pattern=r"^([1-9][0-9]*|[1-9][0-9]?%|100%)$")
     # The source policy's settings (CommonSettings) are what capture pods get;
     # the chart sets source_deny_loopback (in a pod, loopback is the pod itself).
+
+    def lease_namespace(self) -> str:
+        return self.operator_namespace or self.namespace or "default"
+
+    def rollout_limit(self, streams: int) -> int:
+        """How many streams may be without their pod at once in a rollout:
+        max_unavailable, a share rounded down (as Deployments do), at least 1."""
+        if self.max_unavailable.endswith("%"):
+            return max(1, streams * int(self.max_unavailable[:-1]) // 100)
+        return int(self.max_unavailable)
 
     def restart_policy(self) -> RestartPolicy:
         return RestartPolicy(

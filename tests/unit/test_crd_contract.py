@@ -83,8 +83,11 @@ def test_the_names_are_the_crds() -> None:
 def test_the_state_enums_are_the_engines() -> None:
     status = openapi_schema()["properties"]["status"]["properties"]
     assert status["state"]["enum"] == [s.value for s in StreamState]
-    # A pod reports only what a worker can be in.
-    assert set(status["captureState"]["enum"]) <= {s.value for s in StreamState}
+    # A pod reports what a worker can be in, or that it goes to be replaced.
+    from streamgrid.capture.kube_progress import RESTARTING
+
+    reported = {s.value for s in StreamState} | {RESTARTING}
+    assert set(status["captureState"]["enum"]) <= reported
 
 
 def test_an_undeclared_status_field_cannot_be_written() -> None:

@@ -35,6 +35,10 @@ class SlowEndpoint:
         return self.requested
 
     requested: float | None = None
+    stopping = True  # what the stream's spec says when the pod stops
+
+    def stop_wanted(self) -> bool:
+        return self.stopping
 
 
 def progress(state: StreamState, frames: int, reason: str = "") -> Progress:
@@ -166,3 +170,17 @@ def test_a_new_pace_starts_anywhere_in_its_period(monkeypatch: Any) -> None:
     wait_until(lambda: sink.interval == 120.0, 5, "the new pace")
     wait_until(lambda: (0.0, 1.0) in spreads, 5, "a wait spread over the period")
     sink.close()
+
+
+def test_a_pod_stopped_to_be_replaced_says_restarting_not_stopped() -> None:
+    """An edit, an upgrade or a drain replaces the pod: its stream is not
+    Stopped, so its last report is not either (an alert would fire)."""
+    for stopping, said in ((False, "Restarting"), (True, "Stopped")):
+        endpoint = SlowEndpoint(delay=0.0)
+        endpoint.stopping = stopping
+        sink = KubeStatusProgress(endpoint, interval=60)  # type: ignore[arg-type]
+        sink.report(progress(StreamState.ACTIVE, 5))
+        sink.report(progress(StreamState.STOPPED, 6))
+        sink.close()
+        assert endpoint.sent[-1]["captureState"] == said
+        assert endpoint.sent[-1]["framesCaptured"] == 6

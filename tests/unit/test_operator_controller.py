@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from typing import Any, cast
 
-from streamgrid.core.crd import COMPONENT_LABEL, STREAM_LABEL
+from streamgrid.core.crd import COMPONENT_LABEL, FINALIZER, STREAM_LABEL
 from streamgrid.core.watch_cache import ObjectCache
 from streamgrid.operator.controller import Controller, FleetPacer
 from streamgrid.operator.kubeapi import KubernetesStreamApi
@@ -89,6 +89,15 @@ class FakeApi:
             return None
         merged = {**(held.get("status") or {}), **status}
         held["status"] = {k: v for k, v in merged.items() if v is not None}
+        held["metadata"]["resourceVersion"] = self._next()
+        return copy.deepcopy(held)
+
+    def add_finalizer(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        self.calls["add_finalizer"] += 1
+        held = self.streams.get(body["metadata"]["name"])
+        if held is None:
+            return None
+        held["metadata"]["finalizers"] = [*held["metadata"].get("finalizers", []), FINALIZER]
         held["metadata"]["resourceVersion"] = self._next()
         return copy.deepcopy(held)
 
@@ -347,3 +356,76 @@ def test_the_same_version_again_is_no_change() -> None:
     cache = ObjectCache(slim_stream)
     assert cache.put(stream("a", 5))
     assert not cache.put(stream("a", 5))  # a re-list: nothing to reconcile
+
+
+# -- rolling out a new pod template, and leading (issue 23) ------------------------
+def pod_running_on(of: dict[str, Any], settings: OperatorSettings, version: int) -> dict[str, Any]:
+    pod = capture_pod(of, settings)
+    pod["metadata"].update(
+        namespace="cams",
+        resourceVersion=str(version),
+        uid=f"pod-{of['metadata']['name']}-{version}",
+    )
+    pod["status"] = {"phase": "Running"}
+    return pod
+
+
+def test_a_new_template_is_rolled_out_a_batch_at_a_time() -> None:
+    """Six Active streams on the old image, max_unavailable 2: two pods go,
+    the others wait until those two run and are Active again."""
+    api = FakeApi()
+    old = SETTINGS
+    engine = controller(api, capture_image="localhost/streamgrid-capture:v2", max_unavailable="2")
+    names = [f"cam{i}" for i in range(6)]
+    for i, name in enumerate(names):
+        body = stream(name, 10 + i, state="Active", captureState="Active", observedGeneration=1)
+        body["metadata"]["finalizers"] = [FINALIZER]
+        api.add_stream(engine, body)
+        pod = pod_running_on(body, old, 100 + i)
+        api.pods[pod["metadata"]["name"]] = pod
+        engine.pods.put(pod)
+    for name in names:
+        engine.reconcile_now(("cams", name))
+    assert api.calls["delete_pod"] == 2
+    rolled = sorted(n for n in names if f"{n}-capture" not in api.pods)
+    assert len(rolled) == 2
+    for name in names:  # looked at again: the rolled ones get new pods, no more go
+        engine.reconcile_now(("cams", name))
+    assert api.calls["delete_pod"] == 2 and api.calls["create_pod"] == 2
+    engine._roll_on()
+    assert len(engine.queue) == 0  # nothing more may go yet
+    # They run and report Active: two more go.
+    for i, name in enumerate(rolled):
+        fresh = pod_running_on(api.streams[name], engine.settings, 5000 + i)
+        engine.pods.put(fresh)
+        held = api.streams[name]
+        held["status"]["state"] = "Active"
+        held["metadata"]["resourceVersion"] = str(5100 + i)
+        engine.streams.put(copy.deepcopy(held))
+    engine._roll_on()
+    assert len(engine.queue) == 2
+    while len(engine.queue):
+        key = engine.queue.get()
+        assert key is not None
+        engine.reconcile_now(key)
+        engine.queue.done(key)
+    assert api.calls["delete_pod"] == 4
+
+
+def test_a_standby_writes_nothing_and_a_new_leader_looks_at_everything() -> None:
+    api = FakeApi()
+    leading = [False]
+    engine = Controller(
+        cast("KubernetesStreamApi", api), SETTINGS, workers=2, is_leader=lambda: leading[0]
+    )
+    api.add_stream(engine, stream("a", 1))
+    engine.sync()
+    engine.start()
+    try:
+        time.sleep(0.3)
+        assert sum(api.calls.values()) == 2  # the start-up LISTs, nothing else
+        leading[0] = True
+        engine.lead(True)
+        wait_until(lambda: api.calls["create_pod"] == 1, 5, "the pod created")
+    finally:
+        engine.stop()

@@ -401,3 +401,77 @@ def test_capture_pods_invite_a_prometheus_scrape_of_their_health_port() -> None:
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(HEALTH_PORT)
     assert annotations["prometheus.io/path"] == "/metrics"
+
+
+# -- kstatus, rollouts, pausing (issue 23) ----------------------------------------
+def conditions_by_type(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def test_kstatus_conditions_say_reconciling_stalled_and_ready() -> None:
+    """Flux, kpt and Argo CD's kstatus checks read Reconciling, Stalled and
+    Ready, each for its observedGeneration."""
+    creating = conditions_by_type(plan(stream(), None, SETTINGS, NOW).status)
+    assert creating["Reconciling"]["status"] == "True"
+    assert creating["Reconciling"]["reason"] == "CreatingPod"
+    assert creating["Stalled"]["status"] == "False"
+    assert creating["Ready"]["status"] == "False"
+    active = {"captureState": "Active", "state": "Active", "observedGeneration": 3}
+    running = plan(stream(status=active), pod("Running"), SETTINGS, NOW)
+    found = conditions_by_type({**active, **running.status})
+    assert found["Ready"]["status"] == "True" and found["Reconciling"]["status"] == "False"
+    assert {c["observedGeneration"] for c in found.values()} == {3}
+    failed = plan(
+        stream(status={"state": "Reconnecting", "podName": "cam1-capture"}),
+        pod("Failed", exit_code=3, message="401 Unauthorized"),
+        SETTINGS,
+        NOW,
+    )
+    stalled = conditions_by_type(failed.status)
+    assert failed.status["state"] == "Failed"
+    assert stalled["Stalled"]["status"] == "True" and "refused" in stalled["Stalled"]["message"]
+    assert stalled["Reconciling"]["status"] == "False"
+
+
+def test_ready_needs_the_current_generations_spec() -> None:
+    """Active, but the pod runs generation 2's spec while the stream is at 3:
+    not Ready, and Reconciling until the new pod runs."""
+    edited = stream(topK=4, status={"captureState": "Active", "state": "Active"})
+    older = pod("Running", of=stream())  # made from the spec before the edit
+    p = plan(edited, older, SETTINGS, NOW)
+    found = conditions_by_type(p.status)
+    assert p.delete_pod and found["Ready"]["status"] == "False"
+    assert found["Reconciling"]["status"] == "True"
+    assert found["Reconciling"]["reason"] == "ReplacingPod"
+
+
+def test_a_pod_on_an_older_template_is_rolled_only_when_the_budget_allows() -> None:
+    active = {"captureState": "Active", "state": "Active", "observedGeneration": 3}
+    upgraded = SETTINGS.model_copy(update={"capture_image": "localhost/streamgrid-capture:v2"})
+    old = pod("Running")  # made with the old image
+    kept = plan(stream(status=active), old, upgraded, NOW, may_roll=False)
+    assert not kept.delete_pod and not kept.rolled
+    rolled = plan(stream(status=active), old, upgraded, NOW, may_roll=True)
+    assert rolled.delete_pod and rolled.rolled
+    assert "PodReplaced" in events(rolled) and "PodLost" not in events(rolled)
+    assert "streamgrid-capture:v2" in rolled.status["reason"]
+    # Same settings: nothing to roll, whatever the budget.
+    same = plan(stream(status=active), old, SETTINGS, NOW, may_roll=True)
+    assert not same.delete_pod and not same.rolled
+
+
+def test_a_paused_stream_is_left_as_it_is() -> None:
+    paused = stream(status={"state": "Active", "captureState": "Active"})
+    paused["metadata"]["annotations"] = {"streamgrid.io/paused": "true"}
+    edited = {**paused, "spec": {**paused["spec"], "topK": 4}}  # would replace the pod
+    p = plan(edited, pod("Running"), SETTINGS, NOW)
+    assert not p.delete_pod and not p.create_pod and not p.events
+    assert conditions_by_type(p.status)["ReconciliationPaused"]["status"] == "True"
+    again = plan(
+        {**edited, "status": {**edited["status"], **p.status}}, pod("Running"), SETTINGS, NOW
+    )
+    assert again.status == {}  # said once
+    resumed = {**edited, "metadata": {**edited["metadata"], "annotations": {}}}
+    r = plan({**resumed, "status": {**edited["status"], **p.status}}, pod("Running"), SETTINGS, NOW)
+    assert r.delete_pod  # the edit is applied now
+    assert conditions_by_type(r.status)["ReconciliationPaused"]["status"] == "False"

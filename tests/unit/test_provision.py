@@ -143,7 +143,8 @@ def test_a_pod_that_does_not_stop_keeps_the_data_and_says_so(store: FrameStore) 
     api = RecordingApi(a_stream(), pod={"metadata": {"name": "cam-capture"}})
     api.pod_goes = False
     with pytest.raises(StillRunning, match="cam-capture"):
-        finish_deleted_stream(api, SETTINGS, "cams", "cam", lambda _s, _n: store, elapsed=60)
+        within = SETTINGS.data_delete_timeout_seconds / 2  # the default give-up is 60 s now
+        finish_deleted_stream(api, SETTINGS, "cams", "cam", lambda _s, _n: store, elapsed=within)
     assert store.list_frames("cam")  # nothing deleted while the pod may still write
 
 

@@ -6,25 +6,24 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
-import kopf
 import pytest
 
+from streamgrid.core.crd import FINALIZER
 from streamgrid.core.models import FrameRecord
 from streamgrid.core.stores.base import StoreError
 from streamgrid.core.stores.directory import DirectoryObjectStore
 from streamgrid.core.stores.frames import FrameStore
-from streamgrid.operator import controller, handlers
+from streamgrid.operator import controller
 from streamgrid.operator.retention import (
     SKIP_DATA_DELETE_ANNOTATION,
     StillRunning,
     finish_deleted_stream,
 )
 from streamgrid.operator.settings import OperatorSettings
+from streamgrid.operator.workqueue import WorkQueue
 
 SETTINGS = OperatorSettings(store_url="s3://bucket/frames", s3_secret_name="sg-s3")
 POD = {"metadata": {"name": "cam-capture", "deletionTimestamp": "2026-11-29T00:00:00Z"}}
@@ -79,8 +78,14 @@ def broken_store(_settings: OperatorSettings, _namespace: str) -> FrameStore:
     return cast(FrameStore, BrokenStore())
 
 
-# Kopf's decorator types the handler as its own callback protocol.
-stream_deleted = cast("Callable[..., None]", handlers.stream_deleted)
+DELETING: dict[str, Any] = {
+    "metadata": {
+        "name": "cam",
+        "namespace": "cams",
+        "deletionTimestamp": "2026-01-01T00:00:00Z",
+        "finalizers": [FINALIZER],
+    }
+}
 
 
 def test_a_pod_stuck_terminating_is_not_waited_for_inline(store: FrameStore) -> None:
@@ -134,9 +139,11 @@ def test_a_pod_that_appears_after_the_data_went_is_deleted_and_retried(
     assert "DataDeleted" not in [r for _, r, _ in api.events]
 
 
-def test_the_delete_handler_waits_for_a_reconcile_of_the_same_stream(
+def test_the_deletion_waits_for_a_reconcile_of_the_same_stream(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The finalizer is the controller's now (two replicas: no Kopf handler
+    may write); its deletion still waits for a reconcile under way."""
     order: list[str] = []
     inside, leave = threading.Event(), threading.Event()
 
@@ -149,16 +156,13 @@ def test_the_delete_handler_waits_for_a_reconcile_of_the_same_stream(
         order.append("delete")
 
     monkeypatch.setattr(controller, "reconcile", slow_reconcile)
-    monkeypatch.setattr(handlers, "finish_deleted_stream", finish)
-    monkeypatch.setattr(handlers, "_state", {"api": object(), "settings": SETTINGS})
+    monkeypatch.setattr(controller, "finish_deleted_stream", finish)
     engine = controller.Controller(cast("Any", None), SETTINGS)
+    monkeypatch.setattr(engine.reads, "remove_finalizer", lambda _stream: None)
     first = threading.Thread(target=engine.reconcile_now, args=(("cams", "cam"),))
     first.start()
     assert inside.wait(5)
-    deleting = threading.Thread(
-        target=stream_deleted,
-        kwargs={"namespace": "cams", "name": "cam", "runtime": timedelta(0)},
-    )
+    deleting = threading.Thread(target=engine._finish_deletion, args=(("cams", "cam"), DELETING))
     deleting.start()
     time.sleep(0.2)
     leave.set()
@@ -202,12 +206,18 @@ def test_a_lock_is_never_dropped_while_someone_waits_on_it(monkeypatch: pytest.M
     assert not overlap[0]
 
 
-def test_the_delete_handler_asks_kopf_to_call_again(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_deletion_waiting_on_its_pod_is_tried_again_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def still(*_: Any, **__: Any) -> None:
         raise StillRunning("waiting for the capture pod cam-capture to stop")
 
-    monkeypatch.setattr(handlers, "finish_deleted_stream", still)
-    monkeypatch.setattr(handlers, "_state", {"api": object(), "settings": SETTINGS})
-    with pytest.raises(kopf.TemporaryError) as raised:
-        stream_deleted(namespace="cams", name="cam", runtime=timedelta(seconds=3))
-    assert raised.value.delay is not None and raised.value.delay > 0
+    monkeypatch.setattr(controller, "finish_deleted_stream", still)
+    clock = [100.0]
+    engine = controller.Controller(cast("Any", None), SETTINGS)
+    engine.queue = WorkQueue(clock=lambda: clock[0])
+    engine._finish_deletion(("cams", "cam"), DELETING)
+    assert engine.queue.idle() and len(engine.queue) == 0  # not at once: no busy loop
+    clock[0] += controller.DELETION_RECHECK_SECONDS
+    assert engine.queue.get() == ("cams", "cam")
+    assert controller.DELETION_RECHECK_SECONDS > 0
