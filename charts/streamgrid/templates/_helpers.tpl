@@ -17,7 +17,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "streamgrid.image" -}}
-{{ .root.Values.image.registry }}/streamgrid-{{ .component }}:{{ .root.Values.image.tag }}
+{{ .root.Values.image.registry }}/streamgrid-{{ .component }}:{{ index (.root.Values.image.tags | default dict) .component | default .root.Values.image.tag }}
 {{- end -}}
 
 {{- define "streamgrid.s3Secret" -}}
