@@ -6,6 +6,8 @@ does (``--kubeconfig``, ``--context``, ``-n``; else $KUBECONFIG and the
 context's namespace):
 
 - ``ls``: the namespace's streams, as a table;
+- ``status NAME``: one stream on one screen: state, conditions, pod and
+  node, counts and last sample, store prefix, grid, latest Events;
 - ``start NAME --url URL``: creates a VideoStream; credentials in the URL go
   to a Secret ``NAME-credentials``, as the gateway does, never into the spec;
 - ``stop NAME [-o FILE]``: sets ``spec.state: Stopped``, waits for Stopped,
@@ -116,6 +118,84 @@ def table(streams: Sequence[Obj], now: datetime) -> str:
                 age(stream["metadata"].get("creationTimestamp"), now),
             ]
         )
+    return aligned(rows)
+
+
+def status_screen(
+    stream: Obj, pod: Obj | None, events: Sequence[Obj], now: datetime, limit: int = 8
+) -> str:
+    """One stream on one screen, as ``kubectl cnpg status``: what it is,
+    its conditions, its pod and node, its counts and last sample, where its
+    data is, its grid, and its latest Events."""
+    meta, spec = stream["metadata"], stream.get("spec") or {}
+    status = stream.get("status") or {}
+    source = spec.get("source") or {}
+    url = (meta.get("annotations") or {}).get(crd.DISPLAY_URL_ANNOTATION) or source.get("url", "")
+    last = parse_utc(status.get("lastFrameAt"))
+    lines = [
+        f"VideoStream {meta.get('namespace')}/{meta['name']}",
+        f"  State:        {status.get('state') or '<none>'} (desired {crd.desired_state(stream)})"
+        + (f": {status['reason']}" if status.get("reason") else ""),
+        f"  Source:       {mask_url(url)}",
+        f"  Sampling:     every {float(spec.get('captureInterval', 1)):g} s, "
+        f"keeping the {int(spec.get('topK', 9))} brightest",
+        f"  Frames:       {int(status.get('framesCaptured', 0))} captured, "
+        f"{int(status.get('kept', 0))} kept",
+        f"  Last sample:  {age(status.get('lastFrameAt'), now) + ' ago' if last else '<none>'}",
+        f"  Restarts:     {int(status.get('restarts', 0))}",
+        f"  Store:        {(status.get('store') or {}).get('url') or '<none>'}",
+    ]
+    if status.get("storeError"):
+        lines.append(f"  Store error:  {mask_secrets(str(status['storeError']))}")
+    grid = status.get("grid") or {}
+    lines.append(
+        f"  Grid:         {grid.get('width')}x{grid.get('height')}, {grid.get('frames')} frames, "
+        f"{grid.get('url')}"
+        if grid
+        else "  Grid:         <none> (made when the stream stops)"
+    )
+    if pod is None:
+        lines.append(f"  Pod:          <none> ({status.get('podName') or 'none expected'})")
+    else:
+        pod_meta, pod_status = pod["metadata"], pod.get("status") or {}
+        ready = all(c.get("ready") for c in pod_status.get("containerStatuses") or [])
+        lines.append(
+            f"  Pod:          {pod_meta['name']} {pod_status.get('phase', '?')}"
+            f"{', ready' if ready and pod_status.get('containerStatuses') else ''}"
+            f" on {(pod.get('spec') or {}).get('nodeName') or '<unscheduled>'}, "
+            f"age {age(pod_meta.get('creationTimestamp'), now)}"
+        )
+    lines += ["", "Conditions:"]
+    rows = [["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"]]
+    for c in sorted(status.get("conditions") or [], key=lambda c: str(c.get("type"))):
+        rows.append(
+            [
+                str(c.get("type")),
+                str(c.get("status")),
+                str(c.get("reason") or ""),
+                age(c.get("lastTransitionTime"), now),
+                mask_secrets(str(c.get("message") or ""))[:80],
+            ]
+        )
+    lines += ["  " + line for line in aligned(rows).splitlines()]
+    lines += ["", "Events:"]
+    latest = sorted(events, key=lambda e: str(e.get("lastTimestamp") or ""), reverse=True)[:limit]
+    rows = [["LAST SEEN", "TYPE", "REASON", "COUNT", "MESSAGE"]]
+    for e in latest:
+        rows.append(
+            [
+                age(e.get("lastTimestamp"), now),
+                str(e.get("type")),
+                str(e.get("reason")),
+                str(e.get("count") or 1),
+                mask_secrets(str(e.get("message") or ""))[:100],
+            ]
+        )
+    lines += ["  " + line for line in aligned(rows).splitlines()] if latest else ["  <none>"]
+    return "\n".join(lines)
+
+
+def aligned(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
@@ -184,6 +264,33 @@ class Kube:
         except ApiException as exc:
             raise PluginError(api_message(exc, f"videostream {name}")) from None
         return stream
+
+    def status_of(self, name: str) -> tuple[Obj, Obj | None, list[Obj]]:
+        """The stream, its capture pod (None when it has none) and its Events."""
+        from kubernetes.client.exceptions import ApiException
+
+        stream = self.get(name)
+        try:
+            pod: Obj | None = json.loads(
+                self.core.read_namespaced_pod(
+                    crd.capture_pod_name(name), self.namespace, _preload_content=False
+                ).data
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise PluginError(api_message(exc, f"pod {crd.capture_pod_name(name)}")) from None
+            pod = None
+        try:
+            listing = json.loads(
+                self.core.list_namespaced_event(
+                    self.namespace,
+                    field_selector=f"involvedObject.name={name},involvedObject.kind={crd.KIND}",
+                    _preload_content=False,
+                ).data
+            )
+        except ApiException as exc:
+            raise PluginError(api_message(exc, "events")) from None
+        return stream, pod, list(listing.get("items") or [])
 
 
 def api_message(exc: Any, what: str) -> str:
@@ -378,6 +485,8 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--s3-region", default="us-east-1")
 
     commands.add_parser("ls", help="list the namespace's streams")
+    show = commands.add_parser("status", help="one stream on one screen: state, pod, events")
+    show.add_argument("name")
     begin = commands.add_parser("start", help="create a VideoStream")
     begin.add_argument("name")
     begin.add_argument("--url", required=True, help="rtsp:// URL; credentials go to a Secret")
@@ -416,6 +525,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"No videostreams found in {kube.namespace} namespace.", file=sys.stderr)
         else:
             print(table(items, datetime.now(UTC)))
+    elif args.command == "status":
+        print(status_screen(*kube.status_of(args.name), datetime.now(UTC)))
     elif args.command == "start":
         options = StartOptions(
             args.name,

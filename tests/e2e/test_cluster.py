@@ -579,6 +579,30 @@ def test_the_kubectl_plugin_starts_lists_stops_and_fetches_the_grid(
     assert (tmp_path / "gateway.jpg").read_bytes() == stored
 
 
+def test_kubectl_streamgrid_status_shows_a_stream_on_one_screen(
+    cluster: ClusterRuntime, camera: Camera
+) -> None:
+    plugin = KubectlPlugin(cluster.kube.kubeconfig, installed_plugin_dir(), cluster.namespace, {})
+    name = "status-screen"
+    plugin.run("start", name, "--url", camera.url("/gray"), "--interval", "0.3")
+    wait_status(cluster, name, lambda s: s.get("state") == "Active", 60, "Active")
+    wait_status(cluster, name, lambda s: s.get("framesCaptured", 0) >= 3, 60, "3 frames")
+    screen = plugin.run("status", name).stdout
+    assert f"VideoStream {cluster.namespace}/{name}" in screen
+    assert "State:        Active (desired Running)" in screen
+    assert f"Pod:          {name}-capture Running" in screen
+    assert f"/{cluster.namespace}/{name}/" in screen  # the store prefix
+    assert "ago" in screen.split("Last sample:")[1].splitlines()[0]
+    conditions = screen.split("Conditions:")[1].split("Events:")[0]
+    rows = {line.split()[0]: line.split()[1] for line in conditions.splitlines()[2:] if line}
+    assert rows["Ready"] == "True" and rows["Reconciling"] == "False"
+    assert rows["Stalled"] == "False"
+    assert "PodCreated" in screen.split("Events:")[1]
+    missing = plugin.run("status", "no-such-stream", check=False)
+    assert missing.returncode == 1 and "not found" in missing.stderr
+    cluster.kubectl("delete", "vstream", name)
+
+
 # -- The pod against the spec, failures that explain themselves (issue 13, items 1, 4, 7, 9) --
 
 

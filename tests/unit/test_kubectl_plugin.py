@@ -20,6 +20,7 @@ from streamgrid.kubectl_plugin import (
     main,
     not_stopped,
     split_object_url,
+    status_screen,
     stream_body,
     table,
 )
@@ -186,3 +187,76 @@ def test_the_token_never_follows_a_redirect() -> None:
         for server in (elsewhere, gateway):
             server.shutdown()
             server.server_close()
+
+
+def test_status_shows_one_stream_on_one_screen() -> None:
+    now = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+    stream: dict[str, Any] = {
+        "metadata": {
+            "name": "lobby",
+            "namespace": "cams",
+            "annotations": {"streamgrid.io/display-url": "rtsp://admin:***@cam/live"},
+        },
+        "spec": {"source": {"url": "rtsp://cam/live"}, "captureInterval": 2, "topK": 4},
+        "status": {
+            "state": "Active",
+            "framesCaptured": 120,
+            "kept": 4,
+            "lastFrameAt": "2026-03-01T11:59:58Z",
+            "restarts": 1,
+            "store": {"url": "s3://b/p/cams/lobby/"},
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Active",
+                    "message": "",
+                    "lastTransitionTime": "2026-03-01T11:50:00Z",
+                },
+                {
+                    "type": "Stalled",
+                    "status": "False",
+                    "reason": "NotStalled",
+                    "message": "",
+                    "lastTransitionTime": "2026-03-01T11:40:00Z",
+                },
+            ],
+        },
+    }
+    pod = {
+        "metadata": {"name": "lobby-capture", "creationTimestamp": "2026-03-01T11:40:00Z"},
+        "spec": {"nodeName": "node-1"},
+        "status": {"phase": "Running", "containerStatuses": [{"ready": True}]},
+    }
+    events = [
+        {
+            "type": "Normal",
+            "reason": "PodCreated",
+            "count": 2,
+            "message": "capture pod lobby-capture created",
+            "lastTimestamp": "2026-03-01T11:40:00Z",
+        },
+        {
+            "type": "Warning",
+            "reason": "PodExited",
+            "count": 1,
+            "message": "exited with code 1",
+            "lastTimestamp": "2026-03-01T11:45:00Z",
+        },
+    ]
+    screen = status_screen(stream, pod, events, now)
+    assert "VideoStream cams/lobby" in screen
+    assert "State:        Active (desired Running)" in screen
+    assert "rtsp://admin:***@cam/live" in screen and "admin:" not in screen.replace("admin:***", "")
+    assert "Frames:       120 captured, 4 kept" in screen
+    assert "Last sample:  2s ago" in screen
+    assert "Pod:          lobby-capture Running, ready on node-1, age 20m" in screen
+    assert "Store:        s3://b/p/cams/lobby/" in screen
+    conditions = screen.split("Conditions:")[1].split("Events:")[0]
+    assert conditions.splitlines()[1].split()[:3] == ["TYPE", "STATUS", "REASON"]
+    assert "Ready" in conditions and "Stalled" in conditions
+    latest = screen.split("Events:")[1].splitlines()
+    assert latest[2].split()[1:4] == ["Warning", "PodExited", "1"]  # newest first
+    assert latest[3].split()[1:4] == ["Normal", "PodCreated", "2"]
+    bare = status_screen({"metadata": {"name": "x", "namespace": "n"}}, None, [], now)
+    assert "Pod:          <none>" in bare and "<none>" in bare.split("Events:")[1]
