@@ -30,6 +30,9 @@ packages=(
   g++
   # The dashboard's browser test (issue 15): headless Chromium and its driver.
   chromium chromium-driver
+  # The chart's alert rules (issue 23): promtool checks and unit-tests them
+  # (tests/e2e/test_alerts.py); the package's server is stopped below.
+  prometheus
 
 )
 
@@ -67,3 +70,8 @@ fi
 echo "system packages ($mode): installing ${missing[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Booted with systemd, the package started its server: promtool is all we use.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ] \
+  && systemctl is-enabled --quiet prometheus.service 2>/dev/null; then
+  $sudo systemctl disable --now prometheus.service
+fi

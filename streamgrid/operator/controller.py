@@ -268,6 +268,7 @@ class Controller:
         # stream -> (Active before?, since when, the uid of the pod that went)
         self._rolling: dict[Key, tuple[bool, float, str]] = {}
         self._states: dict[Key, tuple[str, bool, bool]] = {}
+        self._recreated: dict[Key, int] = {}  # pods this replica recreated, by stream
         self._roll_lock = threading.Lock()
         self.queue: WorkQueue[Key] = WorkQueue()
         self.pacer = FleetPacer(
@@ -403,14 +404,13 @@ class Controller:
             )
         if reserved and reserved[-1]:
             self._rolled(key, result, stream)
-        if result is not None and self.metrics is not None:
+        if result is not None:
             recreated = sum(
-                1
-                for _, why, message in result.events
-                if why == "PodCreated" and "recreated" in message
+                1 for _, why, text in result.events if why == "PodCreated" and "recreated" in text
             )
             if recreated:
-                self.metrics.pod_recreated(namespace, name, recreated)
+                with self._index_lock:
+                    self._recreated[key] = self._recreated.get(key, 0) + recreated
         stream = self.streams.get(key)
         deleting = stream is None or bool(stream["metadata"].get("deletionTimestamp"))
         if not deleting and stream is not None and not (result and result.delete_stream):
@@ -433,13 +433,13 @@ class Controller:
         elapsed = (now - deleted_at).total_seconds() if deleted_at is not None else 0.0
         try:
             with stream_lock(namespace, name):
-                finish_deleted_stream(self.reads, self.settings, namespace, name, elapsed=elapsed)
+                outcome = finish_deleted_stream(
+                    self.reads, self.settings, namespace, name, elapsed=elapsed
+                )
         except StillRunning:
             self.queue.add_after(key, DELETION_RECHECK_SECONDS)
             return
         except (StoreError, ApiException) as exc:
-            if self.metrics is not None:
-                self.metrics.data_delete_failed()
             log_event(
                 log,
                 "stream.data_delete_retry",
@@ -450,6 +450,8 @@ class Controller:
             )
             self.queue.add_after(key, self.settings.data_delete_retry_seconds)
             return
+        if outcome == "abandoned" and self.metrics is not None:
+            self.metrics.data_delete_abandoned()
         latest = self.streams.get(key) or stream
         self.reads.remove_finalizer(latest)
 
@@ -600,6 +602,7 @@ class Controller:
                 self._running.discard(key)
                 self._rolling.pop(key, None)
                 self._states.pop(key, None)
+                self._recreated.pop(key, None)
                 return
             self._slots.setdefault(slot, set()).add(key)
             if runs_a_pod(obj):
@@ -651,10 +654,11 @@ class Controller:
                 self._outdated.discard(stream)
             self._roll_done(stream)
 
-    def stream_states(self) -> dict[Key, tuple[str, bool, bool]]:
-        """Each stream's (state, desired Running, store error), for the metrics."""
+    def stream_states(self) -> dict[Key, tuple[str, bool, bool, int]]:
+        """Each stream's (state, desired Running, store error, pods recreated),
+        for the metrics."""
         with self._index_lock:
-            return dict(self._states)
+            return {k: (*v, self._recreated.get(k, 0)) for k, v in self._states.items()}
 
 
 __all__ = ["Controller", "FleetPacer", "pod_name", "stream_lock"]

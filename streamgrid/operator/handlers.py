@@ -80,7 +80,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         is_leader=elector.is_leader if elector is not None else None,
         metrics=metrics,
     )
-    metrics.watch_streams(controller.stream_states)
+    metrics.watch_streams(controller.stream_states, controller.leading.is_set)
     metrics.leading(elector is None)
     # Streams and pods listed before any reconcile; Kopf's watches keep it current.
     await asyncio.to_thread(controller.sync)

@@ -31,13 +31,14 @@ from prometheus_client import (
     disable_created_metrics,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..core.models import StreamState
 
-# (namespace, name) -> (state, desired Running, store error): Controller.stream_states
-StreamStates = Callable[[], Mapping[tuple[str, str], tuple[str, bool, bool]]]
+# (namespace, name) -> (state, desired Running, store error, pods recreated):
+# Controller.stream_states
+StreamStates = Callable[[], Mapping[tuple[str, str], tuple[str, bool, bool, int]]]
 
 Outcome = Literal["ok", "retry", "error"]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
@@ -81,31 +82,23 @@ class OperatorMetrics:
             "1 while this replica holds the leader Lease and reconciles, else 0.",
             registry=self.registry,
         )
-        self.recreations = Counter(
-            "streamgrid_stream_pod_recreations",
-            "Capture pods recreated after an exit or a loss, by stream.",
-            ["namespace", "stream"],
-            registry=self.registry,
-        )
         self.delete_failures = Counter(
             "streamgrid_operator_data_delete_failures",
-            "Tries to delete a deleted stream's data that the store (or API server) refused.",
+            "Deleted streams whose data the operator gave up deleting from the store.",
             registry=self.registry,
         )
         self.delete_failures.inc(0)
 
-    def watch_streams(self, states: StreamStates) -> None:
-        """Each stream's state and store trouble, read from the controller's
-        index at scrape time."""
-        self.registry.register(StreamCollector(states))
+    def watch_streams(self, states: StreamStates, leading: Callable[[], bool]) -> None:
+        """Each stream's state, store trouble and recreations, read from the
+        controller's index at scrape time; served by the leader only (one
+        series a stream in all)."""
+        self.registry.register(StreamCollector(states, leading))
 
     def leading(self, leading: bool) -> None:
         self.leader.set(1 if leading else 0)
 
-    def pod_recreated(self, namespace: str, stream: str, count: int = 1) -> None:
-        self.recreations.labels(namespace, stream).inc(count)
-
-    def data_delete_failed(self) -> None:
+    def data_delete_abandoned(self) -> None:
         self.delete_failures.inc()
 
     def reconciled(self, outcome: Outcome, seconds: float) -> None:
@@ -131,12 +124,15 @@ class OperatorMetrics:
 class StreamCollector(Collector):
     """``streamgrid_stream_state{namespace, stream, state}`` 1 for each
     stream's current state (one series a stream), and beside it whether it
-    should run and whether its store refuses frames."""
+    should run, whether its store refuses frames, and how many of its pods
+    this leader recreated (0 from the start, so increase() sees the first)."""
 
-    def __init__(self, states: StreamStates) -> None:
-        self.states = states
+    def __init__(self, states: StreamStates, leading: Callable[[], bool]) -> None:
+        self.states, self.leading = states, leading
 
     def collect(self) -> Iterator[Metric]:
+        if not self.leading():
+            return
         labels = ["namespace", "stream"]
         state = GaugeMetricFamily(
             "streamgrid_stream_state",
@@ -153,13 +149,20 @@ class StreamCollector(Collector):
             "1 while the capture pod reports the store refusing its frames.",
             labels=labels,
         )
-        for (namespace, name), (current, running, store_error) in self.states().items():
+        recreations = CounterMetricFamily(
+            "streamgrid_stream_pod_recreations",
+            "Capture pods recreated after an exit or a loss (not for an edit or an upgrade).",
+            labels=labels,
+        )
+        for (namespace, name), (current, running, store_error, made) in self.states().items():
             state.add_metric([namespace, name, current], 1.0)
             desired.add_metric([namespace, name], 1.0 if running else 0.0)
             store.add_metric([namespace, name], 1.0 if store_error else 0.0)
+            recreations.add_metric([namespace, name], float(made))
         yield state
         yield desired
         yield store
+        yield recreations
 
 
 def serve_metrics(

@@ -10,9 +10,9 @@ looked for once more (a reconcile that began before the deletion may have
 made one: it is deleted and the whole is tried again).
 
 Nothing waits inline: while the pod is stopping, or the store fails, the
-handler asks Kopf to call it again. Deletion never hangs (nor ``kubectl
+controller looks again later (its work queue). Deletion never hangs (nor ``kubectl
 delete namespace``): after ``data_delete_timeout_seconds`` (default 600) in
-all, a pod stuck Terminating (its node gone) or a store that keeps failing
+all (60 s by default), a pod stuck Terminating (its node gone) or a store that keeps failing
 is given up on: the finalizer is released and a Warning Event
 (``DataDeleteAbandoned``) says the data under the prefix was left. The
 annotation ``streamgrid.io/skip-data-delete: "true"`` releases it at once,
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ..core import crd
 from ..core.logs import log_event
@@ -35,6 +35,8 @@ from .settings import OperatorSettings
 log = logging.getLogger("streamgrid.operator")
 
 SKIP_DATA_DELETE_ANNOTATION = crd.SKIP_DATA_DELETE_ANNOTATION
+# What became of a deleted stream's data.
+Outcome = Literal["deleted", "retained", "skipped", "abandoned", "gone"]
 
 
 def retains_data(spec: dict[str, Any], settings: OperatorSettings) -> bool:
@@ -91,22 +93,23 @@ def finish_deleted_stream(
     name: str,
     open_store: Callable[[OperatorSettings, str], FrameStore] = namespace_store,
     elapsed: float = 0.0,
-) -> None:
+) -> Outcome:
     """Stops the capture pod (it flushes, then would write no more), then
     deletes the stream's prefix unless retained. ``elapsed``: seconds since
     the first try. Raises StillRunning while the pod is there, and the
     store's error if it fails (an Event says it), until
     ``data_delete_timeout_seconds`` have passed: then, or at once with the
-    skip annotation, it returns leaving the data (DataDeleteAbandoned)."""
+    skip annotation, it returns leaving the data (DataDeleteAbandoned).
+    Returns what became of the data."""
     stream = api.get_stream(namespace, name)
     if stream is None:
-        return
+        return "gone"
     annotations = stream["metadata"].get("annotations") or {}
     timed_out = elapsed >= settings.data_delete_timeout_seconds
     fallback = f"{store_url_for(settings.store_url, namespace)}/{name}/"
     if str(annotations.get(SKIP_DATA_DELETE_ANNOTATION, "")).lower() == "true":
         _abandon(api, stream, fallback, f"annotation {SKIP_DATA_DELETE_ANNOTATION}")
-        return
+        return "skipped"
     pod = api.get_pod(namespace, pod_name(name))
     if pod is not None:
         if not pod["metadata"].get("deletionTimestamp"):
@@ -114,26 +117,26 @@ def finish_deleted_stream(
         if timed_out:
             why = f"the capture pod {pod_name(name)} did not stop in {elapsed:.0f} s"
             _abandon(api, stream, fallback, why)
-            return
+            return "abandoned"
         raise StillRunning(f"waiting for the capture pod {pod_name(name)} to stop")
     try:
         store = open_store(settings, namespace)
     except StoreError as exc:
         if timed_out:
             _abandon(api, stream, fallback, f"the store failed: {store_error_text(exc)}")
-            return
+            return "abandoned"
         raise
     where = f"{store.describe().rstrip('/')}/{name}/"
     if retains_data(stream.get("spec") or {}, settings):
         api.event(stream, "Normal", "DataRetained", f"kept the stream's data under {where}")
         log_event(log, "stream.data_retained", stream=name, namespace=namespace)
-        return
+        return "retained"
     try:
         count = delete_stream_data(store, name)
     except StoreError as exc:
         if timed_out:
             _abandon(api, stream, where, f"the store failed: {store_error_text(exc)}")
-            return
+            return "abandoned"
         why = f"cannot delete the stream's data under {where}: {store_error_text(exc)}"
         api.event(
             stream,
@@ -150,3 +153,4 @@ def finish_deleted_stream(
         raise StillRunning(f"a capture pod {pod_name(name)} appeared; deleting the data again")
     api.event(stream, "Normal", "DataDeleted", f"deleted {count} objects under {where}")
     log_event(log, "stream.data_deleted", stream=name, namespace=namespace, objects=count)
+    return "deleted"

@@ -6,16 +6,21 @@ file order: the last one uninstalls the release."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from streamgrid.core.settings import CommonSettings
 
 from ..support.api import assert_grid_of_brightest, assert_no_kept_frame_lost, details, start
+from ..support.kube import BIN
+from ..support.kubenode import NODE_NAME
 from ..support.plugin import KubectlPlugin, installed_plugin_dir
 from ..support.processes import wait_until
 from ..support.release import ACCESS_KEY, NAMESPACE, RELEASE, SECRET_KEY, NodeCluster
@@ -595,6 +600,150 @@ def test_the_gateway_and_a_capture_pod_serve_prometheus_metrics(
         value(before.text, "streamgrid_grids_total", source=s) for s in ("composed", "stored")
     )
     assert grids == grids_before + 1
+
+
+def component_pods(cluster: NodeCluster, component: str) -> list[dict[str, Any]]:
+    out = cluster.kubectl(
+        "get", "pods", "-l", f"app.kubernetes.io/component={component}", "-o", "json"
+    )
+    found: list[dict[str, Any]] = json.loads(out)["items"]
+    return found
+
+
+def ready_replicas(cluster: NodeCluster, component: str) -> int:
+    out = cluster.kubectl("get", "deploy", f"{RELEASE}-streamgrid-{component}", "-o", "json")
+    return int(json.loads(out)["status"].get("readyReplicas") or 0)
+
+
+def unschedulable(pod: dict[str, Any] | None) -> bool:
+    """Pending because the scheduler found no node for it (the scheduler's
+    own word, in the PodScheduled condition), not merely not yet started."""
+    if pod is None or pod["status"].get("phase") != "Pending" or pod["spec"].get("nodeName"):
+        return False
+    return any(
+        c["type"] == "PodScheduled"
+        and c["status"] == "False"
+        and c.get("reason") == "Unschedulable"
+        for c in pod["status"].get("conditions", [])
+    )
+
+
+def test_a_drained_node_gets_its_capture_pods_back_when_uncordoned_and_no_kept_frame_is_lost(
+    node_cluster: NodeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 23 item 5: `kubectl drain` (cordon, then evictions) with three
+    streams capturing. Their capture pods are evicted; the operator makes new
+    ones, which on the only node stay Pending (Unschedulable) until `kubectl
+    uncordon`, then run on the node and carry on: counts kept, no kept frame
+    lost. The chart's PodDisruptionBudgets let the drain evict one of the two
+    operators and one of the two gateways and refuse the other of each, so
+    the drain cannot finish on one node (it gives up at its timeout) and the
+    gateway serves throughout. The chart's MinIO is left out of the drain:
+    here it keeps its data in an emptyDir (persistence: false), which an
+    eviction deletes with every frame in it."""
+    store = node_cluster.store()
+    top_k = 4
+    for component in ("operator", "gateway"):
+        assert ready_replicas(node_cluster, component) == 2, component
+
+    def sampled(client: httpx.Client, stream_id: str, at_least: int) -> bool:
+        return bool(details(client, stream_id)["frames_captured"] >= at_least)
+
+    with node_cluster.client() as client:
+        streams = [
+            start(client, node_cluster.camera.url("/gray"), capture_interval=0.3, top_k=top_k)
+            for _ in range(3)
+        ]
+        for stream_id in streams:
+            wait_until(partial(sampled, client, stream_id, 8), 90, "8 samples", step=0.5)
+        before = {s: store.list_frames(s) for s in streams}
+        counts = {s: details(client, s)["frames_captured"] for s in streams}
+    first_uids = {}
+    for stream_id in streams:
+        pod = pod_of(node_cluster, stream_id)
+        assert pod is not None and running(pod), pod
+        first_uids[stream_id] = pod["metadata"]["uid"]
+    show(node_cluster, capsys, "three streams capturing, before the drain")
+
+    def one_running_one_waiting(component: str) -> bool:
+        pods = component_pods(node_cluster, component)
+        serving = [p for p in pods if running(p) and not p["metadata"].get("deletionTimestamp")]
+        return len(pods) == 2 and len(serving) == 1 and sum(map(unschedulable, pods)) == 1
+
+    def evicted_and_waiting(stream_id: str) -> bool:
+        pod = pod_of(node_cluster, stream_id)
+        return (
+            pod is not None
+            and pod["metadata"]["uid"] != first_uids[stream_id]
+            and unschedulable(pod)
+        )
+
+    try:
+        drain = subprocess.run(
+            [
+                str(BIN / "kubectl"), "--kubeconfig", str(node_cluster.kube.kubeconfig),
+                "drain", NODE_NAME, "--ignore-daemonsets", "--delete-emptydir-data",
+                "--pod-selector", "app.kubernetes.io/component!=minio",
+                "--timeout", "60s",
+            ],
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        node = json.loads(node_cluster.kube.kubectl("get", "node", NODE_NAME, "-o", "json"))
+        assert node["spec"].get("unschedulable") is True  # cordoned
+        # The budgets held the last operator and the last gateway: no full drain.
+        assert drain.returncode != 0, drain.stdout + drain.stderr
+        assert "disruption budget" in drain.stderr, drain.stderr
+        for component in ("operator", "gateway"):
+            wait_until(
+                partial(one_running_one_waiting, component),
+                60,
+                f"one {component} serving, its evicted twin Pending",
+                step=0.5,
+            )
+        for stream_id in streams:
+            wait_until(
+                partial(evicted_and_waiting, stream_id),
+                90,
+                f"a new capture pod for {stream_id}, Pending on the cordoned node",
+                step=0.5,
+            )
+        with node_cluster.client() as client:  # a new connection: to the gateway left
+            listed = client.get("/list")
+            assert listed.status_code == 200, listed.text
+            assert set(streams) <= set(listed.json()["active_streams"])
+        show(node_cluster, capsys, "drained: the capture pods wait for a node")
+    finally:
+        node_cluster.kube.kubectl("uncordon", NODE_NAME, check=False)
+
+    def capturing_pod(stream_id: str) -> bool:
+        return running(pod_of(node_cluster, stream_id))
+
+    def two_ready(component: str) -> bool:
+        return ready_replicas(node_cluster, component) == 2
+
+    for component in ("operator", "gateway"):
+        wait_until(partial(two_ready, component), 120, f"two {component} pods ready", step=0.5)
+    with node_cluster.client() as client:
+        for stream_id in streams:
+            wait_until(
+                partial(capturing_pod, stream_id), 120, "the capture pod running again", step=0.5
+            )
+            pod = pod_of(node_cluster, stream_id)
+            assert pod is not None and pod["spec"]["nodeName"] == NODE_NAME
+            wait_until(
+                partial(sampled, client, stream_id, counts[stream_id] + 5),
+                90,
+                "sampling again, the count carried over",
+                step=0.5,
+            )
+        show(node_cluster, capsys, "uncordoned: capturing again")
+        for stream_id in streams:
+            response = client.post(f"/stop/{stream_id}")
+            assert response.status_code == 200, response.text
+            manifest = store.get_manifest(stream_id)
+            assert manifest is not None and manifest.final
+            assert manifest.frames_captured >= counts[stream_id] + 5
+            assert_no_kept_frame_lost(before[stream_id], manifest.kept, top_k)
 
 
 def test_uninstall_leaves_no_pods_behind(node_cluster: NodeCluster) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from functools import partial
 from typing import Any
 
 import pytest
@@ -57,6 +58,10 @@ def events_of(cluster: ClusterRuntime, name: str) -> list[dict[str, Any]]:
     ]
 
 
+def gone(cluster: ClusterRuntime, name: str) -> bool:
+    return not get(cluster, "vstream", name)
+
+
 def active(cluster: ClusterRuntime, name: str) -> bool:
     stream = get(cluster, "vstream", name)
     status = stream.get("status") or {}
@@ -74,7 +79,7 @@ def test_the_standby_takes_over_a_killed_leader_mid_fleet(
     env = {**cluster.operator_env, "STREAMGRID_LIVENESS_PORT": str(free_port())}
     standby = start_operator(env, cluster.work, "operator-standby")
     try:
-        wait_until(lambda: identity_of(first) and identity_of(standby), 30, "both candidates")
+        wait_until(lambda: bool(identity_of(first) and identity_of(standby)), 30, "both candidates")
         wait_until(lambda: holder(cluster) == identity_of(first), 30, "the first to lead")
 
         for name in FLEET:
@@ -100,7 +105,7 @@ def test_the_standby_takes_over_a_killed_leader_mid_fleet(
         assert took_over <= 20, f"took over after {took_over:.1f} s"
 
         for name in EDITED:
-            wait_until(lambda n=name: active(cluster, n), 120, f"{name} edited and Active")
+            wait_until(partial(active, cluster, name), 120, f"{name} edited and Active")
             stream = get(cluster, "vstream", name)
             assert stream["spec"]["topK"] == 4
             env_of = {
@@ -109,7 +114,7 @@ def test_the_standby_takes_over_a_killed_leader_mid_fleet(
             }
             assert env_of["STREAMGRID_TOP_K"] == "4"
         for name in DELETED:
-            wait_until(lambda n=name: not get(cluster, "vstream", n), 90, f"{name} deleted")
+            wait_until(partial(gone, cluster, name), 90, f"{name} deleted")
         for name in FLEET[4:]:  # untouched: the same pod all along
             assert active(cluster, name)
             assert get(cluster, "pod", f"{name}-capture")["metadata"]["uid"] == uids[name]

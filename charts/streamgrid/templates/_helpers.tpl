@@ -67,3 +67,23 @@ securityContext:
 {{- $names := list $service (printf "%s.%s" $service $ns) (printf "%s.%s.svc" $service $ns) (printf "%s.%s.svc.%s" $service $ns .Values.gateway.clusterDomain) -}}
 {{- join "," (concat $names .Values.gateway.allowedHosts) -}}
 {{- end -}}
+
+{{- /* A component's replicas spread over nodes: preferred (the scheduler
+tries other nodes first, a single node still runs them all), required (never
+two on one node), or none. */ -}}
+{{- define "streamgrid.antiAffinity" -}}
+{{- $selector := dict "app.kubernetes.io/name" "streamgrid" "app.kubernetes.io/instance" .root.Release.Name "app.kubernetes.io/component" .component -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" $selector) -}}
+{{- if eq .mode "required" -}}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - {{- toYaml $term | nindent 8 }}
+{{- else if eq .mode "preferred" -}}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm: {{- toYaml $term | nindent 10 }}
+{{- end -}}
+{{- end -}}
