@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from datetime import datetime
 from functools import partial
@@ -23,7 +24,7 @@ from ..support.kube import BIN
 from ..support.kubenode import NODE_NAME
 from ..support.plugin import KubectlPlugin, installed_plugin_dir
 from ..support.processes import wait_until
-from ..support.release import ACCESS_KEY, NAMESPACE, RELEASE, SECRET_KEY, NodeCluster
+from ..support.release import ACCESS_KEY, CHART, NAMESPACE, RELEASE, SECRET_KEY, NodeCluster
 
 # The first test also brings the node up: images built on a fresh machine,
 # imported into containerd, the chart installed.
@@ -626,6 +627,218 @@ def unschedulable(pod: dict[str, Any] | None) -> bool:
         and c.get("reason") == "Unschedulable"
         for c in pod["status"].get("conditions", [])
     )
+
+
+LEASE = f"{RELEASE}-streamgrid-operator"
+
+
+def all_pods(cluster: NodeCluster) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = json.loads(cluster.kubectl("get", "pods", "-o", "json"))["items"]
+    return found
+
+
+def operator_pods(cluster: NodeCluster) -> list[dict[str, Any]]:
+    pods = [p for p in all_pods(cluster) if "-operator-" in p["metadata"]["name"]]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def lease_holder(cluster: NodeCluster) -> str:
+    lease = json.loads(cluster.kubectl("get", "lease", LEASE, "-o", "json", check=False) or "{}")
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
+def leader_gauge(pod: dict[str, Any]) -> float | None:
+    """streamgrid_operator_leader as the pod serves it on its metrics port."""
+    ip = pod["status"].get("podIP")
+    try:
+        text = httpx.get(f"http://{ip}:9090/metrics", timeout=3).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("streamgrid_operator_leader "):
+            return float(line.split()[1])
+    return None
+
+
+def stream_events(cluster: NodeCluster, name: str) -> list[dict[str, Any]]:
+    selector = f"involvedObject.name={name},involvedObject.kind=VideoStream"
+    items = json.loads(cluster.kubectl("get", "events", "--field-selector", selector, "-o", "json"))
+    return list(items["items"])
+
+
+def test_two_operators_one_leads_and_a_killed_leader_is_taken_over(
+    node_cluster: NodeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 23 item 1 with the chart's two replicas: one holds the Lease
+    (its metrics say 1, the other's 0); SIGKILL of the leader's container
+    and the standby reconciles within 20 s: an edit made then is applied,
+    with no pod, Event or restart counted twice."""
+    pods = operator_pods(node_cluster)
+    assert len(pods) == 2
+    wait_until(lambda: lease_holder(node_cluster) != "", 60, "a leader")
+    names = [str(p["metadata"]["name"]) for p in pods]
+    leader = next(
+        p for p in pods if lease_holder(node_cluster).startswith(p["metadata"]["name"] + "-")
+    )
+    standby = next(p for p in pods if p is not leader)
+    wait_until(lambda: leader_gauge(leader) == 1.0, 30, "the leader's metrics")
+    assert leader_gauge(standby) == 0.0
+    with node_cluster.client() as client:
+        stream_id = start(client, node_cluster.camera.url("/gray"), capture_interval=0.5)
+        wait_until(lambda: running(pod_of(node_cluster, stream_id)), 90, "a running capture pod")
+        container = next(
+            c["containerID"].removeprefix("containerd://")
+            for c in leader["status"]["containerStatuses"]
+        )
+        node_cluster.node.ctr("tasks", "kill", "-s", "SIGKILL", container)
+        killed = time.monotonic()
+        wait_until(
+            lambda: lease_holder(node_cluster).startswith(str(standby["metadata"]["name"]) + "-"),
+            25,
+            "the standby to take the Lease",
+            step=0.5,
+        )
+        assert time.monotonic() - killed <= 20
+        node_cluster.kubectl(
+            "patch", "vstream", stream_id, "--type", "merge", "-p", '{"spec":{"topK":4}}'
+        )
+        wait_until(
+            lambda: (
+                vstream(node_cluster, stream_id)["status"].get("observedGeneration") == 2
+                and vstream(node_cluster, stream_id)["status"].get("state") == "Active"
+            ),
+            120,
+            "the edit applied by the new leader",
+            step=0.5,
+        )
+        show(node_cluster, capsys, "after the leader was killed and the stream edited")
+        status = vstream(node_cluster, stream_id)["status"]
+        assert not status.get("restarts"), status
+        events = stream_events(node_cluster, stream_id)
+        reasons = [e["reason"] for e in events]
+        assert "PodLost" not in reasons and "PodExited" not in reasons, reasons
+        created = sum(int(e.get("count") or 1) for e in events if e["reason"] == "PodCreated")
+        assert created == 2, events  # the first pod, and the edit's replacement
+        assert client.post(f"/stop/{stream_id}").status_code == 200
+    # The killed container comes back (the kubelet restarts it) as a standby.
+    wait_until(lambda: len(operator_pods(node_cluster)) == 2, 90, "two operators again")
+    assert sorted(str(p["metadata"]["name"]) for p in operator_pods(node_cluster)) == sorted(names)
+
+
+def without_running_pod(cluster: NodeCluster, streams: list[str]) -> set[str]:
+    pods = {
+        p["metadata"]["labels"]["streamgrid.io/stream"]: p
+        for p in all_pods(cluster)
+        if "streamgrid.io/stream" in (p["metadata"].get("labels") or {})
+    }
+    down = set()
+    for stream in streams:
+        pod = pods.get(stream)
+        if pod is None or pod["metadata"].get("deletionTimestamp") or not running(pod):
+            down.add(stream)
+    return down
+
+
+def images_of(cluster: NodeCluster, streams: list[str]) -> dict[str, str]:
+    found = {}
+    for stream in streams:
+        pod = pod_of(cluster, stream)
+        if pod is not None and not pod["metadata"].get("deletionTimestamp"):
+            found[stream] = pod["spec"]["containers"][0]["image"]
+    return found
+
+
+def test_a_new_capture_image_is_rolled_out_two_at_a_time_and_rolled_back(
+    node_cluster: NodeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 23 item 3: six streams capturing; `helm upgrade` to a new capture
+    image tag with operator.maxUnavailable 2: never more than two streams
+    without a running pod at once, no kept frame lost, counts carried over;
+    an operator-only upgrade replaces no capture pod; then `helm rollback`."""
+    store, top_k = node_cluster.store(), 4
+    for component in ("capture", "operator"):  # the "new" images: the same, tagged v2
+        node_cluster.node.ctr(
+            "images",
+            "tag",
+            "--force",
+            f"localhost/streamgrid-{component}:dev",
+            f"localhost/streamgrid-{component}:v2",
+        )
+    with node_cluster.client() as client:
+        streams = [
+            start(client, node_cluster.camera.url("/gray"), capture_interval=0.3, top_k=top_k)
+            for _ in range(6)
+        ]
+        wait_until(lambda: not without_running_pod(node_cluster, streams), 180, "six running pods")
+
+        def sampled(stream_id: str, at_least: int) -> bool:
+            return bool(details(client, stream_id)["frames_captured"] >= at_least)
+
+        def active(stream_id: str) -> bool:
+            return bool(details(client, stream_id)["state"] == "Active")
+
+        for stream_id in streams:
+            wait_until(partial(sampled, stream_id, 5), 90, "5 samples")
+        revision = json.loads(node_cluster.helm("history", RELEASE, "-o", "json"))[-1]["revision"]
+
+        def roll(*args: str, image: str) -> int:
+            """helm upgrade (or rollback) and watch the rollout; the most
+            streams without a running pod at once."""
+            before = {s: store.list_frames(s) for s in streams}
+            counts = {s: details(client, s)["frames_captured"] for s in streams}
+            done = threading.Event()
+            most = [0]
+
+            def watch() -> None:
+                while not done.is_set():
+                    most[0] = max(most[0], len(without_running_pod(node_cluster, streams)))
+                    time.sleep(0.3)
+
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            try:
+                node_cluster.helm(*args, "--wait", "--timeout", "240s")
+                wait_until(
+                    lambda: (
+                        set(images_of(node_cluster, streams).values()) == {image}
+                        and len(images_of(node_cluster, streams)) == 6
+                        and not without_running_pod(node_cluster, streams)
+                    ),
+                    300,
+                    f"every capture pod on {image}",
+                    step=1.0,
+                )
+            finally:
+                done.set()
+                watcher.join()
+            for s in streams:
+                wait_until(partial(active, s), 90, "Active")
+                assert details(client, s)["frames_captured"] >= counts[s]  # carried over
+                assert_no_kept_frame_lost(before[s], store.list_frames(s), top_k)
+            return most[0]
+
+        uids = {s: pod_of(node_cluster, s)["metadata"]["uid"] for s in streams}  # type: ignore[index]
+        upgrade = ["upgrade", RELEASE, str(CHART), "--reuse-values"]
+        # The operator alone: no capture pod replaced.
+        node_cluster.helm(
+            *upgrade, "--set", "image.tags.operator=v2", "--wait", "--timeout", "240s"
+        )
+        time.sleep(10)  # a few reconcile rounds of the new operators
+        assert {s: pod_of(node_cluster, s)["metadata"]["uid"] for s in streams} == uids  # type: ignore[index]
+        most = roll(
+            *upgrade,
+            "--set",
+            "image.tags.capture=v2",
+            "--set",
+            "operator.maxUnavailable=2",
+            image="localhost/streamgrid-capture:v2",
+        )
+        show(node_cluster, capsys, "after the capture image upgrade")
+        assert 1 <= most <= 2, most
+        most = roll("rollback", RELEASE, str(revision), image="localhost/streamgrid-capture:dev")
+        assert most <= max(1, 6 * 10 // 100), most  # the default: 10 % of six, at least one
+        for stream_id in streams:
+            assert client.post(f"/stop/{stream_id}").status_code == 200
 
 
 def test_a_drained_node_gets_its_capture_pods_back_when_uncordoned_and_no_kept_frame_is_lost(
