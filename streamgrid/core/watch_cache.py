@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 Obj = dict[str, Any]
@@ -122,7 +122,17 @@ class ObjectCache:
         """A fresh LIST (its collection's resourceVersion ``list_version``):
         what it holds, and nothing it does not, unless that is newer than the
         list (made since). Returns the keys dropped."""
-        listed = {key_of(obj) for obj in objs}
+        return self.replace_pages([(objs, list_version)])
+
+    def replace_pages(self, pages: Iterable[tuple[list[Obj], int | None]]) -> list[Key]:
+        """replace_all, a LIST's pages put in as they come (each with the
+        list's resourceVersion), so the whole list is never held at once."""
+        listed: set[Key] = set()
+        list_version: int | None = None
+        for objs, list_version in pages:
+            for obj in objs:
+                listed.add(key_of(obj))
+                self.put(obj)
         dropped: list[Key] = []
         for key in self.keys():
             if key in listed:
@@ -138,8 +148,6 @@ class ObjectCache:
                 meta["resourceVersion"] = str(list_version)
             self.delete({"metadata": meta})
             dropped.append(key)
-        for obj in objs:
-            self.put(obj)
         return dropped
 
     def _stale(self, key: Key, version: int | None) -> bool:

@@ -19,6 +19,7 @@ in the answer to its next PATCH (no extra request).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import threading
 import time
@@ -89,6 +90,13 @@ class FleetPacer:
             self.current = target
             return changed
         return False
+
+
+def return_freed_memory() -> None:
+    """Gives back to the system what a relist's pages left free in the heap
+    (glibc keeps it otherwise: the operator's RSS stayed at its peak)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def runs_a_pod(stream: Obj | None) -> bool:
@@ -326,12 +334,11 @@ class Controller:
         pod's entry dropped). Once at start, then every resync interval:
         2 x N/500 requests per interval."""
         namespace = self.settings.namespace
-        streams, streams_version = self.api.list_all_streams(namespace)
-        stale = self.streams.replace_all(streams, streams_version)
-        pods, pods_version = self.api.list_capture_pods(namespace)
-        for namespace_, pod in self.pods.replace_all(pods, pods_version):
+        stale = self.streams.replace_pages(self.api.list_all_streams(namespace))
+        for namespace_, pod in self.pods.replace_pages(self.api.list_capture_pods(namespace)):
             stream = pod[: -len("-capture")] if pod.endswith("-capture") else pod
             stale.append((namespace_, stream))
+        return_freed_memory()
         return stale
 
     def _relist_loop(self) -> None:

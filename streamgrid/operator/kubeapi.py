@@ -31,31 +31,33 @@ def _json(response: Any) -> dict[str, Any]:
     return loaded
 
 
-Listing = tuple[list[dict[str, Any]], int | None]
+# A LIST, page by page: each page's items (as the cache keeps them) and the
+# collection's resourceVersion (every page is of that one snapshot).
+Pages = Iterator[tuple[list[dict[str, Any]], int | None]]
 
 
 def _pages(
     list_page: Callable[..., Any],
     keep: Callable[[dict[str, Any]], dict[str, Any]],
     limit: int = 500,
-) -> Listing:
-    """All items of a LIST, ``limit`` at a time (no one huge answer), each as
-    ``keep`` makes it (what the cache holds: 10,000 whole pods would be
-    hundreds of MB at once), and the collection's resourceVersion (every page
-    is of that one snapshot)."""
-    items: list[dict[str, Any]] = []
+) -> Pages:
+    """A LIST ``limit`` items at a time, each page handed on as ``keep``
+    makes its items before the next is asked for: a relist of 10,000 pods
+    never holds more than a page of whole objects (nor of their kept form)."""
     token: str | None = None
     version: int | None = None
     while True:
         page = _json(list_page(limit=limit, **({"_continue": token} if token else {})))
-        items.extend(keep(item) for item in page.get("items") or [])
         meta = page.get("metadata") or {}
         if version is None:
             with contextlib.suppress(TypeError, ValueError):
                 version = int(str(meta.get("resourceVersion")))
         token = meta.get("continue")
+        items = [keep(item) for item in page.get("items") or []]
+        del page
+        yield items, version
         if not token:
-            return items, version
+            return
 
 
 @contextlib.contextmanager
@@ -119,7 +121,7 @@ class KubernetesStreamApi:
             return _json(response)
         return None
 
-    def list_all_streams(self, namespace: str | None) -> Listing:
+    def list_all_streams(self, namespace: str | None) -> Pages:
         """Every VideoStream (in ``namespace``, or everywhere), page by page."""
         if namespace:
             return _pages(
@@ -135,7 +137,7 @@ class KubernetesStreamApi:
             slim_stream,
         )
 
-    def list_capture_pods(self, namespace: str | None) -> Listing:
+    def list_capture_pods(self, namespace: str | None) -> Pages:
         selector = f"{COMPONENT_LABEL}={CAPTURE}"
         if namespace:
             return _pages(

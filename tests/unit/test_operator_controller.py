@@ -7,6 +7,7 @@ import copy
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any, cast
 
 from streamgrid.core.crd import COMPONENT_LABEL, FINALIZER, STREAM_LABEL
@@ -114,13 +115,13 @@ class FakeApi:
     def delete_stream(self, namespace: str, name: str) -> None:
         self.calls["delete_stream"] += 1
 
-    def list_all_streams(self, namespace: str | None) -> tuple[list[dict[str, Any]], int]:
+    def list_all_streams(self, namespace: str | None) -> Iterator[tuple[list[Any], int]]:
         self.calls["list"] += 1
-        return [copy.deepcopy(s) for s in self.streams.values()], self.version
+        return iter([([copy.deepcopy(s) for s in self.streams.values()], self.version)])
 
-    def list_capture_pods(self, namespace: str | None) -> tuple[list[dict[str, Any]], int]:
+    def list_capture_pods(self, namespace: str | None) -> Iterator[tuple[list[Any], int]]:
         self.calls["list"] += 1
-        return [copy.deepcopy(p) for p in self.pods.values()], self.version
+        return iter([([copy.deepcopy(p) for p in self.pods.values()], self.version)])
 
 
 def controller(api: FakeApi, **settings: Any) -> Controller:
