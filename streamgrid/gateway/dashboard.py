@@ -1,4 +1,4 @@
-"""The live dashboard at ``/``, and the reads it polls.
+"""The live dashboard at ``/``, and the reads it polls (routes/dashboard.py).
 
 The page is one HTML file with a little vanilla JavaScript and CSS, all served
 from ``/dashboard-assets/`` (no CDN). It polls two JSON routes every two
@@ -20,26 +20,18 @@ from __future__ import annotations
 
 import functools
 import math
-import time
-from collections.abc import Callable
 from pathlib import Path
 from string import Template
-from typing import Annotated, Any
+from typing import Any
 
 import cv2
 import numpy as np
-from fastapi import FastAPI, Request
-from fastapi import Path as PathParam
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..core.grid import decode_jpeg, encode_jpeg, jpeg_size
 from ..core.models import FrameRecord
 from ..core.stores.frames import frame_key
-from .backend import StreamBackend, StreamNotFound
-from .openapi import FRAME, FRAMES, STREAMS
 
 STATIC_DIR = Path(__file__).parent / "static"  # served as they are
 PAGE = Path(__file__).parent / "templates" / "dashboard.html"
@@ -94,63 +86,6 @@ def render_page() -> str:
     return template.substitute(version=__version__, assets=ASSETS.lstrip("/"))
 
 
-def install_dashboard(app: FastAPI, shown_id: Callable[[str], str]) -> None:
-    """The page, its assets and the routes it polls. ``shown_id`` is how a 404
-    echoes an id, as the other routes echo it."""
-
-    def backend(request: Request) -> StreamBackend:
-        b: StreamBackend = request.app.state.backend
-        return b
-
-    def not_found(stream_id: str) -> Response:
-        return PlainTextResponse(f"Stream not found with id {shown_id(stream_id)}", 404)
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> HTMLResponse:
-        return HTMLResponse(render_page(), headers={"Cache-Control": "no-cache"})
-
-    @app.get("/streams", response_model=None, **STREAMS)
-    async def streams(request: Request) -> dict[str, Any]:
-        """Extension: every stream not stopped, with its details."""
-        infos = await run_in_threadpool(backend(request).active)
-        infos.sort(key=lambda i: (i.started_at, i.stream_id))
-        return {"now": time.time(), "streams": [i.to_json() for i in infos]}
-
-    @app.get("/streams/{stream_id}/frames", **FRAMES)
-    async def frames(stream_id: str, request: Request) -> Response:
-        """Extension: the stream's kept frames, brightest first."""
-        try:
-            records = await run_in_threadpool(backend(request).kept_frames, stream_id)
-        except StreamNotFound:
-            return not_found(stream_id)
-        return JSONResponse(frames_json(stream_id, records))
-
-    @app.get("/streams/{stream_id}/frames/{rank:int}", response_class=Response, **FRAME)
-    async def frame(
-        stream_id: str,
-        rank: Annotated[int, PathParam(ge=0, description="0 is the brightest kept frame.")],
-        request: Request,
-    ) -> Response:
-        """Extension: one kept frame as a thumbnail, its frame key as ETag."""
-        b = backend(request)
-        try:
-            records = await run_in_threadpool(b.kept_frames, stream_id)
-            if rank >= len(records):
-                return PlainTextResponse(f"No frame {rank} for stream {shown_id(stream_id)}", 404)
-            record = records[rank]
-            etag = f'"{frame_name(stream_id, record)}"'
-            headers = {"ETag": etag, "Cache-Control": THUMB_CACHE}
-            if etag_matches(request.headers.get("if-none-match"), etag):
-                return Response(status_code=304, headers=headers)
-            jpeg = await run_in_threadpool(b.frame_jpeg, stream_id, record)
-        except StreamNotFound:
-            return not_found(stream_id)
-        if jpeg is None:  # evicted by a brighter frame since the listing
-            return PlainTextResponse(f"No frame {rank} for stream {shown_id(stream_id)}", 404)
-        try:
-            small = await run_in_threadpool(thumbnail, jpeg)
-        except ValueError:
-            return PlainTextResponse("Failed to create image", 500)
-        return Response(small, media_type="image/jpeg", headers=headers)
-
-    app.mount(ASSETS, StaticFiles(directory=STATIC_DIR), name="dashboard-assets")
+def assets() -> StaticFiles:
+    """The page's scripts and styles, served under ASSETS."""
+    return StaticFiles(directory=STATIC_DIR)

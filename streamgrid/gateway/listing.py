@@ -17,24 +17,55 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from .backend import StreamInfo
-from .requests import BadRequest
+from .requests import BadRequest, reason, validated
 
 MAX_LIMIT = 10_000
+MAX_TOKEN = 512  # characters of a continue token
+
+
+class ListQuery(BaseModel):
+    """``?limit=&continue=``: a page of at most ``limit``, after the id that
+    ``continue`` names (its token decoded)."""
+
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] | SkipJsonSchema[None] = Field(
+        None,
+        description="At most this many streams, sorted by id (an extension; without "
+        "it every stream not stopped is listed).",
+    )
+    # The token as the document has it; the id it names once validated.
+    after: Annotated[str, Field(max_length=MAX_TOKEN)] | SkipJsonSchema[None] = Field(
+        None,
+        alias="continue",
+        description="Where the next page starts: the `continue` of the page before.",
+    )
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _limit(cls, raw: Any) -> int:
+        text = str(raw)
+        if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+            raise reason(f"Invalid request: limit must be a whole number 1-{MAX_LIMIT}")
+        return int(text)
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _after(cls, raw: Any) -> str | None:
+        try:
+            return decode_token(str(raw)) if raw else None
+        except BadRequest as exc:
+            raise reason(str(exc)) from None
 
 
 def page_params(query: Mapping[str, str]) -> tuple[int | None, str | None]:
     """(limit, the id to start after) from ``?limit=&continue=``; BadRequest."""
-    limit: int | None = None
-    raw = query.get("limit")
-    if raw is not None:
-        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-            raise BadRequest(f"Invalid request: limit must be a whole number 1-{MAX_LIMIT}")
-        limit = int(raw)
-    token = query.get("continue")
-    after = decode_token(token) if token else None
-    return limit, after
+    page = validated(ListQuery, query)
+    return page.limit, page.after
 
 
 def encode_token(stream_id: str) -> str:
@@ -43,7 +74,7 @@ def encode_token(stream_id: str) -> str:
 
 def decode_token(token: str) -> str:
     try:
-        if len(token) > 512:
+        if len(token) > MAX_TOKEN:
             raise ValueError("too long")
         padded = token + "=" * (-len(token) % 4)
         raw = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)

@@ -1,0 +1,1 @@
+"""The gateway's routes, one APIRouter per resource (app.py includes them)."""
