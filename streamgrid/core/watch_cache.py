@@ -129,7 +129,8 @@ class ObjectCache:
         list's resourceVersion), so the whole list is never held at once."""
         listed: set[Key] = set()
         list_version: int | None = None
-        for objs, list_version in pages:
+        for objs, version in pages:
+            list_version = version  # the same on every page: one snapshot
             for obj in objs:
                 listed.add(key_of(obj))
                 self.put(obj)

@@ -25,6 +25,7 @@ PROVIDED_BY = {
     "botocore": "boto3",
     "starlette": "fastapi",
     "pydantic": "pydantic-settings",
+    "pydantic_core": "pydantic-settings",
     "urllib3": "kubernetes",
 }
 
