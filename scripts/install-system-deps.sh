@@ -30,6 +30,9 @@ packages=(
   g++
   # The dashboard's browser test (issue 15): headless Chromium and its driver.
   chromium chromium-driver
+  # The RTP parser's libFuzzer target (issue 21): clang with its fuzzer and
+  # sanitizer runtimes; llvm-profdata and llvm-cov for its line coverage.
+  clang libclang-rt-14-dev llvm
 
 )
 
