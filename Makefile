@@ -22,7 +22,7 @@ endef
 $(BIN)/python:
 	$(call locked,{ $(PYTHON) -m venv $(VENV) || { scripts/install-system-deps.sh runtime && $(PYTHON) -m venv $(VENV); }; } && $(BIN)/python -m pip install -q --upgrade pip)
 
-# setup.py compiles the worker's C receive loops: a change to them reinstalls.
+# setup.py compiles the worker's C receive loop: a change to it reinstalls.
 $(VENV)/.runtime: pyproject.toml setup.py $(wildcard streamgrid/capture/*.[ch]) | $(BIN)/python
 	$(call locked,$(BIN)/python -m pip install -q -e . && touch $@)
 

@@ -4,7 +4,7 @@
 #
 #   scripts/install-system-deps.sh runtime   `make serve`: the virtualenv, and gcc
 #                                            and Python's headers for the capture
-#                                            worker's C receive loops
+#                                            worker's C receive loop
 #   scripts/install-system-deps.sh camera    `make demo-camera`: the runtime's, and
 #                                            GStreamer's RTSP server with PyGObject,
 #                                            its plugins and x264 (plugins-ugly)
