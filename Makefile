@@ -22,8 +22,8 @@ endef
 $(BIN)/python:
 	$(call locked,{ $(PYTHON) -m venv $(VENV) || { scripts/install-system-deps.sh runtime && $(PYTHON) -m venv $(VENV); }; } && $(BIN)/python -m pip install -q --upgrade pip)
 
-# setup.py compiles the worker's C receive loops: a change to them reinstalls.
-$(VENV)/.runtime: pyproject.toml setup.py streamgrid/capture/_packets.c streamgrid/capture/_rtp.c | $(BIN)/python
+# setup.py compiles the worker's C receive loop: a change to it reinstalls.
+$(VENV)/.runtime: pyproject.toml setup.py $(wildcard streamgrid/capture/*.[ch]) | $(BIN)/python
 	$(call locked,$(BIN)/python -m pip install -q -e . && touch $@)
 
 $(VENV)/.test: pyproject.toml $(VENV)/.runtime
@@ -80,12 +80,14 @@ bench-fleet: system-deps kube-tools $(VENV)/.test
 bench: system-deps $(VENV)/.test
 	$(BIN)/python -m bench --markdown docs/benchmarks.md $(ARGS)
 
-## Fuzz the C receive loop (streamgrid/capture/_rtp.c) built with ASan and UBSan,
-## FUZZ_SECONDS long (10 minutes by default); inputs that crash or hang it land
-## in tests/fuzz/corpus/ (commit them: the unit tests replay them). docs/fuzzing.md.
+## Fuzz the RTP parser (streamgrid/capture/rtp_parse.c) with libFuzzer, ASan and
+## UBSan (tests/fuzz/rtp_fuzz.c), FUZZ_SECONDS long (10 minutes by default), from
+## the kept corpus; inputs that add coverage are merged into tests/fuzz/corpus/
+## libfuzzer/ (commit them), and anything found is named with how to rerun it.
+## docs/fuzzing.md; `python -m tests.fuzz` is the Python driver, through the binding.
 FUZZ_SECONDS ?= 600
 fuzz: system-deps $(VENV)/.test
-	$(BIN)/python -m tests.fuzz --seconds $(FUZZ_SECONDS) $(ARGS)
+	$(BIN)/python -m tests.fuzz.libfuzzer --seconds $(FUZZ_SECONDS) $(ARGS)
 
 check: $(VENV)/.test
 	$(BIN)/ruff check .

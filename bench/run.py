@@ -586,7 +586,6 @@ def attribution_contenders(url: str, work: Path) -> dict[str, tuple[list[str], d
             )
             for demuxer, label in (
                 ("pyav", "PyAV's demux"),
-                ("native", "FFmpeg's demux in C"),
                 ("rtp", "own RTSP + C receive"),
             )
         },

@@ -46,11 +46,9 @@ class TickResult:
 def contenders(url: str, work: Path, baseline: Path | None) -> dict[str, dict[str, str]]:
     """name -> the worker's environment."""
     auto = our_worker(url, INTERVAL, "auto", work, "ticks-auto")
-    native = our_worker(url, INTERVAL, "auto", work, "ticks-native")
     lazy = our_worker(url, INTERVAL, "lazy", work, "ticks-lazy")
     table = {
         "streamgrid (auto: rtp, keyframes)": auto,
-        "streamgrid (FFmpeg's demux in C)": {**native, "STREAMGRID_DEMUXER": "native"},
         "streamgrid (lazy decode, reference)": lazy,
     }
     if baseline is not None:  # another checkout's worker, its extensions built in place

@@ -4,7 +4,7 @@
 #
 #   scripts/install-system-deps.sh runtime   `make serve`: the virtualenv, and gcc
 #                                            and Python's headers for the capture
-#                                            worker's C receive loops
+#                                            worker's C receive loop
 #   scripts/install-system-deps.sh camera    `make demo-camera`: the runtime's, and
 #                                            GStreamer's RTSP server with PyGObject,
 #                                            its plugins and x264 (plugins-ugly)
@@ -33,6 +33,9 @@ packages=(
   # The chart's alert rules (issue 23): promtool checks and unit-tests them
   # (tests/e2e/test_alerts.py); the package's server is stopped below.
   prometheus
+  # The RTP parser's libFuzzer target (issue 21): clang with its fuzzer and
+  # sanitizer runtimes; llvm-profdata and llvm-cov for its line coverage.
+  clang libclang-rt-14-dev llvm
 
 )
 

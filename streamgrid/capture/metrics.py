@@ -1,7 +1,7 @@
 """A capture worker's own numbers, for Prometheus (docs/metrics.md).
 
 The capture loop bumps plain ints and floats (no locks, no Prometheus objects,
-nothing per skipped packet): the C readers count packets themselves, and the
+nothing per skipped packet): the C reader counts units itself, and the
 kernel counts a TCP connection's bytes. Prometheus sees them two ways:
 
 - a capture pod serves them at ``/metrics`` on its health port (health.py);
@@ -23,7 +23,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCol
 from prometheus_client import generate_latest as exposition_of
 
 from ..core.worker_metrics import WorkerCollector, WorkerMetrics
-from . import rtp
 from .source import VideoSource
 
 # How often an embedded worker puts its numbers into a progress line.
@@ -49,11 +48,10 @@ def tcp_bytes_received(sock: socket.socket) -> int | None:
 
 
 class LinkCounts:
-    """One connection's packets, drops and bytes. The C readers count the
-    packets they skip and drop; the packets they hand over are the arrivals
-    the loop sees (``seen``). Bytes: the kernel's count of the TCP connection
-    for our RTSP client (``rtp``); else the video packets Python sees (FFmpeg's
-    C loop does not count those it skips: a lower bound there)."""
+    """One connection's packets, drops and bytes. The C reader (``rtp``) counts
+    the units it skips and drops; the packets handed over are the arrivals the
+    loop sees (``seen``). Bytes: the kernel's count of the TCP connection for
+    our RTSP client; else (PyAV's demux) the video packets Python sees."""
 
     def __init__(self, source: VideoSource) -> None:
         self.source = source
@@ -61,7 +59,7 @@ class LinkCounts:
         self.payload_bytes = 0
         self._last_bytes = 0
         packets = source.native
-        sock = packets.session.sock if isinstance(packets, rtp.RtpPackets) else None
+        sock = packets.session.sock if packets is not None else None
         # The kernel's count where it gives one (checked once), else Python's.
         self._sock = sock if sock is not None and tcp_bytes_received(sock) is not None else None
         self.counts_payload = self._sock is None
@@ -75,10 +73,8 @@ class LinkCounts:
     def read(self) -> tuple[int, int, int]:
         """(packets received, packets dropped, bytes received) so far."""
         packets, skipped, dropped = self.source.native, 0, 0
-        if isinstance(packets, rtp.RtpPackets):
+        if packets is not None:
             _, skipped, dropped, _ = packets.counts
-        elif packets is not None:
-            _, skipped = packets.counts
         nbytes = self.payload_bytes
         if self._sock is not None:
             nbytes = tcp_bytes_received(self._sock) or self._last_bytes  # closed: the last count

@@ -1,20 +1,21 @@
 """RtpPackets: a camera read through our own RTSP client (rtsp/) and the C
 receive loop (``_rtp.c``); the cheapest way in for H.264 and H.265 over TCP.
 
-It has the face of ``NativePackets`` (native.py), so the source treats both
-alike: ``read()`` hands over the next access unit, or only the next key one,
-with when it arrived and the unit before it.
+``read()`` hands over the next access unit, or only the next key one, with
+when it arrived and the unit before it.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+import av
+
 from ..core.sources import SourcePolicy
-from .native import NativePacket
 from .rtsp.session import RtspSession
 from .tls import TlsPolicy
 
@@ -27,6 +28,21 @@ def unavailable() -> str | None:
     except ImportError as exc:
         return f"the extension is not built ({exc})"
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessUnit:
+    """One unit handed over by the C loop, with the unit before it."""
+
+    packet: Any  # av.Packet
+    pts: int | None
+    keyframe: bool
+    arrived: float  # monotonic seconds
+    previous_arrived: float | None
+    previous_pts: int | None
+    # A unit since the last keyframe was lost or not kept: this one does not
+    # decode from that keyframe.
+    after_gap: bool = False
 
 
 class RtpPackets:
@@ -68,7 +84,7 @@ class RtpPackets:
             ahead,
         )
 
-    def read(self, keyframes_only: bool, max_wait: float) -> NativePacket | None:
+    def read(self, keyframes_only: bool, max_wait: float) -> AccessUnit | None:
         """The next access unit (the next key one if ``keyframes_only``), or None
         when none came within ``max_wait`` or after ``interrupt()``. Raises
         EOFError when the camera hangs up, TimeoutError when it goes quiet for
@@ -80,17 +96,11 @@ class RtpPackets:
             return None
         data, pts, keyframe, arrived, previous_arrived, previous_pts = got
         after_gap = not keyframe and self._reader.chain_broken
-        return NativePacket.of(
-            data,
-            pts,
-            pts,
-            keyframe,
-            self.time_base,
-            arrived,
-            previous_arrived,
-            previous_pts,
-            after_gap,
-        )
+        packet = av.Packet(data)  # what a PyAV decoder takes
+        packet.pts = packet.dts = pts
+        packet.time_base = self.time_base
+        packet.is_keyframe = keyframe
+        return AccessUnit(packet, pts, keyframe, arrived, previous_arrived, previous_pts, after_gap)
 
     @property
     def recovers_skipped(self) -> bool:

@@ -33,7 +33,7 @@ restarts the schedule from that sample, rather than chasing it.
 In ``keyframe`` mode the sampler has no use for any other packet until the
 keyframe it waits for is overdue, so it tells the source
 (``skipping_until()``), which can then keep them from Python (capture/rtp.py
-holds them in C and hands them over if asked; capture/native.py drops them).
+holds them in C and hands them over if asked).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from .sampling import DecodeMode
 # The worker's packet reader (capture/source.py): our RTSP client with its C
 # receive loop, FFmpeg's RTSP driven from C, PyAV's demux, or the first of
 # these that can read the camera.
-Demuxer = Literal["auto", "rtp", "native", "pyav"]
+Demuxer = Literal["auto", "rtp", "pyav"]
 
 
 class CaptureSettings(CommonSettings):
@@ -56,9 +56,7 @@ class CaptureSettings(CommonSettings):
     # the packets up to each tick (see capture/sampling.py); all: decode all.
     decode_mode: DecodeMode = DecodeMode.AUTO
     # rtp: our RTSP client and C receive loop (capture/rtp.py; H.264/H.265 over
-    # TCP); native: FFmpeg's demux in a C loop that skips unwanted packets
-    # without Python (capture/native.py); pyav: PyAV's demux; auto: rtp where
-    # the camera allows, else native where it can run, else pyav.
+    # TCP); pyav: PyAV's demux; auto: rtp where the camera allows, else pyav.
     demuxer: Demuxer = "auto"
     decode_threads: int = Field(1, ge=0, le=16)  # 0: FFmpeg picks
     # The liveness endpoint (capture/health.py): off unless a port is set (0:

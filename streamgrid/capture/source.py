@@ -5,12 +5,12 @@ PyAV (FFmpeg) rather than OpenCV's VideoCapture: it hands over the Y plane
 without colour conversion, exposes FFmpeg's errors by type (401, 404, refused,
 timeout), and takes per-call open/read timeouts.
 
-Three ways in, cheapest first: ``rtp`` (capture/rtp.py), our RTSP client with
-a C receive loop, for H.264 and H.265 over TCP; ``native`` (capture/native.py),
-FFmpeg's RTSP demuxer driven from C; both hand Python only the packets the
-sampler wants. ``pyav``, PyAV's demux(), returns into Python per packet.
-``auto`` takes the first that can read the camera and says why when it passes
-one over. Decoding is PyAV's in every case.
+Two ways in, cheapest first: ``rtp`` (capture/rtp.py), our RTSP client with
+a C receive loop, for H.264 and H.265 over TCP, which hands Python only the
+units the sampler wants; ``pyav``, PyAV's demux(), for anything else FFmpeg
+reads, returns into Python per packet. ``auto`` takes the first that can read
+the camera and says why when it passes one over. Decoding is PyAV's in every
+case.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import av.error
 from ..core.logs import log_event
 from ..core.sources import SourceNotAllowed, SourcePolicy
 from ..core.urls import mask_secrets, url_secrets
-from . import native, rtp
+from . import rtp
 from .decoding import PyAVDecoder
 from .rtsp.errors import NoVideo, RtspAuthError, TransportRefused, Unsupported
 from .rtsp.session import RtspSession
@@ -41,7 +41,7 @@ from .tls import TlsPolicy, TlsVerifyError
 
 log = logging.getLogger("streamgrid.capture")
 
-# Longest the native loop skips packets before Python may check its stop event
+# Longest the C loop (rtp) skips units before Python may check its stop event
 # and deadlines (a blocked read is bounded by the read timeout instead).
 NATIVE_MAX_WAIT = 0.5
 
@@ -105,8 +105,8 @@ class VideoSource:
         self.probe_seconds = probe_seconds
         self.demuxer = demuxer
         self.container: av.container.InputContainer | None = None
-        self.native: native.NativePackets | rtp.RtpPackets | None = None
-        self.demux = ""  # once open: which way in, ``rtp``, ``native`` or ``pyav``
+        self.native: rtp.RtpPackets | None = None  # the C loop, when rtp reads
+        self.demux = ""  # once open: which way in, ``rtp`` or ``pyav``
 
     def __enter__(self) -> VideoSource:
         if self._rtp_can_run() and self._open_rtp():
@@ -141,21 +141,13 @@ class VideoSource:
         }
         started = time.monotonic()
         try:
-            if self._native_can_run():
-                self.native = native.NativePackets()
-                self.native.open(url, options, self.open_timeout, self.read_timeout)
-                self.demux = "native"
-            else:
-                self.container = av.open(
-                    url, options=options, timeout=(self.open_timeout, self.read_timeout)
-                )
-                self.demux = "pyav"
+            self.container = av.open(
+                url, options=options, timeout=(self.open_timeout, self.read_timeout)
+            )
+            self.demux = "pyav"
         except (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError) as exc:
             self.__exit__(None, None, None)
             raise SourceFatalError(_describe(exc, url)) from None
-        except native.NoVideoStream:
-            self.__exit__(None, None, None)
-            raise SourceFatalError("the source has no video stream") from None
         except (av.error.FFmpegError, OSError) as exc:
             self.__exit__(None, None, None)
             waited = time.monotonic() - started
@@ -269,11 +261,6 @@ class VideoSource:
         if session is not None:
             self._ffmpeg_url = session.location()
 
-    def _native_can_run(self) -> bool:
-        if self.demuxer == "pyav":
-            return False
-        return self._may_try("native", native.unavailable())
-
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -286,16 +273,15 @@ class VideoSource:
             self.container = None
         if self.native is not None:
             self.native.close()
-            if isinstance(self.native, rtp.RtpPackets):
-                # Units dropped as incomplete are packets the camera or the
-                # network lost: worth seeing when samples go missing.
-                handed, skipped, dropped, _ = self.native.counts
-                if handed:
-                    log_event(log, "capture.closed", units=handed, skipped=skipped, dropped=dropped)
+            # Units dropped as incomplete are packets the camera or the
+            # network lost: worth seeing when samples go missing.
+            handed, skipped, dropped, _ = self.native.counts
+            if handed:
+                log_event(log, "capture.closed", units=handed, skipped=skipped, dropped=dropped)
             self.native = None
 
     def interrupt(self) -> None:
-        """From any thread: end a blocked read now (native) rather than at its
+        """From any thread: end a blocked read now (rtp) rather than at its
         deadline (PyAV's demux offers no such call; its read times out)."""
         packets = self.native  # once: the capture thread may be closing it
         if packets is not None:
@@ -321,11 +307,8 @@ class VideoSource:
     def recovers_skipped(self) -> bool:
         """Whether packets skipped while only keyframes were wanted are handed
         over after all when asked (so the sampler may give up on a late
-        keyframe): the rtp reader holds them; FFmpeg's C loop drops them; PyAV's
-        demux skips nothing."""
-        if isinstance(self.native, rtp.RtpPackets):
-            return self.native.recovers_skipped
-        return self.native is None
+        keyframe): the rtp reader holds them; PyAV's demux skips nothing."""
+        return self.native is None or self.native.recovers_skipped
 
     def arrivals(
         self,
@@ -333,9 +316,9 @@ class VideoSource:
         skipping_until: Callable[[], float | None] = lambda: None,
     ) -> Iterator[Arrival | None]:
         """Video packets as they arrive, until ``stop`` or an error. Until the
-        time ``skipping_until()`` gives, the C readers skip all but keyframes;
-        they also yield None now and then while they skip, so that the caller
-        can check its deadlines.
+        time ``skipping_until()`` gives, the C reader (rtp) skips all but
+        keyframes; it also yields None now and then while it skips, so that
+        the caller can check its deadlines.
 
         Raises SourceError on a read timeout or when the stream ends.
         """
@@ -345,7 +328,7 @@ class VideoSource:
 
     def _native_arrivals(
         self,
-        packets: native.NativePackets | rtp.RtpPackets,
+        packets: rtp.RtpPackets,
         stop: threading.Event,
         skipping_until: Callable[[], float | None],
     ) -> Iterator[Arrival | None]:
@@ -361,12 +344,12 @@ class VideoSource:
                 wait = max(0.001, min(wait, until - asked))  # back when the keyframe is late
             try:
                 got = packets.read(keyframes_only, wait)
-            except EOFError:  # av.error.EOFError too
+            except EOFError:
                 raise SourceError("the stream ended") from None
-            except TimeoutError as exc:  # the C loop's own read deadline (rtp)
+            except TimeoutError as exc:  # the C loop's own read deadline
                 text = mask_secrets(str(exc), url_secrets(self.url))
                 raise SourceError(f"timed out after {self.read_timeout:.1f} s ({text})") from None
-            except (av.error.FFmpegError, OSError) as exc:
+            except OSError as exc:
                 waited = time.monotonic() - asked
                 raise SourceError(_describe(exc, self.url, waited, self.read_timeout)) from None
             if got is None:

@@ -14,12 +14,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "streamgrid" / "capture" / "_rtp.c"
+PARSER = SOURCE.with_name("rtp_parse.c")
 BUILD = ROOT / "build" / "fuzz"
 
 
 def build_sanitized(source: Path = SOURCE, out_dir: Path = BUILD) -> Path:
-    """Compiles ``source`` into ``out_dir``; returns the .so. Raises
+    """Compiles ``source`` (the binding, with the parser beside it when there is
+    one: an older _rtp.c was both) into ``out_dir``; returns the .so. Raises
     RuntimeError, with the compiler's output, if it cannot."""
+    parser = source.with_name(PARSER.name)
+    sources = [str(source), *([str(parser)] if parser.exists() else [])]
     out_dir.mkdir(parents=True, exist_ok=True)
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
     target = out_dir / f"_rtp{suffix}"
@@ -29,7 +33,7 @@ def build_sanitized(source: Path = SOURCE, out_dir: Path = BUILD) -> Path:
         "gcc", "-shared", "-fPIC", "-std=gnu11", "-O1", "-g", "-fno-omit-frame-pointer",
         "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
         "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror",
-        f"-I{sysconfig.get_paths()['include']}", str(source), "-o", str(partial),
+        f"-I{sysconfig.get_paths()['include']}", *sources, "-o", str(partial),
     ]  # fmt: skip
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300)

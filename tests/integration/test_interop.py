@@ -365,7 +365,7 @@ def test_a_server_refusing_tcp_is_read_over_udp(mtx_udp: MediaMtx) -> None:
     """461 Unsupported transport to our client's interleaved SETUP: auto reads
     the camera over UDP through FFmpeg instead of reconnecting forever."""
     with VideoSource(mtx_udp.url("pub-gop25"), open_timeout=10.0) as source:
-        assert (source.demux, source.transport) == ("native", "udp")
+        assert (source.demux, source.transport) == ("pyav", "udp")
         decoder, pictures = source.decoder(), 0
         for arrival in source.arrivals(threading.Event()):
             if arrival is not None:

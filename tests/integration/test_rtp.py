@@ -3,6 +3,8 @@ the real camera: the pictures they lead to are FFmpeg's, to the byte."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -16,9 +18,12 @@ import pytest
 
 from streamgrid.capture import rtp
 from streamgrid.capture.rtsp.errors import RtspAuthError, RtspError
+from streamgrid.capture.settings import Demuxer
 from streamgrid.capture.source import SourceError, SourceFatalError, VideoSource
+from streamgrid.core.crd import WorkerExit
 
 from ..support.camera import Camera, make_camera
+from ..support.worker import capture_settings, dir_store, start_worker
 
 FRAMES = 40
 
@@ -179,7 +184,7 @@ def test_interrupt_ends_a_blocked_handshake_at_once(black_hole: int) -> None:
 def test_auto_passes_it_over_for_what_it_does_not_read(camera: Camera) -> None:
     """UDP is FFmpeg's to read; asked for by name, the rtp demuxer refuses."""
     with VideoSource(camera.url(), transport="udp") as source:
-        assert source.demux == "native"
+        assert source.demux == "pyav"
     with pytest.raises(SourceFatalError, match="rtp demuxer cannot read this camera"):
         VideoSource(camera.url(), transport="udp", demuxer="rtp").__enter__()
 
@@ -201,4 +206,59 @@ def test_digest_authentication_with_gstreamers_server(work_dir: Path) -> None:
             refused.open()
         refused.close()
     finally:
+        cam.stop()
+
+
+@pytest.mark.parametrize("demuxer", ["rtp", "pyav"])
+def test_the_source_reports_its_demuxer(camera: Camera, demuxer: Demuxer) -> None:
+    with VideoSource(camera.url(), demuxer=demuxer) as source:
+        assert source.demux == demuxer
+        assert source.codec_name() == "h264"
+
+
+@pytest.mark.parametrize("demuxer", ["rtp"])
+def test_a_keyframe_worker_skips_most_packets_in_c(
+    camera: Camera, tmp_path: Path, demuxer: Demuxer
+) -> None:
+    """Interval 2 s over a 1 s GOP: keyframe mode, one packet in 25 reaches Python."""
+    settings = capture_settings(camera.url(), capture_interval=2.0, demuxer=demuxer)
+    run = start_worker(settings, dir_store(tmp_path))
+    # The first samples are lazy (every packet) while the GOP is measured.
+    run.wait_for(lambda p: p.frames_captured >= 3, 20, "3 samples")
+    source = run.worker.source
+    assert source is not None and source.native is not None and source.demux == demuxer
+    delivered, skipped = source.native.counts[:2]
+    run.wait_for(lambda p: p.frames_captured >= 6, 20, "3 more samples")
+    more_delivered, more_skipped = source.native.counts[:2]
+    assert run.stop() == WorkerExit.STOPPED
+    delivered, skipped = more_delivered - delivered, more_skipped - skipped
+    assert 3 <= delivered <= 8, delivered  # the keyframes: one or two per sample
+    assert skipped >= 15 * delivered, (delivered, skipped)
+
+
+@pytest.mark.parametrize("demuxer", ["rtp"])
+def test_interrupt_stops_a_worker_blocked_on_a_frozen_camera(
+    work_dir: Path, tmp_path: Path, demuxer: Demuxer
+) -> None:
+    """A camera that keeps its connection open but sends nothing (SIGSTOPped):
+    the read would block for the read timeout; interrupt() ends it at once."""
+    cam = make_camera(work_dir, name="frozen-camera").start()
+    try:
+        settings = capture_settings(
+            cam.url(), read_timeout=20.0, capture_interval=0.5, demuxer=demuxer
+        )
+        run = start_worker(settings, dir_store(tmp_path))
+        run.wait_for(lambda p: p.frames_captured >= 2, 20, "2 samples")
+        os.kill(cam.process.pid, signal.SIGSTOP)
+        time.sleep(1.0)  # the worker is now blocked in its read
+        started = time.monotonic()
+        run.stop_event.set()
+        run.worker.interrupt()
+        run.thread.join(5)
+        assert not run.thread.is_alive()
+        assert time.monotonic() - started < 2.0
+        assert run.result["code"] == WorkerExit.STOPPED
+        assert run.worker.source is None or run.worker.source.demux == demuxer
+    finally:
+        os.kill(cam.process.pid, signal.SIGCONT)
         cam.stop()

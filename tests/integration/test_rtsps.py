@@ -97,6 +97,6 @@ def test_ffmpeg_never_reads_rtsps_while_verification_is_on(tls_camera: Camera) -
     a camera our client cannot read fails with the reason, not silently."""
     with (
         pytest.raises(SourceFatalError, match="does not check the camera's certificate"),
-        VideoSource(rtsps_url(tls_camera), demuxer="native"),
+        VideoSource(rtsps_url(tls_camera), demuxer="pyav"),
     ):
         pass

@@ -331,8 +331,9 @@ def test_a_stretched_gop_makes_no_tick_late(skip: bool) -> None:
 
 
 def test_without_recovery_of_skipped_units_a_late_keyframe_is_awaited() -> None:
-    """FFmpeg's C loop drops what it skips: the chain since the keyframe is
-    gone, so the sampler may only wait (and never decodes a broken chain)."""
+    """A reader that drops what it skips (FFmpeg's C loop did): the chain since
+    the keyframe is gone, so the sampler may only wait (and never decodes a
+    broken chain)."""
     decoder = CountingDecoder()
     sampler = TickSampler(decoder, 1.0, DecodeMode.AUTO, started=100.0, recovers_skipped=False)
     samples = [

@@ -1,9 +1,9 @@
 """Our own RTSP client: the conversation with one camera, in plain Python.
 
-Why not FFmpeg's: with FFmpeg's RTSP demuxer, even driven from C
-(``_packets.c``), a worker costs what the ffmpeg binary does to demux (three
-``recv()`` calls per RTP packet, each after its own ``poll()``) plus the
-keyframe decode. This client hands the connection to the C receive loop
+Why not FFmpeg's: with FFmpeg's RTSP demuxer, even driven from C (a loop
+over PyAV's libavformat, since removed), a worker costs what the ffmpeg
+binary does to demux (three ``recv()`` calls per RTP packet, each after its
+own ``poll()``) plus the keyframe decode. This client hands the connection to the C receive loop
 (``_rtp.c``), which takes a whole burst per ``recv()``: a 720p25 worker at
 0.97-1.07 % of a core against 1.43-1.60 % with FFmpeg's demux in C, run side
 by side (docs/benchmarks.md, "Where a worker's CPU goes"). It also follows
