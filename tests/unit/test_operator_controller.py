@@ -430,3 +430,25 @@ def test_a_standby_writes_nothing_and_a_new_leader_looks_at_everything() -> None
         wait_until(lambda: api.calls["create_pod"] == 1, 5, "the pod created")
     finally:
         engine.stop()
+
+
+def test_a_failed_stream_looks_at_its_secret_again_within_10_s() -> None:
+    """Issue 23 item 4: a fixed credentials Secret retried a Failed stream only
+    at the next resync (300 s). Now the Failed stream is looked at again every
+    few seconds, each time one GET of that Secret alone."""
+    from datetime import UTC, datetime
+
+    from streamgrid.operator.controller import wake_in
+
+    failed = stream("a", 1, state="Failed", failedInputs="generation=1 secret=7 retry=-")
+    failed["spec"]["source"]["credentialsSecretRef"] = {"name": "a-creds"}
+    wait = wake_in(failed, SETTINGS, datetime.now(UTC))
+    assert wait is not None and wait <= 10
+    without = stream("b", 1, state="Failed")
+    assert wake_in(without, SETTINGS, datetime.now(UTC)) is None  # no Secret: nothing to watch
+    api = FakeApi()
+    engine = controller(api)
+    failed["metadata"]["finalizers"] = [FINALIZER]
+    api.add_stream(engine, failed)
+    engine.reconcile_now(("cams", "a"))
+    assert api.calls["get_secret"] == 1  # that Secret, by name; no list of Secrets
