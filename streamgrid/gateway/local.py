@@ -53,7 +53,7 @@ from .requests import StartRequest, check_source
 from .settings import GatewaySettings
 from .state import Counts, RecordWriter, StreamRecords, state_dir_for
 from .supervisor import Supervisor
-from .workers import ExecSpawner, Spawner
+from .workers import Spawner, open_spawner
 
 __all__ = ["LocalBackend", "LocalStream"]
 
@@ -72,7 +72,7 @@ class LocalBackend:
         self.store = store
         self.records = records or StreamRecords(state_dir_for(settings))
         self.writer = RecordWriter(self.records)
-        self.supervisor = Supervisor(settings, self.writer, spawner or ExecSpawner())
+        self.supervisor = Supervisor(settings, self.writer, spawner or open_spawner(settings))
         self._streams: dict[str, LocalStream] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()

@@ -28,6 +28,10 @@ class GatewaySettings(CommonSettings):
     worker_backoff_initial_seconds: float = Field(0.5, ge=0, le=3600)
     worker_backoff_max_seconds: float = Field(10.0, ge=0, le=86400)
     worker_log_level: str = "INFO"
+    # fork: workers forked from a template process that imported the capture
+    # worker once (gateway/forkserver.py: the imports shared, not paid per
+    # stream); exec: each worker a new `python -m streamgrid.capture`.
+    worker_start: Literal["fork", "exec"] = "fork"
     # The embedded runtime's stream records (gateway/state.py: streamgrid.db,
     # mode 0600, camera credentials included). Default: the store's directory
     # for a local store, else ./streamgrid-state.

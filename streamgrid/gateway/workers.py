@@ -7,9 +7,16 @@ on its stdout."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from typing import IO, Protocol
+
+from ..core.logs import log_event
+from .forkserver import ForkServer, ForkUnavailable
+from .settings import GatewaySettings
+
+log = logging.getLogger("streamgrid.gateway")
 
 
 class WorkerProcess(Protocol):
@@ -54,3 +61,14 @@ class ExecSpawner:
 
     def close(self) -> None:
         pass
+
+
+def open_spawner(settings: GatewaySettings) -> Spawner:
+    """The fork server unless told otherwise or this process cannot reap
+    forked workers (then each worker is exec'd, as before)."""
+    if settings.worker_start == "fork":
+        try:
+            return ForkServer()
+        except ForkUnavailable as exc:
+            log_event(log, "forkserver.unavailable", logging.WARNING, error=str(exc))
+    return ExecSpawner()
