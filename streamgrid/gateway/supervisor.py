@@ -244,6 +244,11 @@ def worker_env(settings: GatewaySettings, stream: LocalStream) -> dict[str, str]
         ),
     }
     env.update({k: v for k, v in optional.items() if v})
+    # One camera, one thread: a library's thread pool only spins between the
+    # worker's calls. OpenCV's yields the CPU about 1,000 times a second per
+    # worker after each parallel call: at 64 streams, thousands of runnable
+    # threads, and samples lost waiting behind them (docs/benchmarks.md).
+    env.setdefault("OPENCV_FOR_THREADS_NUM", "1")
     return env
 
 

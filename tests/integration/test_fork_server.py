@@ -21,6 +21,8 @@ from streamgrid.gateway.supervisor import is_worker_of
 
 from ..support.camera import Camera
 from ..support.children import alive, capture_workers, fork_servers, memory_kb
+from ..support.media import h264_args, make_clip, video_input
+from ..support.mediamtx import MediaMtx
 from ..support.processes import wait_until
 from ..support.worker import dir_store
 
@@ -95,3 +97,22 @@ def test_a_killed_template_is_started_again_and_its_workers_run_on(
     )
     active_worker(backend, second, samples=backend.info(second).frames_captured + 2)
     assert backend.info(second).details["worker"]["restarts"] == 1
+
+
+def test_a_worker_on_a_720p_camera_runs_no_thread_pool(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    """Its threads are its main one and its capture loop: one camera, one
+    thread. (OpenCV's pool, on pictures this large, spun beside them: a
+    thousand sched_yield calls a second per worker, thousands of runnable
+    threads at 64 streams, samples lost waiting behind them.)"""
+    clip = make_clip("h264-720p-gop25", ".mp4", video_input(1280, 720, 25, 4) + h264_args(gop=25))
+    server = MediaMtx(tmp_path, "mediamtx-720p").start()
+    try:
+        server.publish("pub-720p", clip)
+        stream_id = backend.start(StartRequest(server.url("pub-720p"), 0.5))
+        worker = active_worker(backend, stream_id, samples=4)
+        tasks = Path(f"/proc/{worker}/task")
+        wait_until(lambda: len(list(tasks.iterdir())) <= 2, 5, "two threads, no pool")
+    finally:
+        server.stop()
