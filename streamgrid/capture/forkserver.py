@@ -22,6 +22,7 @@ main, the one a capture pod runs, and exits with its code.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import importlib
 import logging
@@ -47,11 +48,21 @@ PRELOAD = (
 
 log = logging.getLogger("streamgrid.capture")
 
+_M_MMAP_THRESHOLD = -3
+# Allocations this large or larger get their own mapping, given back at free.
+# glibc's threshold otherwise rises to the largest block freed, and a worker
+# frees a picture's BGR copy (2.7 MB at 720p) each time it keeps one: later
+# ones then come from the heap, whose freed pages stay resident. Below it, the
+# decoder's planes are reused from the heap, no page faults. Measured, 4
+# workers on this machine: 14.5-15.4 -> 12.9-13.9 MB private each, CPU the same.
+MMAP_THRESHOLD = 1024 * 1024
+
 
 def main() -> int:
     sock = socket.socket(fileno=int(os.environ[forking.SOCKET_FD_ENV]))
     # A terminal's Ctrl-C reaches the whole process group: the server decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)  # inherited by every worker
     # No collection from here on (it would write to every object's header, and
     # free holes that allocations then fill): the imported objects stay on
     # pages the workers share, and gc.freeze() keeps the workers' collector
