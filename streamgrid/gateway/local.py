@@ -76,6 +76,7 @@ class LocalBackend:
         self._streams: dict[str, LocalStream] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        log_event(log, "gateway.stream_cap", max_streams=settings.stream_limit())
         self._resume()
         self._expire()
         # Retention runs on a clock, not only when a request happens to come.
@@ -92,7 +93,7 @@ class LocalBackend:
         with self._lock:
             live = sum(1 for s in self._streams.values() if s.occupies_slot())
             if live >= self.settings.max_streams:
-                raise TooManyStreams(self.settings.max_streams)
+                raise TooManyStreams(self.settings.stream_limit())
             stream_id = secrets.token_hex(8)
             while stream_id in self._streams:
                 stream_id = secrets.token_hex(8)
