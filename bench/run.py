@@ -551,10 +551,10 @@ def main(argv: list[str] | None = None) -> int:
             "",
             # Measured, unlike the table's "CPU-bound streams/core" (100 / CPU % of
             # one stream: what CPU alone would allow, with nothing else in the way).
-            f"Measured streams per core (concurrency run): at least "
-            f"{passed[-1].workers / cores:g} ({passed[-1].workers} workers kept up on "
-            f"{cores} cores; the table's CPU-bound streams/core is 100 / CPU % of one "
-            "stream, a bound from CPU alone).",
+            f"Workers that kept up on the test camera: {passed[-1].workers} on {cores} "
+            "cores (the GStreamer camera's own limit: a pipeline per client; streams per "
+            "core are measured on mediamtx, `python -m bench --density`, in 'Streams per "
+            "machine').",
         ]
     report += ["", "## Ticks served when GOP == interval", "", *tick_lines]
     report += ["", "## API", "", *api_lines]
