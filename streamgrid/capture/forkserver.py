@@ -32,7 +32,7 @@ import socket
 import sys
 import traceback
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ..core import forking
 from ..core.crd import WorkerExit
@@ -72,32 +72,48 @@ def main() -> int:
         with contextlib.suppress(ImportError):  # an extension not built: its worker says so
             importlib.import_module(name)
     gc.freeze()
-    forking.send(sock, {"ready": os.getpid()})
+    if not _reply(sock, {"ready": os.getpid()}):
+        return 0
     while True:
         try:
             request = forking.receive(sock, max_fds=2)
         except forking.ProtocolError as exc:
-            forking.send(sock, {"error": str(exc)})
-            continue
+            answer: dict[str, object] = {"error": str(exc)}
         except OSError:
             return 0
-        if request is None:
-            return 0  # the server is gone
-        message, fds = request
+        else:
+            if request is None:
+                return 0  # the server is gone
+            answer = _serve(request, sock)
+        if not _reply(sock, answer):
+            return 0
+
+
+def _serve(request: tuple[dict[str, Any], list[int]], sock: socket.socket) -> dict[str, object]:
+    """One request: fork its worker; the answer. The fds passed are closed here
+    (the worker has its own)."""
+    message, fds = request
+    try:
+        env = message.get("env")
+        if len(fds) != 2 or not isinstance(env, dict):
+            return {"error": "fork server: a request needs env and two fds"}
         try:
-            env = message.get("env")
-            if len(fds) != 2 or not isinstance(env, dict):
-                forking.send(sock, {"error": "fork server: a request needs env and two fds"})
-                continue
-            try:
-                pid = fork_worker({str(k): str(v) for k, v in env.items()}, fds[0], fds[1], sock)
-            except OSError as exc:
-                forking.send(sock, {"error": f"cannot fork a worker: {exc.strerror or exc}"})
-            else:
-                forking.send(sock, {"pid": pid})
-        finally:
-            for fd in fds:
-                os.close(fd)
+            environ = {str(k): str(v) for k, v in env.items()}
+            return {"pid": fork_worker(environ, fds[0], fds[1], sock)}
+        except OSError as exc:
+            return {"error": f"cannot fork a worker: {exc.strerror or exc}"}
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _reply(sock: socket.socket, message: dict[str, object]) -> bool:
+    """False when the server is gone."""
+    try:
+        forking.send(sock, message)
+    except OSError:
+        return False
+    return True
 
 
 def fork_worker(env: dict[str, str], stdout: int, go: int, sock: socket.socket) -> int:
