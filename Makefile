@@ -61,11 +61,12 @@ node-images: system-deps kube-tools $(VENV)/.runtime
 	bash tools/node/images.sh
 
 ## Lint, types, every test (the fixtures start the RTSP camera, S3 server, control
-## planes and the real node), then the benchmark in its short mode, so it cannot
-## rot (it asserts nothing about time).
+## planes and the real node), then the benchmarks in their short modes, so they
+## cannot rot (they assert nothing about time).
 test: system-deps kube-tools interop-tools node-images $(VENV)/.test check
 	$(BIN)/pytest $(ARGS)
 	$(BIN)/python -m bench --short
+	$(BIN)/python -m bench --density 2 --short
 	$(BIN)/python -m bench --fleet 200 --short
 
 ## The cluster runtime at fleet scale (bench/fleet.py; about 40 minutes): this

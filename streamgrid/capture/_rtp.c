@@ -24,12 +24,15 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,16 +54,41 @@ typedef struct {
     uint8_t *in;
     size_t start, end;
     double last_data; /* monotonic time of the last bytes received */
+    int schedstat;    /* /proc/thread-self/schedstat of schedstat_tid, or -1 */
+    long schedstat_tid;
     int interrupted;
     int closed;
     unsigned long long handed;
-    struct rtp_parser parser; /* its `arrived`: the recv() the bytes being parsed came from */
+    struct rtp_parser parser; /* its `arrived`: when the bytes being parsed became readable */
 } RtpReader;
 
 static double monotonic(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Seconds the calling thread has waited on a run queue so far (the kernel's
+ * schedstat; 0 where there is none). Taken out of a read's time, it gives
+ * when the bytes became readable rather than when this thread got a CPU to
+ * read them: with many readers woken at once (cameras fanned out by one
+ * server, their keyframes together), the last waits for the others' decoding,
+ * and the sampler would take that wait for a backlog (capture/sampling.py). */
+static double queued_seconds(RtpReader *r) {
+    long tid = (long)syscall(SYS_gettid);
+    if (r->schedstat_tid != tid) { /* this thread's own file: another thread reads now */
+        if (r->schedstat >= 0)
+            close(r->schedstat);
+        r->schedstat = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+        r->schedstat_tid = tid;
+    }
+    char text[128];
+    ssize_t n = r->schedstat >= 0 ? pread(r->schedstat, text, sizeof text - 1, 0) : -1;
+    unsigned long long ran, waited;
+    if (n <= 0)
+        return 0.0;
+    text[n] = 0;
+    return sscanf(text, "%llu %llu", &ran, &waited) == 2 ? (double)waited / 1e9 : 0.0;
 }
 
 /* -- the Python type --------------------------------------------------------- */
@@ -107,13 +135,17 @@ static void RtpReader_dealloc(RtpReader *r) {
     rtp_parser_free(&r->parser);
     if (r->wake >= 0)
         close(r->wake);
+    if (r->schedstat >= 0)
+        close(r->schedstat);
     Py_TYPE(r)->tp_free((PyObject *)r);
 }
 
 static PyObject *RtpReader_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     RtpReader *r = (RtpReader *)type->tp_alloc(type, 0);
-    if (r)
-        r->fd = r->wake = -1;
+    if (r) {
+        r->fd = r->wake = r->schedstat = -1;
+        r->schedstat_tid = -1;
+    }
     return (PyObject *)r;
 }
 
@@ -163,6 +195,7 @@ static PyObject *RtpReader_read(RtpReader *r, PyObject *args) {
     if (!keyframes_only && rtp_hand_out_held(&r->parser, &unit))
         return hand_out(r, &unit);
     double give_up = monotonic() + max_wait;
+    double queued = -1.0; /* this thread's run-queue wait before the poll, once read */
     for (;;) {
         if (r->interrupted)
             Py_RETURN_NONE;
@@ -205,7 +238,10 @@ static PyObject *RtpReader_read(RtpReader *r, PyObject *args) {
         struct pollfd fds[2] = {{r->fd, POLLIN, 0}, {r->wake, POLLIN, 0}};
         int ready, error = 0;
         ssize_t got = 0;
+        double queued_after = 0.0;
         Py_BEGIN_ALLOW_THREADS
+        if (queued < 0.0)
+            queued = queued_seconds(r);
         ready = poll(fds, 2, wait_ms);
         if (ready < 0) {
             error = errno;
@@ -213,6 +249,7 @@ static PyObject *RtpReader_read(RtpReader *r, PyObject *args) {
             got = recv(r->fd, r->in + r->end, IN_CAPACITY - r->end, 0);
             if (got < 0)
                 error = errno;
+            queued_after = queued_seconds(r);
         }
         Py_END_ALLOW_THREADS
         if (fds[1].revents & POLLIN) {
@@ -233,8 +270,12 @@ static PyObject *RtpReader_read(RtpReader *r, PyObject *args) {
             return NULL;
         }
         if (got > 0) {
+            /* Readable since the wake-up that this thread waited to be run after. */
+            double waited = queued_after - queued;
             r->end += (size_t)got;
-            r->last_data = r->parser.arrived = monotonic();
+            r->last_data = monotonic();
+            r->parser.arrived = r->last_data - (waited > 0.0 ? waited : 0.0);
+            queued = queued_after; /* only parsing between this and the next poll */
         }
     }
 }

@@ -3,10 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from ..core.restarts import RestartPolicy
 from ..core.settings import CommaList, CommonSettings
+from . import capacity
 from .auth import read_token_file
 from .browsers import BrowserPolicy, normal_origin
 
@@ -16,6 +17,8 @@ class GatewaySettings(CommonSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    # Unset, the embedded runtime's cap is what this machine holds, measured
+    # at start (gateway/capacity.py: its cores and memory); the cluster's 64.
     max_streams: int = Field(64, ge=1, le=100_000)
     # A stopped stream's record (and its grid) is kept this long, so a repeated
     # or late /stop/<id> returns the same grid; then its data is deleted.
@@ -28,6 +31,10 @@ class GatewaySettings(CommonSettings):
     worker_backoff_initial_seconds: float = Field(0.5, ge=0, le=3600)
     worker_backoff_max_seconds: float = Field(10.0, ge=0, le=86400)
     worker_log_level: str = "INFO"
+    # fork: workers forked from a template process that imported the capture
+    # worker once (gateway/forkserver.py: the imports shared, not paid per
+    # stream); exec: each worker a new `python -m streamgrid.capture`.
+    worker_start: Literal["fork", "exec"] = "fork"
     # The embedded runtime's stream records (gateway/state.py: streamgrid.db,
     # mode 0600, camera credentials included). Default: the store's directory
     # for a local store, else ./streamgrid-state.
@@ -54,11 +61,25 @@ class GatewaySettings(CommonSettings):
     # any other are a 403, and CORS answers exactly these.
     allowed_hosts: CommaList = Field(default_factory=list)
     allowed_origins: CommaList = Field(default_factory=list)
+    _max_streams_reason: str = PrivateAttr("")
 
     @field_validator("allowed_origins")
     @classmethod
     def _origins(cls, origins: list[str]) -> list[str]:
         return [normal_origin(origin) for origin in origins]  # ValueError: which one
+
+    @model_validator(mode="after")
+    def _cap_from_the_machine(self) -> GatewaySettings:
+        if self.backend == "local" and "max_streams" not in self.model_fields_set:
+            measured = capacity.measure()
+            self.max_streams = measured.streams()
+            self._max_streams_reason = measured.reason()
+        return self
+
+    def stream_limit(self) -> str:
+        """The cap as /start's 429 says it: the number, and why when measured."""
+        reason = self._max_streams_reason
+        return f"{self.max_streams} ({reason})" if reason else str(self.max_streams)
 
     def restart_policy(self) -> RestartPolicy:
         return RestartPolicy(

@@ -9,8 +9,8 @@ or logged from a record never carries a secret.
 
 Times are wall-clock (unix seconds): monotonic values mean nothing to the
 next process. Writes are few: on start, on a state change, on stop, and the
-frame count at most once a second per stream (and before a count is shown,
-see LocalBackend), never on every progress line.
+frame count at most once a second per stream (and before a count is shown),
+never on every progress line (RecordWriter).
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +31,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..core.geometry import GridGeometry
+from ..core.logs import log_event
 from ..core.models import StreamState
 from .requests import StartRequest
 from .settings import GatewaySettings
+
+log = logging.getLogger("streamgrid.gateway")
 
 DB_NAME = "streamgrid.db"
 LOCK_NAME = "streamgrid.lock"
@@ -272,3 +277,94 @@ def _record(row: tuple[Any, ...]) -> StreamRecord:
         restarts=int(restarts),
         worker_pid=None if worker_pid is None else int(worker_pid),
     )
+
+
+PERSIST_COUNT_EVERY = 1.0  # seconds between count writes per stream (state changes: at once)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A stream's numbers that change with every sample."""
+
+    frames_captured: int
+    kept: int
+    last_frame_at: float | None
+
+
+class RecordWriter:
+    """The embedded runtime's writes to its records, as its control loops
+    need them: a failing disk is logged, never raised (a supervisor must keep
+    reading its worker's pipe), and a stream's count is written at most once
+    a second (``count_due``), and always before it is shown."""
+
+    def __init__(self, records: StreamRecords) -> None:
+        self.records = records
+        self._lock = threading.Lock()
+        # Per stream: the count last written, and when (monotonic).
+        self._persisted: dict[str, tuple[int, float]] = {}
+
+    def written(self, stream_id: str, frames_captured: int) -> None:
+        """A count the records hold already (a resumed stream's)."""
+        self._note([(stream_id, frames_captured)])
+
+    def write(self, stream_id: str, **fields: Any) -> None:
+        """One record update."""
+        try:
+            self.records.update(stream_id, **fields)
+        except sqlite3.Error as exc:
+            log_event(
+                log, "records.write_failed", logging.WARNING, stream_id=stream_id, error=str(exc)
+            )
+            return
+        if "frames_captured" in fields:  # what write_counts need not write again
+            self._note([(stream_id, int(fields["frames_captured"]))])
+
+    def delete(self, stream_id: str) -> None:
+        try:
+            self.records.delete(stream_id)
+        except sqlite3.Error as exc:
+            log_event(
+                log, "records.write_failed", logging.WARNING, stream_id=stream_id, error=str(exc)
+            )
+        with self._lock:
+            self._persisted.pop(stream_id, None)
+
+    def count_due(self, stream_id: str) -> bool:
+        with self._lock:
+            _, at = self._persisted.get(stream_id, (0, 0.0))
+        return time.monotonic() - at >= PERSIST_COUNT_EVERY
+
+    def write_counts(self, counts: list[tuple[str, Counts]], force: bool = False) -> None:
+        """The counts that went up since written (all of them with ``force``),
+        in one transaction."""
+        with self._lock:
+            changed = [
+                (stream_id, c)
+                for stream_id, c in counts
+                if force or c.frames_captured > self._persisted.get(stream_id, (0, 0.0))[0]
+            ]
+        if not changed:
+            return
+        try:
+            self.records.update_many(
+                (
+                    stream_id,
+                    {
+                        "frames_captured": c.frames_captured,
+                        "kept": c.kept,
+                        "last_frame_at": c.last_frame_at,
+                    },
+                )
+                for stream_id, c in changed
+            )
+        except sqlite3.Error as exc:
+            log_event(log, "records.write_failed", logging.WARNING, error=str(exc))
+            return
+        self._note([(stream_id, c.frames_captured) for stream_id, c in changed])
+
+    def _note(self, counts: list[tuple[str, int]]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for stream_id, n in counts:
+                before, _ = self._persisted.get(stream_id, (0, 0.0))
+                self._persisted[stream_id] = (max(before, n), now)

@@ -37,3 +37,30 @@ def alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return fields[0] not in ("Z", "X")
+
+
+def fork_servers(server_pid: int) -> set[int]:
+    """The server's children that are its template process (gateway/forkserver.py)."""
+    found = set()
+    for pid in child_pids(server_pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"streamgrid.capture.forkserver" in argv:
+            found.add(pid)
+    return found
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """/proc/<pid>/status's Rss* and smaps_rollup's fields, in kB; ``Uss`` the
+    process's private pages (what it alone costs)."""
+    fields: dict[str, int] = {}
+    for name in ("status", "smaps_rollup"):
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+            key, _, value = line.partition(":")
+            parts = value.split()
+            if len(parts) == 2 and parts[1] == "kB":
+                fields[key] = int(parts[0])
+    fields["Uss"] = fields["Private_Clean"] + fields["Private_Dirty"]
+    return fields

@@ -333,8 +333,9 @@ def test_streams_by_state_and_each_workers_numbers_labelled_by_stream(
     first = WorkerMetrics(samples=5)
     first.link_read(50, 0, 1000)
     progress = {"state": "Active", "frames_captured": 5, "kept": 1}
-    backend._on_progress(stream, json.dumps({**progress, "metrics": first.to_json()}))
-    backend._on_progress(stream, json.dumps({**progress, "metrics": {"samples": "x"}}))  # ignored
+    on_progress = backend.supervisor.on_progress
+    on_progress(stream, json.dumps({**progress, "metrics": first.to_json()}))
+    on_progress(stream, json.dumps({**progress, "metrics": {"samples": "x"}}))  # ignored
     text = scrape(gateway)
     assert value(text, "streamgrid_streams", state="Active") == 1
     assert value(text, "streamgrid_streams", state="Stopped") == 0
@@ -343,9 +344,7 @@ def test_streams_by_state_and_each_workers_numbers_labelled_by_stream(
 
     # The worker ends and a new one starts from zero: the stream's counters go on.
     stream.worker_numbers = (stream.worker_metrics(), None)
-    backend._on_progress(
-        stream, json.dumps({**progress, "metrics": WorkerMetrics(samples=2).to_json()})
-    )
+    on_progress(stream, json.dumps({**progress, "metrics": WorkerMetrics(samples=2).to_json()}))
     text = scrape(gateway)
     assert value(text, "streamgrid_capture_samples_total", **labels) == 7
     assert value(text, "streamgrid_capture_bytes_received_total", **labels) == 1000
