@@ -443,7 +443,17 @@ def main(argv: list[str] | None = None) -> int:
         "with --baseline-tree also that tree's operator and gateway, at --fleet-baseline sizes",
     )
     parser.add_argument("--fleet-baseline", help="sizes also run with --baseline-tree")
+    parser.add_argument(
+        "--worker-memory",
+        action="store_true",
+        help="one capture pod's private memory and import time beside ffmpeg -skip_frame nokey, "
+        "on mediamtx (bench/worker_memory.py); with --baseline-tree also that tree's worker",
+    )
     args = parser.parse_args(argv)
+    if args.worker_memory:
+        from . import worker_memory
+
+        return worker_memory.main(args.cache, args.short, args.window, args.baseline_tree)
     if args.fleet:
         return fleet_main(args)
     if args.attribute:
