@@ -19,7 +19,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
-from ..core.crd import WorkerExit
+from ..core.crd_names import WorkerExit
 from ..core.logs import configure_logging, log_event, register_secret
 from ..core.models import StreamState
 from ..core.urls import mask_url, url_secrets

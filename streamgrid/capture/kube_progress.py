@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ..core import crd
+from ..core import crd_names
 from ..core.logs import log_event
 from ..core.models import StreamState
 from ..core.timestamps import format_utc
@@ -50,8 +50,8 @@ class StatusEndpoint:
         timeout: float = 10.0,
     ) -> None:
         self.url = (
-            f"{api_url.rstrip('/')}/apis/{crd.API_VERSION}/namespaces/"
-            f"{namespace}/{crd.PLURAL}/{name}/status"
+            f"{api_url.rstrip('/')}/apis/{crd_names.API_VERSION}/namespaces/"
+            f"{namespace}/{crd_names.PLURAL}/{name}/status"
         )
         self.token_file, self.timeout = token_file, timeout
         self.context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)

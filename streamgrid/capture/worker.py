@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from ..core.crd import WorkerExit
+from ..core.crd_names import WorkerExit
 from ..core.grid import encode_jpeg
 from ..core.grid_store import StoredGrid, compose_from_store
 from ..core.logs import log_event
