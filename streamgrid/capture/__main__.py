@@ -17,8 +17,6 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from pydantic import ValidationError
-
 from ..core.crd_names import WorkerExit
 from ..core.logs import configure_logging, log_event, register_secret
 from ..core.models import StreamState
@@ -26,7 +24,7 @@ from ..core.urls import mask_url, url_secrets
 from .health import HealthServer, stale_after
 from .metrics import worker_exposition
 from .progress import JsonLinesProgress, NoProgress, ProgressSink
-from .settings import CaptureSettings
+from .settings import CaptureSettings, SettingsError
 from .worker import CaptureWorker
 
 log = logging.getLogger("streamgrid.capture")
@@ -109,9 +107,8 @@ def main() -> int:
     configure_logging("capture")
     try:
         settings = CaptureSettings()
-    except ValidationError as exc:
-        # e['msg'] states the rule, never the value (which may be a secret).
-        errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    except SettingsError as exc:
+        errors = str(exc)  # each field's rule, never its value (which may be a secret)
         log_event(log, "worker.bad_settings", logging.ERROR, errors=errors)
         leave_termination_message(f"bad settings: {errors}")
         return WorkerExit.BAD_SETTINGS
