@@ -29,7 +29,7 @@ from ..core.stores.base import StoreError, store_error_text
 from ..core.stores.frames import FrameStore
 from ..core.topk import TopK, best
 from ..core.urls import mask_secrets
-from ..core.worker_metrics import WorkerMetrics
+from ..core.capture_metrics import WorkerMetrics
 from .decoding import Picture
 from .health import BeatingObjects, Heartbeat
 from .metrics import LinkCounts, Throttle
