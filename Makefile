@@ -23,7 +23,7 @@ $(BIN)/python:
 	$(call locked,{ $(PYTHON) -m venv $(VENV) || { scripts/install-system-deps.sh runtime && $(PYTHON) -m venv $(VENV); }; } && $(BIN)/python -m pip install -q --upgrade pip)
 
 # setup.py compiles the worker's C receive loops: a change to them reinstalls.
-$(VENV)/.runtime: pyproject.toml setup.py streamgrid/capture/_packets.c streamgrid/capture/_rtp.c | $(BIN)/python
+$(VENV)/.runtime: pyproject.toml setup.py streamgrid/capture/_luma.c streamgrid/capture/_packets.c streamgrid/capture/_rtp.c | $(BIN)/python
 	$(call locked,$(BIN)/python -m pip install -q -e . && touch $@)
 
 $(VENV)/.test: pyproject.toml $(VENV)/.runtime

@@ -1,5 +1,5 @@
 """The compiled parts: the capture worker's receive loops (streamgrid/capture/_rtp.c,
-_packets.c).
+_packets.c) and its luma sum (_luma.c).
 
 Everything else about the package is in pyproject.toml. The extension needs a C
 compiler and Python's headers, but no FFmpeg headers: it binds at run time to the
@@ -26,6 +26,14 @@ setup(
             "streamgrid.capture._rtp",
             ["streamgrid/capture/_rtp.c"],
             extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            optional=True,
+        ),
+        # The sum of a picture's luma bytes (its brightness) without NumPy.
+        # Optional too: without it the worker sums with Pillow's histogram.
+        Extension(
+            "streamgrid.capture._luma",
+            ["streamgrid/capture/_luma.c"],
+            extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         ),
     ]

@@ -2,22 +2,50 @@
 
 Whichever way the packets come in (source.py: our RTSP client, FFmpeg's demux
 in C, or PyAV's), they are decoded here, and a picture is scored from its Y
-plane without colour conversion; only a picture kept is converted to BGR.
+plane without colour conversion (its bytes summed in C, _luma.c); only a
+picture kept is converted, to RGB, and JPEG-encoded (core/imaging.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import av
 import av.error
-import numpy as np
+from PIL import Image
 
-from ..core.brightness import brightness_of_luma
-from ..core.grid import Image
+from ..core import imaging
+from ..core.brightness import luma_to_full_range
 
 _LUMA_FIRST = ("yuv", "yuvj", "nv12", "nv21", "gray")
+
+_luma: ModuleType | None
+try:  # compiled at install time: may be missing where no compiler was
+    from . import _luma
+except ImportError:
+    _luma = None
+
+
+def histogram_sum(data: Any, width: int, height: int, stride: int) -> int:
+    """The sum of ``height`` rows of ``width`` bytes, ``stride`` apart, from
+    Pillow's histogram: exact, several times slower than _luma's loop."""
+    plane = Image.frombuffer("L", (width, height), data, "raw", "L", stride, 1)
+    return sum(value * count for value, count in enumerate(plane.histogram()))
+
+
+def plane_sum(data: Any, width: int, height: int, stride: int) -> int:
+    """The sum of ``height`` rows of ``width`` bytes, ``stride`` apart."""
+    if _luma is not None:
+        return int(_luma.plane_sum(data, width, height, stride))
+    return histogram_sum(data, width, height, stride)
+
+
+def plane_mean(plane: Any, width: int, height: int) -> float:
+    """The mean of a picture's plane (a PyAV VideoPlane, rows padded to its
+    line size)."""
+    return plane_sum(plane, width, height, plane.line_size) / (width * height)
 
 
 @dataclass
@@ -35,16 +63,18 @@ class Picture:
         frame = self.frame
         name = frame.format.name
         if name.startswith(_LUMA_FIRST) and "p10" not in name and "p12" not in name:
-            plane = frame.planes[0]
-            data = np.frombuffer(memoryview(plane), dtype=np.uint8)
-            luma = data.reshape(-1, plane.line_size)[: frame.height, : frame.width]
             full = frame.color_range == 2 or name.startswith("yuvj") or name == "gray"
-            return brightness_of_luma(luma, full_range=full)
-        gray = np.asarray(frame.to_ndarray(format="gray"), dtype=np.uint8)  # rare formats
-        return brightness_of_luma(gray, full_range=True)
+            mean = plane_mean(frame.planes[0], frame.width, frame.height)
+            return luma_to_full_range(mean, full_range=full)
+        gray = frame.reformat(format="gray")  # rare formats
+        return luma_to_full_range(plane_mean(gray.planes[0], gray.width, gray.height), True)
 
-    def to_bgr(self) -> Image:
-        return np.asarray(self.frame.to_ndarray(format="bgr24"), dtype=np.uint8)
+    def to_jpeg(self, quality: int) -> bytes:
+        """The picture as a JPEG: converted to RGB (FFmpeg's swscale), encoded
+        by libjpeg-turbo (Pillow)."""
+        rgb = self.frame.reformat(format="rgb24")
+        plane = rgb.planes[0]
+        return imaging.encode_rgb(plane, rgb.width, rgb.height, plane.line_size, quality)
 
 
 class PyAVDecoder:
