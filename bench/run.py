@@ -453,7 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker_memory:
         from . import worker_memory
 
-        return worker_memory.main(args.cache, args.short, args.window, args.baseline_tree)
+        return worker_memory.main(
+            args.cache, args.short, args.window, args.baseline_tree, args.markdown
+        )
     if args.fleet:
         return fleet_main(args)
     if args.attribute:

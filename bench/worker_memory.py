@@ -45,6 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .media import MediaSpec, generate
+from .procstat import cpu_seconds
 from .run import at_tree, machine
 
 INTERVAL = 1.0
@@ -60,6 +61,28 @@ IMPORT_STEPS = (
     "streamgrid.capture.source",
     "streamgrid.capture.worker",
     "streamgrid.capture.__main__",
+    # What a pod then loads as it starts: its status PATCHes, its S3 client.
+    "streamgrid.capture.kube_progress",
+    "streamgrid.core.stores.s3lite",
+)
+# What each stack costs a process on its own, over Python and PyAV (code to
+# run after ``import av``): the stacks the worker loaded, and what it loads now.
+STACKS = (
+    ("numpy", "import numpy"),
+    ("OpenCV (with NumPy)", "import cv2"),
+    (
+        "pydantic-settings, one settings class",
+        _SETTINGS_CLASS := (
+            "from pydantic_settings import BaseSettings\n"
+            "class S(BaseSettings):\n    a: int = 1\n    b: str = 'x'\nS()"
+        ),
+    ),
+    ("prometheus_client", "import prometheus_client"),
+    ("Pillow, JPEG", "import PIL.Image, PIL.JpegImagePlugin; PIL.Image.preinit()"),
+    ("ssl", "import ssl"),
+    ("http.client", "import http.client"),
+    ("http.server, after http.client", "import http.client\n#BASE\nimport http.server"),
+    ("urllib.request, after http.client", "import http.client\n#BASE\nimport urllib.request"),
 )
 
 
@@ -96,6 +119,8 @@ class Contender:
     process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     readings: list[Memory] = field(default_factory=list)
+    cpu: float = 0.0  # % of a core over the window
+    _window_start: tuple[float, float] = (0.0, 0.0)  # (monotonic, CPU seconds)
 
     def start(self, work: Path) -> None:
         self.log = work / f"{self.media}-{self.name.replace(' ', '_').replace('/', '_')}.log"
@@ -114,6 +139,11 @@ class Contender:
         if self.process.poll() is not None:
             raise RuntimeError(f"{self.name} exited:\n{self.log.read_text()[-2000:]}")
         self.readings.append(read_memory(self.process.pid))
+        now, used = time.monotonic(), cpu_seconds(self.process.pid)
+        if not self._window_start[0]:
+            self._window_start = (now, used)
+        elif now > self._window_start[0]:
+            self.cpu = 100 * (used - self._window_start[1]) / (now - self._window_start[0])
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -233,18 +263,20 @@ def contenders(url: str, media: str, services: Services, baseline: Path | None) 
     return found
 
 
-def import_seconds(python: str, env: dict[str, str] | None, runs: int) -> float:
-    """Median wall time of importing the worker, less a bare interpreter's start."""
+def import_seconds(python: str, env: dict[str, str] | None, runs: int) -> tuple[float, float]:
+    """(fastest, median) wall time of importing the worker, less a bare
+    interpreter's start; on a shared machine the fastest is the steadier."""
 
-    def median_of(code: str) -> float:
+    def times_of(code: str) -> list[float]:
         times = []
         for _ in range(runs):
             started = time.perf_counter()
             subprocess.run([python, "-c", code], check=True, env=env)
             times.append(time.perf_counter() - started)
-        return statistics.median(times)
+        return times
 
-    return median_of("import streamgrid.capture.__main__") - median_of("pass")
+    bare, worker = times_of("pass"), times_of("import streamgrid.capture.__main__")
+    return min(worker) - min(bare), statistics.median(worker) - statistics.median(bare)
 
 
 _STEPS_CODE = """
@@ -264,6 +296,27 @@ heavy = ('cv2', 'numpy', 'pydantic', 'pydantic_settings', 'prometheus_client', '
 steps.append(('loaded: ' + ' '.join(m for m in heavy if m in sys.modules), 0.0))
 print(json.dumps(steps))
 """
+
+
+_STACK_CODE = """
+def anon():
+    for line in open('/proc/self/status'):
+        if line.startswith('RssAnon:'):
+            return int(line.split()[1]) / 1024
+import av
+base = anon()
+CODE
+print(anon() - base)
+"""
+
+
+def stack_cost(code: str) -> float | None:
+    """RssAnon a stack adds to a process that has Python and PyAV (and what
+    comes before ``#BASE`` in ``code``); None where it is not installed."""
+    before, _, after = code.rpartition("#BASE\n")
+    script = _STACK_CODE.replace("import av\n", f"import av\n{before}").replace("CODE", after)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    return float(run.stdout) if run.returncode == 0 else None
 
 
 def import_steps(env: dict[str, str] | None) -> list[tuple[str, float]]:
@@ -321,7 +374,7 @@ def run(cache: Path, warmup: float, window: float, baseline: Path | None) -> lis
                         print(
                             f"  {contender.name:36s} RssAnon {anon:5.1f} (max "
                             f"{contender.highest_anon():5.1f})  USS {uss:5.1f}  PSS "
-                            f"{contender.median('pss'):5.1f} MB",
+                            f"{contender.median('pss'):5.1f} MB  {contender.cpu:5.2f}% CPU",
                             flush=True,
                         )
                     results += group
@@ -342,8 +395,8 @@ def report(
         f"medians over a {window:g} s window after the warm-up; MB = 2^20 bytes.",
         "",
         "| stream | contender | RssAnon MB | highest RssAnon MB | USS MB | PSS MB | "
-        "x ffmpeg -skip_frame nokey (RssAnon) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "x ffmpeg -skip_frame nokey (RssAnon) | CPU % of a core |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for media in dict.fromkeys(r.media for r in results):
         group = [r for r in results if r.media == media]
@@ -352,21 +405,25 @@ def report(
             lines.append(
                 f"| {media} | {r.name} | {r.median('rss_anon'):.1f} | {r.highest_anon():.1f} | "
                 f"{r.median('uss'):.1f} | {r.median('pss'):.1f} | "
-                f"{r.median('rss_anon') / ffmpeg:.2f} |"
+                f"{r.median('rss_anon') / ffmpeg:.2f} | {r.cpu:.2f} |"
             )
     # (label, the contender's name, the environment that runs that tree)
     trees: list[tuple[str, str, dict[str, str] | None]] = [("this tree", OURS, None)]
     if baseline is not None:
         trees.append((baseline.name, f"streamgrid at {baseline.name}", at_tree({}, baseline)))
-    lines += ["", "| tree | import s | process start to first sample s |", "|---|---:|---:|"]
+    lines += [
+        "",
+        "| tree | import s (fastest / median of 7) | process start to first sample s |",
+        "|---|---:|---:|",
+    ]
     for label, name, env in trees:
-        seconds = import_seconds(sys.executable, _with_path(env), runs=5)
+        fastest, median = import_seconds(sys.executable, _with_path(env), runs=7)
         firsts = [
             f"{media} {value:.2f}"
             for (media, contender), value in first_samples.items()
             if contender == name and value is not None
         ]
-        lines.append(f"| {label} | {seconds:.2f} | {', '.join(firsts) or '—'} |")
+        lines.append(f"| {label} | {fastest:.2f} / {median:.2f} | {', '.join(firsts) or '—'} |")
     for label, _, env in trees:
         steps = import_steps(_with_path(env))
         lines += ["", f"RssAnon after each import ({label}):", ""]
@@ -379,6 +436,16 @@ def report(
             added = "" if previous is None else f"{mb - previous:+.1f}"
             lines.append(f"| {name} | {mb:.1f} | {added} |")
             previous = mb
+    lines += [
+        "",
+        "What each stack adds on its own to a process with Python and PyAV (RssAnon MB):",
+        "",
+        "| stack | + MB |",
+        "|---|---:|",
+    ]
+    for label, code in STACKS:
+        cost = stack_cost(code)
+        lines.append(f"| {label} | {'—' if cost is None else f'{cost:.1f}'} |")
     return lines
 
 
@@ -390,10 +457,35 @@ def _with_path(env: dict[str, str] | None) -> dict[str, str] | None:
     return {**os.environ, **env}
 
 
-def main(cache: Path, short: bool, window: float | None, baseline: Path | None) -> int:
+BEGIN, END = "<!-- worker-memory:begin -->", "<!-- worker-memory:end -->"
+
+
+def write_markdown(path: Path, text: str, baseline: Path | None) -> None:
+    """Replaces the section between the markers in docs/benchmarks.md."""
+    command = "python -m bench --worker-memory" + (
+        f" --baseline-tree <checkout of {baseline.name}>" if baseline else ""
+    )
+    block = f"{BEGIN}\nCommand: `{command}` on {machine()}\n\n{text}\n{END}"
+    old = path.read_text() if path.exists() else ""
+    if BEGIN in old and END in old:
+        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END) :]
+    else:
+        new = old.rstrip() + "\n\n## A capture pod's memory\n\n" + block + "\n"
+    path.write_text(new)
+
+
+def main(
+    cache: Path,
+    short: bool,
+    window: float | None,
+    baseline: Path | None,
+    markdown: Path | None = None,
+) -> int:
     print(f"machine: {machine()}", flush=True)
     warmup = 6.0 if short else 12.0
     lines = run(cache, warmup, window or (6.0 if short else 30.0), baseline)
     print()
     print("\n".join(lines))
+    if markdown is not None:
+        write_markdown(markdown, "\n".join(lines), baseline)
     return 0
