@@ -154,14 +154,16 @@ class Contender:
                 self.process.kill()
                 self.process.wait()
 
-    def samples(self) -> list[float]:
-        """Wall times of the worker's samples (its DEBUG lines)."""
+    def events(self, event: str) -> list[float]:
+        """Wall times of the worker's log lines for ``event`` (a sample's:
+        when it was taken)."""
         assert self.log is not None
         found = []
         for line in self.log.read_text(errors="replace").splitlines():
-            if '"worker.sample"' in line:
+            if f'"{event}"' in line:
                 with contextlib.suppress(ValueError, KeyError):
-                    found.append(float(json.loads(line)["at"]))
+                    fields = json.loads(line)
+                    found.append(float(fields.get("at", fields["ts"])))
         return found
 
     def median(self, what: str) -> float:
@@ -337,7 +339,7 @@ def run(cache: Path, warmup: float, window: float, baseline: Path | None) -> lis
     seconds = int(warmup + window + 30)
     clips = {spec.name: generate(spec, seconds, cache) for spec in SPECS}
     results: list[Contender] = []
-    first_samples: dict[tuple[str, str], float | None] = {}
+    started: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="streamgrid-memory-") as tmp:
         work = Path(tmp)
         server = MediaMtx(work, "memory-mediamtx").start()
@@ -366,10 +368,6 @@ def run(cache: Path, warmup: float, window: float, baseline: Path | None) -> lis
                         for contender in group:
                             contender.stop()
                     for contender in group:
-                        if contender.name.startswith("streamgrid"):
-                            times = contender.samples()
-                            first = times[0] - contender.started if times else None
-                            first_samples[(name, contender.name)] = first
                         anon, uss = contender.median("rss_anon"), contender.median("uss")
                         print(
                             f"  {contender.name:36s} RssAnon {anon:5.1f} (max "
@@ -378,15 +376,37 @@ def run(cache: Path, warmup: float, window: float, baseline: Path | None) -> lis
                             flush=True,
                         )
                     results += group
+                first = f"pub-{SPECS[0].name}"
+                for contender in contenders(server.url(first), SPECS[0].name, services, baseline):
+                    if contender.name.startswith("streamgrid"):
+                        started[contender.name] = starts(contender, work, runs=3)
         finally:
             s3.process.stop()
             server.stop()
-    return report(results, first_samples, baseline, window)
+    return report(results, started, baseline, window)
+
+
+def starts(contender: Contender, work: Path, runs: int) -> list[tuple[float, float]]:
+    """The worker started alone, ``runs`` times: seconds from the process's
+    start to its ``worker.starting`` line (Python, imports, settings, store,
+    the status read) and to its first sample (then the connection, the wait
+    for a keyframe and its decode)."""
+    found = []
+    for _ in range(runs):
+        contender.start(work)
+        deadline = time.monotonic() + 20
+        while not contender.events("worker.sample") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        contender.stop()
+        ready, sampled = contender.events("worker.starting"), contender.events("worker.sample")
+        if ready and sampled:
+            found.append((ready[0] - contender.started, sampled[0] - contender.started))
+    return found
 
 
 def report(
     results: list[Contender],
-    first_samples: dict[tuple[str, str], float | None],
+    started: dict[str, list[tuple[float, float]]],
     baseline: Path | None,
     window: float,
 ) -> list[str]:
@@ -413,17 +433,18 @@ def report(
         trees.append((baseline.name, f"streamgrid at {baseline.name}", at_tree({}, baseline)))
     lines += [
         "",
-        "| tree | import s (fastest / median of 7) | process start to first sample s |",
-        "|---|---:|---:|",
+        f"Start, the worker alone on {SPECS[0].name} (medians of 3 starts), and its import "
+        "(fastest and median of 7):",
+        "",
+        "| tree | import s | start to worker.starting s | start to first sample s |",
+        "|---|---:|---:|---:|",
     ]
     for label, name, env in trees:
         fastest, median = import_seconds(sys.executable, _with_path(env), runs=7)
-        firsts = [
-            f"{media} {value:.2f}"
-            for (media, contender), value in first_samples.items()
-            if contender == name and value is not None
-        ]
-        lines.append(f"| {label} | {fastest:.2f} / {median:.2f} | {', '.join(firsts) or '—'} |")
+        runs = started.get(name, [])
+        ready = f"{statistics.median(r for r, _ in runs):.2f}" if runs else "—"
+        first = f"{statistics.median(f for _, f in runs):.2f}" if runs else "—"
+        lines.append(f"| {label} | {fastest:.2f} / {median:.2f} | {ready} | {first} |")
     for label, _, env in trees:
         steps = import_steps(_with_path(env))
         lines += ["", f"RssAnon after each import ({label}):", ""]

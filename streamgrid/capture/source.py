@@ -309,17 +309,11 @@ class VideoSource:
 
     def decoder(self) -> PyAVDecoder:
         if self.native is not None:
-            name, extradata = self.native.codec_name, self.native.extradata or None
-
-            def fresh() -> av.CodecContext:
-                context = av.CodecContext.create(name, "r")
-                context.extradata = extradata
-                context.thread_count = self.decode_threads
-                return context
-
-            return PyAVDecoder(fresh(), fresh)
-        assert self.container is not None
-        context = self.container.streams.video[0].codec_context  # the container's own
+            context = av.CodecContext.create(self.native.codec_name, "r")
+            context.extradata = self.native.extradata or None
+        else:
+            assert self.container is not None
+            context = self.container.streams.video[0].codec_context
         context.thread_count = self.decode_threads
         return PyAVDecoder(context)
 

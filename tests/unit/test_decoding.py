@@ -1,11 +1,8 @@
 """Decoding in the worker without NumPy or OpenCV: the luma sum in C
 (capture/_luma.c) and its fallback are exact, the bytes and scores are what
-the NumPy/OpenCV code gave for the same decoded frame, and in keyframe mode
-the decoder gives its memory back between samples."""
+the NumPy/OpenCV code gave for the same decoded frame."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import av
 import cv2
@@ -13,8 +10,7 @@ import numpy as np
 import pytest
 
 from streamgrid.capture import _luma
-from streamgrid.capture.decoding import Picture, PyAVDecoder, histogram_sum, plane_sum
-from streamgrid.capture.sampling import Arrival, DecodeMode, TickSampler
+from streamgrid.capture.decoding import Picture, histogram_sum, plane_sum
 from streamgrid.core.brightness import brightness_of_luma
 
 
@@ -73,55 +69,3 @@ def test_a_kept_pictures_jpeg_is_the_bytes_opencv_wrote() -> None:
     bgr = frame.to_ndarray(format="bgr24")
     ok, opencv = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
     assert ok and Picture(frame).to_jpeg(85) == bytes(opencv)
-
-
-def h264_packets(frames: int, gop: int) -> tuple[bytes, list[Any]]:
-    """A real H.264 stream (its extradata, its packets; SPS/PPS also before
-    each keyframe): frame i is grey level 10 * i."""
-    encoder = av.CodecContext.create("libx264", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = 64, 48, "yuv420p"
-    encoder.gop_size, encoder.options = gop, {"bframes": "0", "keyint_min": str(gop)}
-    packets: list[Any] = []
-    for i in range(frames):
-        gray = np.full((48, 64, 3), 10 * i, dtype=np.uint8)
-        packets += encoder.encode(av.VideoFrame.from_ndarray(gray, format="rgb24"))
-    packets += encoder.encode(None)
-    return bytes(encoder.extradata or b""), packets
-
-
-def test_keyframe_mode_lets_the_decoders_context_go_between_samples() -> None:
-    extradata, packets = h264_packets(frames=20, gop=5)
-    made: list[av.CodecContext] = []
-
-    def fresh() -> av.CodecContext:
-        context = av.CodecContext.create("h264", "r")
-        context.extradata = extradata
-        made.append(context)
-        return context
-
-    decoder = PyAVDecoder(fresh(), fresh)
-    sampler = TickSampler(decoder, 0.2, DecodeMode.KEYFRAME, started=0.0)
-    levels, held = [], []
-    for i, packet in enumerate(packets):
-        at = i * 0.04 * 5  # a packet every 0.2 s: each keyframe is due
-        picture = sampler.offer(Arrival(packet, packet.is_keyframe, at, at, live=True))
-        if picture is not None:
-            levels.append(round(Picture(picture).brightness()))
-            held.append(decoder.holds_context)
-    assert sampler.decodes == 4 == len(levels)  # one keyframe decoded per sample
-    # Frames 0, 5, 10, 15: grey 0, 50, 100 and 150, each decoded right from nothing.
-    assert all(
-        abs(level - want) <= 2 for level, want in zip(levels, (0, 50, 100, 150), strict=True)
-    )
-    assert held == [False] * 4 and len(made) == 4  # a context of its own for each keyframe
-
-
-def test_a_decoder_without_a_way_to_renew_keeps_its_context() -> None:
-    extradata, packets = h264_packets(frames=10, gop=5)
-    context = av.CodecContext.create("h264", "r")
-    context.extradata = extradata
-    decoder = PyAVDecoder(context)
-    assert decoder.decode(packets[0]) + decoder.drain()
-    assert decoder.holds_context and decoder.codec_context is context
-    decoder.reset()
-    assert decoder.decode(packets[5]) + decoder.drain()
