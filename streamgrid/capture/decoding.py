@@ -8,6 +8,7 @@ picture kept is converted, to RGB, and JPEG-encoded (core/imaging.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -78,15 +79,38 @@ class Picture:
 
 
 class PyAVDecoder:
-    """The Decoder protocol over one PyAV codec context. The context is kept
-    from sample to sample: letting a drained one go would give its frame pool
-    back (3.4 MB at 1080p), but each keyframe would then fault a fresh pool
-    in, which measured 0.4 % of a core more at 720p on this machine."""
+    """The Decoder protocol over a PyAV codec context.
 
-    def __init__(self, codec_context: Any) -> None:
-        self.codec_context = codec_context
+    A context's frame pool grows to the most pictures it ever held at once,
+    and keeps them: the first sample (decoded lazily, from a keyframe on) or
+    any lazy tick leaves a 1080p pool at five pictures, 18 MB, where keyframe
+    mode needs one. So with ``fresh`` (how to make another such context), a
+    reset after more than one packet lets the context go, and the next packet
+    goes to a new one. Not after a keyframe decoded alone (keyframe mode, each
+    sample): then the pool holds one picture and is reused, which costs
+    nothing, where faulting a new pool in each time measured 0.4 % of a core
+    at 720p.
+    """
+
+    def __init__(self, codec_context: Any, fresh: Callable[[], Any] | None = None) -> None:
+        self._context: Any = codec_context
+        self._fresh = fresh
+        self._fed = 0  # packets decoded since the last reset
+
+    @property
+    def codec_context(self) -> Any:
+        if self._context is None:
+            assert self._fresh is not None
+            self._context = self._fresh()
+        return self._context
+
+    @property
+    def renewed(self) -> bool:
+        """Whether the next packet goes to a new context."""
+        return self._context is None
 
     def decode(self, packet: Any) -> list[Any]:
+        self._fed += 1
         try:
             return list(self.codec_context.decode(packet))
         except av.error.InvalidDataError:
@@ -101,4 +125,8 @@ class PyAVDecoder:
         return frames
 
     def reset(self) -> None:
-        self.codec_context.flush_buffers()
+        if self._fresh is not None and self._fed > 1:
+            self._context = None  # its pool goes once the pictures it gave out do
+        elif self._context is not None:
+            self._context.flush_buffers()
+        self._fed = 0

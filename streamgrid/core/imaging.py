@@ -39,8 +39,11 @@ def encode(picture: Picture, quality: int = GRID_QUALITY) -> bytes:
 
 def encode_rgb(data: Any, width: int, height: int, stride: int, quality: int) -> bytes:
     """A JPEG of packed RGB rows (``stride`` bytes apart) in any buffer, e.g. a
-    decoded frame's plane."""
-    return encode(Image.frombuffer("RGB", (width, height), data, "raw", "RGB", stride, 1), quality)
+    decoded frame's plane. (Pillow copies them first; RGBX rows it would read
+    in place, but FFmpeg's swscale got the last columns of a picture whose
+    width is not a multiple of 16 wrong in its RGBX output.)"""
+    picture = Image.frombuffer("RGB", (width, height), data, "raw", "RGB", stride, 1)
+    return encode(picture, quality)
 
 
 def reduction(data: bytes, fit: tuple[int, int]) -> int:

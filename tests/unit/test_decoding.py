@@ -1,8 +1,11 @@
 """Decoding in the worker without NumPy or OpenCV: the luma sum in C
 (capture/_luma.c) and its fallback are exact, the bytes and scores are what
-the NumPy/OpenCV code gave for the same decoded frame."""
+the NumPy/OpenCV code gave for the same decoded frame, and a decoder's
+context does not keep the pictures of a lazy decode for good."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import av
 import cv2
@@ -10,7 +13,8 @@ import numpy as np
 import pytest
 
 from streamgrid.capture import _luma
-from streamgrid.capture.decoding import Picture, histogram_sum, plane_sum
+from streamgrid.capture.decoding import Picture, PyAVDecoder, histogram_sum, plane_sum
+from streamgrid.capture.sampling import Arrival, DecodeMode, TickSampler
 from streamgrid.core.brightness import brightness_of_luma
 
 
@@ -69,3 +73,52 @@ def test_a_kept_pictures_jpeg_is_the_bytes_opencv_wrote() -> None:
     bgr = frame.to_ndarray(format="bgr24")
     ok, opencv = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
     assert ok and Picture(frame).to_jpeg(85) == bytes(opencv)
+
+
+def h264_packets(frames: int, gop: int) -> list[Any]:
+    """A real H.264 stream (SPS/PPS before each keyframe): frame i is grey 10 * i."""
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = 64, 48, "yuv420p"
+    encoder.gop_size, encoder.options = gop, {"bframes": "0", "keyint_min": str(gop)}
+    packets: list[Any] = []
+    for i in range(frames):
+        gray = np.full((48, 64, 3), 10 * i, dtype=np.uint8)
+        packets += encoder.encode(av.VideoFrame.from_ndarray(gray, format="rgb24"))
+    return packets + list(encoder.encode(None))
+
+
+def test_a_decoder_lets_its_context_go_after_decoding_more_than_one_packet() -> None:
+    """Its frame pool keeps as many pictures as it ever held at once: after a
+    lazy decode (the first sample is one) the context is renewed, while a
+    keyframe decoded alone, sample after sample, reuses the same one."""
+    packets = h264_packets(frames=25, gop=5)
+    made: list[Any] = []
+
+    def fresh() -> Any:
+        made.append(av.CodecContext.create("h264", "r"))
+        return made[-1]
+
+    decoder = PyAVDecoder(fresh(), fresh)
+    sampler = TickSampler(decoder, 0.2, DecodeMode.AUTO, started=0.0)
+    contexts, levels = [], []
+    for i, packet in enumerate(packets):
+        at = 0.1 + i * 0.04  # 25 fps from 0.1 s: the first tick is served lazily at frame 0..2
+        picture = sampler.offer(Arrival(packet, packet.is_keyframe, at, at, live=True))
+        if picture is not None:
+            contexts.append(None if decoder.renewed else decoder.codec_context)
+            levels.append(Picture(picture).brightness())
+    assert sampler.samples >= 4 and levels == sorted(levels)  # newer, brighter pictures
+    assert sampler.decodes > sampler.samples  # the first sample decoded several packets
+    # ...so the context it used went at the next reset; keyframes then shared one.
+    assert len(made) == 2, (len(made), sampler.decodes, sampler.samples)
+    assert contexts[1:] == [made[1]] * (len(contexts) - 1)
+
+
+def test_a_decoder_without_a_way_to_renew_keeps_its_context() -> None:
+    packets = h264_packets(frames=10, gop=5)
+    context = av.CodecContext.create("h264", "r")
+    decoder = PyAVDecoder(context)
+    assert [f for p in packets[:3] for f in decoder.decode(p)]
+    decoder.reset()
+    assert not decoder.renewed and decoder.codec_context is context
+    assert decoder.decode(packets[5]) + decoder.drain()
