@@ -87,10 +87,10 @@ def h264_packets(frames: int, gop: int) -> list[Any]:
     return packets + list(encoder.encode(None))
 
 
-def test_a_decoder_lets_its_context_go_after_decoding_more_than_one_packet() -> None:
+def test_a_decoder_lets_its_context_go_after_a_lazy_decode_and_between_keyframes() -> None:
     """Its frame pool keeps as many pictures as it ever held at once: after a
-    lazy decode (the first sample is one) the context is renewed, while a
-    keyframe decoded alone, sample after sample, reuses the same one."""
+    lazy decode (the first sample is one) the context is renewed, and in
+    keyframe mode each keyframe gets a context of its own, gone once drained."""
     packets = h264_packets(frames=25, gop=5)
     made: list[Any] = []
 
@@ -100,18 +100,18 @@ def test_a_decoder_lets_its_context_go_after_decoding_more_than_one_packet() -> 
 
     decoder = PyAVDecoder(fresh(), fresh)
     sampler = TickSampler(decoder, 0.2, DecodeMode.AUTO, started=0.0)
-    contexts, levels = [], []
+    held, levels = [], []
     for i, packet in enumerate(packets):
         at = 0.1 + i * 0.04  # 25 fps from 0.1 s: the first tick is served lazily at frame 0..2
         picture = sampler.offer(Arrival(packet, packet.is_keyframe, at, at, live=True))
         if picture is not None:
-            contexts.append(None if decoder.renewed else decoder.codec_context)
+            held.append(not decoder.renewed)
             levels.append(Picture(picture).brightness())
     assert sampler.samples >= 4 and levels == sorted(levels)  # newer, brighter pictures
     assert sampler.decodes > sampler.samples  # the first sample decoded several packets
-    # ...so the context it used went at the next reset; keyframes then shared one.
-    assert len(made) == 2, (len(made), sampler.decodes, sampler.samples)
-    assert contexts[1:] == [made[1]] * (len(contexts) - 1)
+    # The lazy sample's context went at the next reset; each keyframe had its own.
+    assert held[0] and held[1:] == [False] * (len(held) - 1)
+    assert len(made) == sampler.samples, (len(made), sampler.decodes, sampler.samples)
 
 
 def test_a_decoder_without_a_way_to_renew_keeps_its_context() -> None:
