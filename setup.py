@@ -1,6 +1,6 @@
-"""The compiled part: the capture worker's receive loop (streamgrid/capture/_rtp.c
-over the parser in rtp_parse.c), RTSP over TCP for H.264/H.265, read without
-FFmpeg.
+"""The compiled parts: the capture worker's receive loop (streamgrid/capture/_rtp.c
+over the parser in rtp_parse.c: RTSP over TCP for H.264/H.265, read without
+FFmpeg) and its luma sum (_luma.c).
 
 Everything else about the package is in pyproject.toml. The extension needs a C
 compiler and Python's headers, nothing more.
@@ -20,6 +20,14 @@ setup(
             # demux and says so. tests/integration/test_rtp.py fails if CI
             # ever ends up without it. tests/fuzz/rtp_fuzz.c builds the parser
             # alone.
+            optional=True,
+        ),
+        # The sum of a picture's luma bytes (its brightness) without NumPy.
+        # Optional too: without it the worker sums with Pillow's histogram.
+        Extension(
+            "streamgrid.capture._luma",
+            ["streamgrid/capture/_luma.c"],
+            extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
         ),
     ]

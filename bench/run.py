@@ -448,7 +448,19 @@ def main(argv: list[str] | None = None) -> int:
         help="streams per machine at these counts, e.g. 1,16,64,128: a real streamgrid serve "
         "beside as many ffmpeg, on a mediamtx fan-out of one camera (bench/density.py)",
     )
+    parser.add_argument(
+        "--worker-memory",
+        action="store_true",
+        help="one capture pod's private memory and import time beside ffmpeg -skip_frame nokey, "
+        "on mediamtx (bench/worker_memory.py); with --baseline-tree also that tree's worker",
+    )
     args = parser.parse_args(argv)
+    if args.worker_memory:
+        from . import worker_memory
+
+        return worker_memory.main(
+            args.cache, args.short, args.window, args.baseline_tree, args.markdown
+        )
     if args.fleet:
         return fleet_main(args)
     if args.density:

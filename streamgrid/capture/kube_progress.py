@@ -11,30 +11,43 @@ background thread, so a slow API server never stalls capture.
 At start, one GET of the status: its ``framesCaptured`` is the floor of the
 worker's count, so a restarted pod or container never counts backwards.
 
-Standard library only (one PATCH with the pod's service-account token): the
-kubernetes client would add tens of MB to every capture pod.
+Standard library only (one PATCH with the pod's service-account token), and
+of that http.client alone: the kubernetes client would add tens of MB to
+every capture pod, urllib.request most of a megabyte.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import random
 import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from ..core import crd
+from ..core import crd_names
 from ..core.logs import log_event
 from ..core.models import StreamState
 from ..core.timestamps import format_utc
 from .progress import Progress
 
 log = logging.getLogger("streamgrid.capture")
+
+
+# The most of an answer that is read: a VideoStream is a few kilobytes.
+MAX_ANSWER = 4 * 1024 * 1024
+
+
+class ApiError(OSError):
+    """The API server answered with an error status (``code``)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"HTTP Error {code}: {reason}")
+        self.code = code
 
 
 class StatusEndpoint:
@@ -50,8 +63,8 @@ class StatusEndpoint:
         timeout: float = 10.0,
     ) -> None:
         self.url = (
-            f"{api_url.rstrip('/')}/apis/{crd.API_VERSION}/namespaces/"
-            f"{namespace}/{crd.PLURAL}/{name}/status"
+            f"{api_url.rstrip('/')}/apis/{crd_names.API_VERSION}/namespaces/"
+            f"{namespace}/{crd_names.PLURAL}/{name}/status"
         )
         self.token_file, self.timeout = token_file, timeout
         self.context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
@@ -59,29 +72,42 @@ class StatusEndpoint:
     def _authorization(self) -> str:
         return f"Bearer {self.token_file.read_text().strip()}"  # re-read: projected tokens rotate
 
+    def _call(self, method: str, headers: dict[str, str], body: bytes | None = None) -> bytes:
+        """One request on a connection of its own; the answer's body, or
+        ApiError for an error status (OSError when the server cannot be reached)."""
+        parts = urlsplit(self.url)
+        host, port = parts.hostname or "", parts.port
+        connection = (
+            http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self.context)
+            if parts.scheme == "https"
+            else http.client.HTTPConnection(host, port, timeout=self.timeout)
+        )
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        try:
+            connection.request(method, target, body=body, headers=headers)
+            reply = connection.getresponse()
+            answer = reply.read(MAX_ANSWER)
+            if reply.status >= 300:
+                raise ApiError(reply.status, reply.reason)
+            return answer
+        except http.client.HTTPException as exc:  # a malformed answer
+            raise OSError(f"the API server's answer could not be read ({exc!r})") from None
+        finally:
+            connection.close()
+
     def patch(self, status: dict[str, object]) -> float | None:
         """PATCHes; returns the count-report period the operator asks for
         (status.progressIntervalSeconds in the answer), None when it names none."""
-        request = urllib.request.Request(
-            self.url,
-            data=json.dumps({"status": status}).encode(),
-            method="PATCH",
-            headers={
-                "Content-Type": "application/merge-patch+json",
-                "Authorization": self._authorization(),
-            },
-        )
-        with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as reply:
-            return requested_interval(reply.read(4 * 1024 * 1024))
+        headers = {
+            "Content-Type": "application/merge-patch+json",
+            "Authorization": self._authorization(),
+        }
+        body = json.dumps({"status": status}).encode()
+        return requested_interval(self._call("PATCH", headers, body))
 
     def _stream(self) -> Any:
-        request = urllib.request.Request(
-            self.url,
-            method="GET",
-            headers={"Accept": "application/json", "Authorization": self._authorization()},
-        )
-        with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as reply:
-            return json.loads(reply.read(4 * 1024 * 1024))
+        headers = {"Accept": "application/json", "Authorization": self._authorization()}
+        return json.loads(self._call("GET", headers))
 
     def stop_wanted(self) -> bool:
         """Whether the stream itself is being stopped (spec.state Stopped, or
@@ -100,7 +126,7 @@ class StatusEndpoint:
     def frames_captured(self) -> int:
         """The count the status shows now (0 when it shows none): a restarted
         pod or container continues from it, so the count never goes back.
-        Raises OSError (URLError included) or ValueError when it cannot tell."""
+        Raises OSError (ApiError included) or ValueError when it cannot tell."""
         stream = self._stream()
         status = stream.get("status") if isinstance(stream, dict) else None
         count = status.get("framesCaptured", 0) if isinstance(status, dict) else 0
@@ -136,7 +162,8 @@ def frames_captured_floor(endpoint: StatusEndpoint, attempts: int = 3) -> int:
                 attempt=attempt + 1,
                 error=str(exc)[:300],
             )
-            client_error = isinstance(exc, urllib.error.HTTPError) and exc.code < 500
+            code = getattr(exc, "code", None)  # ApiError's (or urllib's HTTPError's)
+            client_error = isinstance(code, int) and code < 500
             if client_error or attempt + 1 == attempts:
                 break  # forbidden or gone: asking again will not change it
             time.sleep(0.5 * (attempt + 1))
@@ -240,6 +267,6 @@ class KubeStatusProgress:
                 log_event(log, "progress.interval", seconds=requested)
                 self.interval = requested
                 self._repaced = True
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        except OSError as exc:  # TimeoutError and ApiError included
             log_event(log, "progress.patch_failed", logging.WARNING, error=str(exc)[:300])
             time.sleep(0.5)

@@ -9,20 +9,28 @@ kernel counts a TCP connection's bytes. Prometheus sees them two ways:
   progress lines, at most once a second, and the gateway serves every
   stream's, labelled by stream id (gateway/metrics.py).
 
-Both go through ``WorkerCollector``, so the names and labels are the same.
+Both come from ``worker_families`` (core/capture_metrics.py), so the names and
+labels are the same. A pod renders its own text (prometheus_client would cost
+it megabytes of private memory), and the process's numbers beside it, as
+prometheus_client's ProcessCollector names them.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector
-from prometheus_client import generate_latest as exposition_of
-
-from ..core.worker_metrics import WorkerCollector, WorkerMetrics
+from ..core.capture_metrics import (
+    CONTENT_TYPE,
+    Family,
+    WorkerMetrics,
+    exposition,
+    worker_families,
+)
 from .source import VideoSource
 
 # How often an embedded worker puts its numbers into a progress line.
@@ -97,10 +105,60 @@ class Throttle:
         return True
 
 
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def process_families() -> list[Family]:
+    """The process's CPU seconds, memory, start time and file descriptors,
+    from /proc; none where /proc cannot tell."""
+    try:
+        fields = Path("/proc/self/stat").read_bytes().rsplit(b")", 1)[-1].split()
+        ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+        open_fds = len(os.listdir("/proc/self/fd"))
+        max_fds = next(
+            float(line.split()[3])
+            for line in Path("/proc/self/limits").read_text().splitlines()
+            if line.startswith("Max open files")
+        )
+        boot = _boot_time()
+    except (OSError, StopIteration, ValueError, IndexError):
+        return []
+
+    def gauge(name: str, doc: str, value: float) -> Family:
+        return Family(name, "gauge", doc, [((), value)])
+
+    # After the ")" of comm: utime, stime at 11, 12; starttime, vsize, rss at 19..21.
+    return [
+        gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", float(fields[20])),
+        gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            float(fields[21]) * page,
+        ),
+        gauge(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            boot + float(fields[19]) / ticks,
+        ),
+        Family(
+            "process_cpu_seconds",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            [((), (float(fields[11]) + float(fields[12])) / ticks)],
+        ),
+        gauge("process_open_fds", "Number of open file descriptors.", float(open_fds)),
+        gauge("process_max_fds", "Maximum number of open file descriptors.", max_fds),
+    ]
+
+
 def worker_exposition(stream_id: str, metrics: WorkerMetrics) -> Callable[[], tuple[bytes, str]]:
     """A capture pod's ``/metrics``: its stream's numbers and the process's
-    own (CPU seconds, memory, open files), on a registry of its own."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(WorkerCollector(lambda: {stream_id: metrics}))
-    ProcessCollector(registry=registry)
-    return lambda: (exposition_of(registry), CONTENT_TYPE_LATEST)
+    own (CPU seconds, memory, open files)."""
+    return lambda: (
+        exposition([*worker_families({stream_id: metrics}), *process_families()]),
+        CONTENT_TYPE,
+    )

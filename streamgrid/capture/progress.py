@@ -26,7 +26,7 @@ class Progress:
     store_error: str = ""
     # The grid stored at a graceful stop (cluster: grid_at_stop), in the final report.
     grid: StoredGrid | None = None
-    # The worker's counters (capture/metrics.py, WorkerMetrics.to_json), at
+    # The worker's counters (core/capture_metrics.py, WorkerMetrics.to_json), at
     # most once a second and in the final report; not part of the state, so
     # a report that differs only here is the same progress.
     metrics: dict[str, Any] | None = field(default=None, compare=False)

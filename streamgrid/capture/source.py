@@ -295,11 +295,17 @@ class VideoSource:
 
     def decoder(self) -> PyAVDecoder:
         if self.native is not None:
-            context = av.CodecContext.create(self.native.codec_name, "r")
-            context.extradata = self.native.extradata or None
-        else:
-            assert self.container is not None
-            context = self.container.streams.video[0].codec_context
+            name, extradata = self.native.codec_name, self.native.extradata or None
+
+            def fresh() -> av.CodecContext:
+                context = av.CodecContext.create(name, "r")
+                context.extradata = extradata
+                context.thread_count = self.decode_threads
+                return context
+
+            return PyAVDecoder(fresh(), fresh)
+        assert self.container is not None
+        context = self.container.streams.video[0].codec_context  # the container's own
         context.thread_count = self.decode_threads
         return PyAVDecoder(context)
 

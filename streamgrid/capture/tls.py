@@ -17,9 +17,12 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
-import ssl
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # ssl is imported where a camera speaks TLS: 1.5 MB a worker otherwise
+    import ssl
 
 CHUNK = 256 * 1024  # as much as the C loop takes in one recv()
 POLL = 0.5  # seconds: how often the copying thread looks whether it should stop
@@ -38,6 +41,8 @@ class TlsPolicy:
     ca_file: str | None = None  # PEM bundle of CAs to trust instead of the system's
 
     def context(self) -> ssl.SSLContext:
+        import ssl
+
         context = ssl.create_default_context(cafile=self.ca_file)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         if not self.verify:
@@ -51,6 +56,8 @@ def connect_tls(raw: socket.socket, host: str, policy: TlsPolicy, timeout: float
     bytes are the TLS connection's. Raises TlsVerifyError for a refused
     certificate or a CA file that cannot be loaded, ssl.SSLError (an OSError)
     for any other TLS failure."""
+    import ssl
+
     raw.settimeout(timeout)
     try:
         context = policy.context()
@@ -81,8 +88,11 @@ class TlsBridge(threading.Thread):
     either side closes; then closes both."""
 
     def __init__(self, secure: ssl.SSLSocket, plain: socket.socket) -> None:
+        import ssl  # loaded already: a bridge exists only for a TLS socket
+
         super().__init__(name="tls-bridge", daemon=True)
         self.secure, self.plain = secure, plain
+        self._half_read = (ssl.SSLWantReadError, TimeoutError)  # half a record so far
 
     def run(self) -> None:
         secure, plain = self.secure, self.plain
@@ -108,12 +118,11 @@ class TlsBridge(threading.Thread):
                 plain.shutdown(socket.SHUT_RDWR)
             plain.close()
 
-    @staticmethod
-    def _copy(source: socket.socket, sink: socket.socket) -> bool:
+    def _copy(self, source: socket.socket, sink: socket.socket) -> bool:
         try:
             data = source.recv(CHUNK)
-        except (ssl.SSLWantReadError, TimeoutError):
-            return True  # half a record so far
+        except self._half_read:
+            return True
         if not data:
             return False
         sink.sendall(data)

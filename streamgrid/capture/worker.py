@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from ..core.crd import WorkerExit
-from ..core.grid import encode_jpeg
+from ..core.capture_metrics import WorkerMetrics
+from ..core.crd_names import WorkerExit
 from ..core.grid_store import StoredGrid, compose_from_store
 from ..core.logs import log_event
 from ..core.models import FrameRecord, Manifest, StreamState
@@ -29,7 +29,6 @@ from ..core.stores.base import StoreError, store_error_text
 from ..core.stores.frames import FrameStore
 from ..core.topk import TopK, best
 from ..core.urls import mask_secrets
-from ..core.worker_metrics import WorkerMetrics
 from .decoding import Picture
 from .health import BeatingObjects, Heartbeat
 from .metrics import LinkCounts, Throttle
@@ -213,6 +212,9 @@ class CaptureWorker:
                         demux=source.demux,
                     )
                 self.sample(Picture(frame))
+                # Its picture goes now, not when the next packet comes (which in
+                # keyframe mode is up to a GOP later): 3 MB at 1080p.
+                frame = None
                 continue
             self._retry_if_due()  # a long interval must not hold up a retry
             now = arrival.arrived if arrival is not None else time.monotonic()
@@ -253,7 +255,7 @@ class CaptureWorker:
                 )
             if self.topk.would_enter(record.brightness):
                 started = time.perf_counter()
-                jpeg = encode_jpeg(picture.to_bgr(), self.settings.jpeg_quality)
+                jpeg = picture.to_jpeg(self.settings.jpeg_quality)
                 self.metrics.jpeg_seconds.observe(time.perf_counter() - started)
                 _, evicted = self.topk.offer(record)
                 self._save(record, jpeg)

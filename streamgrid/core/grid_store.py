@@ -4,7 +4,8 @@ geometry, at /stop) and ``kubectl streamgrid grid``, so all make the same
 bytes under the same name.
 
 Frames are decoded and placed one at a time: memory is the canvas plus one
-decoded frame, whatever K is (the pod's memory limit is small).
+decoded frame, whatever K is (the pod's memory limit is small). Pillow does
+it (core/imaging.py), in the pod and in the gateway alike.
 
 A stopped stream's grid (grid_for_stream) is read from the store when made
 before, else composed and stored. A store that fails while the grid is read
@@ -23,10 +24,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-import numpy as np
-
+from . import imaging
 from .geometry import GridGeometry
-from .grid import decode_jpeg, encode_jpeg, fit_tile
 from .logs import log_event
 from .models import FrameRecord
 from .stores.base import StoreError, store_error_text
@@ -62,15 +61,15 @@ def compose_from_store(
         raise ValueError("no frames to tile")
     cols, rows = geometry.layout(len(records), top_k)
     tw, th = geometry.tile_width, geometry.tile_height
-    canvas = np.zeros((rows * th, cols * tw, 3), dtype=np.uint8)
+    canvas = imaging.canvas(cols * tw, rows * th)
     for i, record in enumerate(records):
         data = read_frame(record)
         if data is None:
             raise FrameMissing(f"frame {record.seq} vanished from the store")
         r, c = divmod(i, cols)
-        tile = fit_tile(decode_jpeg(data, fit=(tw, th)), tw, th)
-        canvas[r * th : (r + 1) * th, c * tw : (c + 1) * tw] = tile
-    return encode_jpeg(canvas)
+        picture, (x, y) = imaging.fitted(imaging.decode(data, fit=(tw, th)), tw, th)
+        canvas.paste(picture, (c * tw + x, r * th + y))
+    return imaging.encode(canvas)
 
 
 class NoFramesCaptured(RuntimeError):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from .crd import WorkerExit
+from .crd_names import WorkerExit
 
 PERMANENT_EXITS: dict[int, str] = {
     WorkerExit.FAILED: "the camera refused the stream",

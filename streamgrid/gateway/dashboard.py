@@ -24,12 +24,10 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-import cv2
-import numpy as np
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
-from ..core.grid import decode_jpeg, encode_jpeg, jpeg_size
+from ..core.grid import decode_jpeg, encode_jpeg, jpeg_size, scaled
 from ..core.models import FrameRecord
 from ..core.stores.frames import frame_key
 
@@ -65,8 +63,7 @@ def thumbnail(jpeg: bytes, width: int = THUMB_WIDTH) -> bytes:
     image = decode_jpeg(jpeg, fit)  # decoded at 1/2, 1/4, 1/8 scale when that is enough
     height, full_width = image.shape[:2]
     if full_width > width:
-        scaled = (width, max(1, round(height * width / full_width)))
-        image = np.asarray(cv2.resize(image, scaled, interpolation=cv2.INTER_AREA), np.uint8)
+        image = scaled(image, width, max(1, round(height * width / full_width)))
     return encode_jpeg(image, THUMB_QUALITY)
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -280,3 +281,50 @@ def test_a_restarted_capture_pod_continues_the_count_its_status_shows(
     assert all(r.seq >= 57 for r in store.list_frames(name))
     manifest = store.get_manifest(name)
     assert manifest is not None and manifest.frames_captured == status_count() >= 62
+
+
+# What a capture pod must never load: each costs it megabytes (issue 22).
+HEAVY = ("cv2", "numpy", "pydantic", "pydantic_settings", "prometheus_client", "boto3")
+_RUN_AND_LIST = """
+import sys
+from streamgrid.capture.__main__ import main
+code = main()
+heavy = [m for m in sys.argv[1:] if m in sys.modules]
+print("LOADED", *heavy, "PIL" in sys.modules, flush=True)
+sys.exit(code)
+"""
+
+
+def test_a_worker_process_loads_no_heavy_stack_sampling_or_stopping(
+    camera: Camera, tmp_path: Path
+) -> None:
+    """A real worker, as a pod runs it (health and /metrics port, grid at
+    stop): after samples, kept frames, a scrape and a graceful stop with its
+    grid, none of OpenCV, NumPy, pydantic, prometheus_client or boto3 was
+    ever imported."""
+    store = tmp_path / "store"
+    env = dict(os.environ)
+    env.update(
+        STREAMGRID_STREAM_ID="lean",
+        STREAMGRID_SOURCE_URL=camera.url(),
+        STREAMGRID_CAPTURE_INTERVAL="0.2",
+        STREAMGRID_TOP_K="4",
+        STREAMGRID_STORE_URL=str(store),
+        STREAMGRID_GRID_AT_STOP="true",
+        STREAMGRID_HEALTH_PORT=str(free_port()),
+        STREAMGRID_HEALTH_HOST="127.0.0.1",
+    )
+    argv = [sys.executable, "-c", _RUN_AND_LIST, *HEAVY]
+    worker = ManagedProcess("lean-worker", argv, tmp_path / "lean.log", env).start()
+    try:
+        frames = dir_store(store)
+        wait_until(lambda: len(frames.list_frames("lean")) >= 4, 30, "four kept frames")
+        url = f"http://127.0.0.1:{env['STREAMGRID_HEALTH_PORT']}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            assert b"streamgrid_capture_samples_total" in reply.read()
+    finally:
+        worker.stop()
+    assert worker.process is not None and worker.process.returncode == WorkerExit.STOPPED
+    assert frames.list_grids("lean"), worker.log_text()[-2000:]  # the grid at stop was made
+    loaded = [line for line in worker.log_text().splitlines() if line.startswith("LOADED")]
+    assert loaded == ["LOADED True"], worker.log_text()[-2000:]

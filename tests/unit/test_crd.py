@@ -212,7 +212,7 @@ def test_every_name_the_crd_accepts_the_worker_accepts(name: str, accepted: bool
     assert crd_accepts_name(name) is accepted
     if accepted:
         assert is_valid_stream_id(name)
-        CaptureSettings.model_validate({"stream_id": name, "source_url": "rtsp://cam/x"})
+        CaptureSettings(stream_id=name, source_url="rtsp://cam/x")
 
 
 def test_the_printer_columns_show_the_reason() -> None:

@@ -38,9 +38,7 @@ def test_split_credentials(url: str, clean: str, data: dict[str, str]) -> None:
 
 
 def settings(**values: str) -> CaptureSettings:
-    return CaptureSettings.model_validate(
-        {"stream_id": "s", "source_url": "rtsp://cam/x", **values}
-    )
+    return CaptureSettings(**{"stream_id": "s", "source_url": "rtsp://cam/x", **values})
 
 
 def test_the_worker_puts_the_secret_back_into_the_url() -> None:

@@ -150,3 +150,28 @@ def test_the_probe_answers_over_ipv4_and_ipv6() -> None:
     finally:
         ipv6.close()
         dual.server_close()
+
+
+def raw_request(server: HealthServer, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_request_it_cannot_read_or_serve_gets_a_plain_error(
+    server: tuple[HealthServer, Heartbeat],
+) -> None:
+    """The server reads a request line and its headers by hand: garbage is a
+    400, another method a 501, every answer says its length and closes."""
+    health, _ = server
+    assert raw_request(health, b"nonsense\r\n\r\n").startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert raw_request(health, b"POST /healthz HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 501 ")
+    headers = b"".join(b"X-Header-%d: %s\r\n" % (i, b"v" * 100) for i in range(50))
+    answer = raw_request(health, b"GET /healthz?x=1 HTTP/1.1\r\nHost: pod\r\n" + headers + b"\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
+    assert b"Content-Length: 3" in head and b"Connection: close" in head and body == b"ok\n"
+    assert probe(health, "/nowhere") == 404 and probe(health) == 200

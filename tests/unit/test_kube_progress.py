@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 import urllib.error
 from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from streamgrid.capture.kube_progress import (
+    ApiError,
     KubeStatusProgress,
+    StatusEndpoint,
     frames_captured_floor,
     requested_interval,
     status_of,
@@ -184,3 +191,61 @@ def test_a_pod_stopped_to_be_replaced_says_restarting_not_stopped() -> None:
         sink.close()
         assert endpoint.sent[-1]["captureState"] == said
         assert endpoint.sent[-1]["framesCaptured"] == 6
+
+
+class _ScriptedApi(BaseHTTPRequestHandler):
+    """Answers with the server's next (status, body); records what it got."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        server: Any = self.server
+        server.got.append((self.command, self.path, self.headers.get("Authorization"),
+                           self.rfile.read(length)))  # fmt: skip
+        code, body = server.script.pop(0)
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_PATCH = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_the_endpoint_talks_to_a_real_http_server(tmp_path: Path) -> None:
+    """GET and PATCH with the token, the operator's pace read from the
+    answer, an error status refused (a 4xx once, a 5xx retried)."""
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedApi)
+    server.got, server.script = [], []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = tmp_path / "token"
+    token.write_text("pod-token\n")
+    api = f"http://127.0.0.1:{server.server_address[1]}"
+    endpoint = StatusEndpoint(api, "ns", "cam", token, None)
+    try:
+        server.script = [(200, b'{"status": {"framesCaptured": 57}}')]
+        assert frames_captured_floor(endpoint) == 57
+        server.script = [(200, b'{"status": {"progressIntervalSeconds": 30}}')]
+        assert endpoint.patch({"framesCaptured": 58}) == 30.0
+        path = "/apis/streamgrid.io/v1alpha1/namespaces/ns/videostreams/cam/status"
+        assert [(m, p, a) for m, p, a, _ in server.got] == [
+            ("GET", path, "Bearer pod-token"),
+            ("PATCH", path, "Bearer pod-token"),
+        ]
+        assert json.loads(server.got[1][3]) == {"status": {"framesCaptured": 58}}
+
+        server.script = [(403, b"{}")]
+        assert frames_captured_floor(endpoint) == 0 and server.script == []  # asked once
+        server.script = [(500, b"{}"), (503, b"{}")]
+        assert frames_captured_floor(endpoint, attempts=2) == 0 and server.script == []
+        server.script = [(409, b"{}")]
+        with pytest.raises(ApiError, match="HTTP Error 409") as raised:
+            endpoint.patch({})
+        assert raised.value.code == 409
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -17,7 +17,19 @@ LAYERS = ("core", "capture", "operator", "gateway")
 # What each part may not import: of ours, and of the heavy third-party stacks.
 FORBIDDEN: dict[str, set[str]] = {
     "core": {"streamgrid.capture", "streamgrid.operator", "streamgrid.gateway", "av"},
-    "capture": {"streamgrid.operator", "streamgrid.gateway", "kopf", "kubernetes", "fastapi"},
+    # A capture pod's memory: no OpenCV, NumPy, pydantic or prometheus_client (issue 22).
+    "capture": {
+        "streamgrid.operator",
+        "streamgrid.gateway",
+        "kopf",
+        "kubernetes",
+        "fastapi",
+        "cv2",
+        "numpy",
+        "pydantic",
+        "pydantic_settings",
+        "prometheus_client",
+    },
     "operator": {"streamgrid.capture", "streamgrid.gateway", "av", "cv2", "numpy", "fastapi"},
     "gateway": {"streamgrid.capture", "streamgrid.operator", "av", "kopf"},
     "kubectl_plugin": {"streamgrid.capture", "streamgrid.operator", "streamgrid.gateway", "av"},
@@ -60,6 +72,22 @@ def test_the_checker_sees_relative_and_lazy_imports(tmp_path: Path) -> None:
     ("module", "absent"),
     [
         ("streamgrid.operator.__main__", ("av", "cv2", "numpy", "streamgrid.capture")),
+        (
+            "streamgrid.capture.__main__",
+            (
+                "cv2",
+                "numpy",
+                "pydantic",
+                "pydantic_settings",
+                "prometheus_client",
+                "boto3",
+                "streamgrid.core.crd",
+                "streamgrid.core.settings",
+                "streamgrid.core.grid",
+                "streamgrid.gateway",
+                "streamgrid.operator",
+            ),
+        ),
         ("streamgrid.gateway.kube", ("av", "streamgrid.capture", "streamgrid.operator")),
         ("streamgrid.gateway.app", ("av", "streamgrid.capture", "streamgrid.operator")),
         ("streamgrid.kubectl_plugin", ("av", "cv2", "numpy", "streamgrid.gateway", "kopf")),

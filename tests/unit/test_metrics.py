@@ -18,16 +18,20 @@ import av
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client import generate_latest as exposition_of
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from streamgrid.capture.decoding import Picture
 from streamgrid.capture.health import HealthServer, Heartbeat
-from streamgrid.capture.metrics import tcp_bytes_received, worker_exposition
+from streamgrid.capture.metrics import process_families, tcp_bytes_received, worker_exposition
 from streamgrid.capture.progress import Progress
 from streamgrid.capture.sampling import Arrival, DecodeMode, TickSampler
 from streamgrid.capture.settings import CaptureSettings
 from streamgrid.capture.worker import CaptureWorker
+from streamgrid.core.capture_metrics import Family, exposition, go_float, worker_families
 from streamgrid.core.models import StreamState
 from streamgrid.core.stores.directory import DirectoryObjectStore
 from streamgrid.core.stores.frames import FrameStore
@@ -35,7 +39,9 @@ from streamgrid.core.worker_metrics import (
     DURATION_BUCKETS,
     RECONNECT_REASONS,
     Histogram,
+    WorkerCollector,
     WorkerMetrics,
+    prometheus_family,
     reconnect_reason,
 )
 from streamgrid.gateway.app import create_app
@@ -245,6 +251,68 @@ def test_a_workers_exposition_is_labelled_by_stream_and_served_on_the_health_por
         1 for name, _ in samples(text) if name == "streamgrid_capture_decode_seconds_bucket"
     )
     assert "process_cpu_seconds_total" in text
+
+
+def test_a_pods_own_exposition_is_the_text_prometheus_client_writes() -> None:
+    """The worker renders its text without prometheus_client: the same bytes
+    its registry gives for the same families, odd label values, large
+    counts and histograms included."""
+    busy = WorkerMetrics(samples=12_345_678, decodes=3, keyframes_decoded=1)
+    for seconds in (0.0005, 0.004, 0.004, 7.0):
+        busy.decode_seconds.observe(seconds)
+    busy.link_read(2**40, 7, 98_765_432_109)
+    busy.reconnected("timed out")
+    snapshots = {"cam-1": busy, "cam-2": WorkerMetrics()}
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WorkerCollector(lambda: snapshots))
+    assert exposition(worker_families(snapshots)) == exposition_of(registry)
+
+    odd = Family(
+        "odd_gauge",
+        "gauge",
+        "A help text with a \\ and a\nnew line.",
+        [((("path", 'a "quoted" \\ path\n'),), 1e21), ((("path", "x"),), float("nan"))],
+    )
+
+    class Odd(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield prometheus_family(odd)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Odd())
+    assert exposition([odd]) == exposition_of(registry)
+    assert [go_float(v) for v in (0.004, 12345.0, 1234567.0, float("inf"))] == [
+        "0.004",
+        "12345.0",
+        "1.234567e+06",
+        "+Inf",
+    ]
+
+
+def test_a_pods_process_numbers_are_the_ones_prometheus_client_gives() -> None:
+    ours = {
+        family.name: family
+        for family in text_string_to_metric_families(exposition(process_families()).decode())
+    }
+    registry = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=registry)
+    theirs = {
+        family.name: family
+        for family in text_string_to_metric_families(exposition_of(registry).decode())
+    }
+    assert set(ours) == set(theirs) and len(ours) == 6
+    for name, family in ours.items():
+        assert family.type == theirs[name].type, name
+    ours_value = {name: family.samples[0].value for name, family in ours.items()}
+    theirs_value = {name: family.samples[0].value for name, family in theirs.items()}
+    assert ours_value["process_start_time_seconds"] == pytest.approx(
+        theirs_value["process_start_time_seconds"], abs=1.0
+    )
+    assert ours_value["process_max_fds"] == theirs_value["process_max_fds"]
+    assert ours_value["process_resident_memory_bytes"] == pytest.approx(
+        theirs_value["process_resident_memory_bytes"], rel=0.2
+    )
+    assert 0 < ours_value["process_cpu_seconds"] <= theirs_value["process_cpu_seconds"] + 0.5
 
 
 # -- the gateway ---------------------------------------------------------------

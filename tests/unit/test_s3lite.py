@@ -218,9 +218,9 @@ def test_the_capture_settings_ask_for_lite_unless_told_boto3(tmp_path: Path) -> 
         "s3_access_key_id": "id",
         "s3_secret_access_key": "secret",
     }
-    auto = CaptureSettings.model_validate(common).open_store()
+    auto = CaptureSettings(**common).open_store()
     assert isinstance(auto.objects, S3LiteObjectStore)
-    boto = CaptureSettings.model_validate({**common, "s3_client": "boto3"}).open_store()
+    boto = CaptureSettings(**common, s3_client="boto3").open_store()
     assert isinstance(boto.objects, S3ObjectStore)
 
 

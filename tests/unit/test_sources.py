@@ -11,9 +11,8 @@ import time
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
-from streamgrid.capture.settings import CaptureSettings
+from streamgrid.capture.settings import CaptureSettings, SettingsError
 from streamgrid.core.sources import (
     DEFAULT_DENY_CIDRS,
     SourceNotAllowed,
@@ -207,7 +206,7 @@ def test_the_built_in_deny_list_is_the_default() -> None:
 
 @pytest.mark.parametrize("value", ["10.0.0.1/8", "not-a-network", "10.0.0.0/33"])
 def test_a_bad_network_in_the_settings_is_refused_with_its_name(value: str) -> None:
-    with pytest.raises(ValidationError, match="is not a network"):
+    with pytest.raises(SettingsError, match="is not a network"):
         CaptureSettings(stream_id="s", source_url="rtsp://cam/x", source_deny_cidrs=value)
 
 

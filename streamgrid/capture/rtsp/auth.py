@@ -6,7 +6,6 @@ it on each request, laid out as FFmpeg's is, which cameras are known to take.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -50,6 +49,8 @@ def authorization(creds: Credentials, method: str, uri: str, cnonce: str = "") -
         return f"Basic {token}"
     c = creds.challenge
     realm, nonce = c.get("realm", ""), c.get("nonce", "")
+
+    import hashlib  # for Digest only: ssl is not loaded either without TLS
 
     def md5(text: str) -> str:
         return hashlib.md5(text.encode()).hexdigest()

@@ -1,5 +1,6 @@
-"""A store URL to its adapter; an S3 client's module is imported only here,
-and only when that client is the one asked for."""
+"""A store URL to its adapter; each adapter's module is imported only here,
+and only when that adapter is the one asked for (a capture pod writing to S3
+loads neither boto3 nor the directory store's tempfile)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .base import ObjectStore, StoreError, store_error_text
-from .directory import DirectoryObjectStore
 
 
 def open_object_store(
@@ -30,6 +30,9 @@ def open_object_store(
     except ValueError as exc:  # "Invalid IPv6 URL"
         raise StoreError(store_error_text(exc)) from None
     if parts.scheme in ("", "file"):
+        # Here too: tempfile, which it writes with, brings shutil, bz2 and lzma.
+        from .directory import DirectoryObjectStore
+
         return DirectoryObjectStore(Path(parts.path if parts.scheme else store_url))
     if parts.scheme != "s3":
         raise StoreError(f"unsupported store URL scheme {parts.scheme!r}: use a path or s3://")

@@ -1,0 +1,3 @@
+from typing import Any
+
+def plane_sum(buffer: Any, width: int, height: int, stride: int, /) -> int: ...
