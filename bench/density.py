@@ -147,7 +147,7 @@ def machine_busy() -> tuple[float, float]:
 @contextlib.contextmanager
 def serving(work: Path, streams: int, extra_env: dict[str, str]) -> Iterator[tuple[int, str]]:
     """A `streamgrid serve` with room for ``streams``; yields (pid, base URL)."""
-    from tests.support.processes import free_port
+    from testbed.processes import free_port
 
     port = free_port()
     env = {
@@ -302,7 +302,7 @@ def run_density(
     extra_env: dict[str, str] | None = None,
     ffmpeg: bool = True,
 ) -> list[Step]:
-    from tests.support.mediamtx import MediaMtx
+    from testbed.mediamtx import MediaMtx
 
     spec = MediaSpec(720, "h264", 1)
     clip = generate(spec, 60, cache)

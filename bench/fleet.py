@@ -48,9 +48,9 @@ from streamgrid.capture.kube_progress import requested_interval, status_of
 from streamgrid.capture.progress import Progress
 from streamgrid.core.models import StreamState
 from streamgrid.operator.controller import FleetPacer
-from tests.support.cluster import install_crd
-from tests.support.kube import KubeCluster, start_cluster
-from tests.support.processes import ManagedProcess, free_port, wait_until
+from testbed.cluster import install_crd
+from testbed.kube import KubeCluster, start_cluster
+from testbed.processes import ManagedProcess, free_port, wait_until
 
 from .procstat import CpuWindow, private_mb
 

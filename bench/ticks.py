@@ -12,7 +12,7 @@ keyframe: it serves every tick by construction, at a higher CPU cost, and is
 the reference here.
 
 mediamtx comes from tools/mediamtx/build.sh (``make interop-tools``); the
-runner is the tests' (tests/support/mediamtx.py).
+runner is the tests' (testbed/mediamtx.py).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def run_ticks(
     of another revision, measured beside this one."""
     import sys
 
-    from tests.support.mediamtx import MediaMtx
+    from testbed.mediamtx import MediaMtx
 
     spec = MediaSpec(720, "h264", 1)  # 25 fps, GOP 25
     media = generate(spec, 30 if short else 90, cache)

@@ -1,13 +1,13 @@
 """``python -m bench --worker-memory``: what one capture pod's process costs in
 memory, beside ``ffmpeg -skip_frame nokey`` on the same stream, in the same run.
 
-mediamtx (tools/mediamtx/build.sh; the tests' runner, tests/support/mediamtx.py)
+mediamtx (tools/mediamtx/build.sh; the tests' runner, testbed/mediamtx.py)
 serves a 720p and a 1080p H.264 camera (bench/media.py). On each, at once:
 
 - our worker as a capture pod runs it: ``python -m streamgrid.capture`` with
   the pod's settings (operator/podspec.py: progress PATCHed to a VideoStream
   status over HTTPS, the health and /metrics port open, frames into an S3
-  bucket), interval 1 s; S3 is SeaweedFS (tests/support/s3.py), the API server
+  bucket), interval 1 s; S3 is SeaweedFS (testbed/s3.py), the API server
   a small HTTPS stand-in in this process that answers each PATCH as
   kube-apiserver would (the status back);
 - ``ffmpeg -skip_frame nokey -rtsp_transport tcp -i URL -vf fps=1 -f null -``
@@ -200,7 +200,7 @@ class _StatusApi(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def status_api(work: Path) -> Iterator[tuple[str, Path]]:
     """An HTTPS stand-in for kube-apiserver; yields (its URL, its CA file)."""
-    from tests.support.certs import make_certificates
+    from testbed.certs import make_certificates
 
     certs = make_certificates(work / "certs")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _StatusApi)
@@ -333,8 +333,8 @@ def import_steps(env: dict[str, str] | None) -> list[tuple[str, float]]:
 
 
 def run(cache: Path, warmup: float, window: float, baseline: Path | None) -> list[str]:
-    from tests.support.mediamtx import MediaMtx
-    from tests.support.s3 import start_s3
+    from testbed.mediamtx import MediaMtx
+    from testbed.s3 import start_s3
 
     seconds = int(warmup + window + 30)
     clips = {spec.name: generate(spec, seconds, cache) for spec in SPECS}

@@ -15,11 +15,10 @@ import pytest
 
 from streamgrid.core.settings import CommonSettings
 from streamgrid.core.stores.frames import FrameStore
-
-from .support.camera import Camera, make_camera
-from .support.cluster import ClusterRuntime, start_cluster_runtime
-from .support.kube import KubeCluster, start_cluster
-from .support.kubenode import (
+from testbed.camera import Camera, make_camera
+from testbed.cluster import ClusterRuntime, start_cluster_runtime
+from testbed.kube import KubeCluster, start_cluster
+from testbed.kubenode import (
     CONTAINERD_ROOT,
     BringUp,
     NodeNetwork,
@@ -27,9 +26,9 @@ from .support.kubenode import (
     build_images,
     start_node,
 )
-from .support.release import NodeCluster, install
-from .support.s3 import S3Server, start_s3
-from .support.server import Server, start_server
+from testbed.release import NodeCluster, install
+from testbed.s3 import S3Server, start_s3
+from testbed.server import Server, start_server
 
 BRING_UP = BringUp()  # the real node's bring-up times, printed after the run
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ..support.kube import BIN, ROOT
+from testbed.kube import BIN, ROOT
 
 CHART = str(ROOT / "charts" / "streamgrid")
 NAMESPACE = "chart-check"  # the unit tests' operator series are in it

@@ -8,8 +8,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..conftest import store_of
-from ..support.api import (
+from testbed.api import (
     assert_grid_of_brightest,
     assert_no_kept_frame_lost,
     details,
@@ -17,9 +16,11 @@ from ..support.api import (
     tile_means,
     wait_for,
 )
-from ..support.camera import Camera
-from ..support.processes import free_port
-from ..support.server import Server
+from testbed.camera import Camera
+from testbed.processes import free_port
+from testbed.server import Server
+
+from ..conftest import store_of
 
 
 def test_the_grid_holds_the_brightest_samples_brightest_first(
@@ -173,7 +174,7 @@ def test_list_pages_cover_every_stream_once(api_server: Server, camera: Camera) 
 
 
 def test_credentials_never_reach_logs_list_or_status(api_server: Server, camera: Camera) -> None:
-    from ..support.camera import PASSWORD
+    from testbed.camera import PASSWORD
 
     wrong = "Not-The-Pw-42"
     with api_server.client() as client:

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..support.api import start, wait_for
-from ..support.camera import Camera
-from ..support.cluster import ClusterRuntime
-from ..support.server import Server, start_server
+from testbed.api import start, wait_for
+from testbed.camera import Camera
+from testbed.cluster import ClusterRuntime
+from testbed.server import Server, start_server
 
 TOKEN = "s3cr3t-token-for-the-api-0123456789"
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ..support.server import Server
+from testbed.server import Server
 
 URL = "rtsp://127.0.0.1:9/x"
 

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from selenium.webdriver.common.by import By
 
-from ..support.api import details, start, wait_for
-from ..support.browser import chromium, wait
-from ..support.camera import Camera
-from ..support.server import Server
+from testbed.api import details, start, wait_for
+from testbed.browser import chromium, wait
+from testbed.camera import Camera
+from testbed.server import Server
 
 REBOUND = "rebind.evil.test"
 

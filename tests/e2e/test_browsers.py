@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..support.api import details, start, wait_for
-from ..support.camera import Camera
-from ..support.server import ALLOWED_ORIGIN, Server, start_server
+from testbed.api import details, start, wait_for
+from testbed.camera import Camera
+from testbed.server import ALLOWED_ORIGIN, Server, start_server
 
 EVIL = "http://evil.example"
 FORM = {"content-type": "application/x-www-form-urlencoded"}

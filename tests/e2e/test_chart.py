@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ..support.cluster import ClusterRuntime
-from ..support.kube import ROOT
+from testbed.cluster import ClusterRuntime
+from testbed.kube import ROOT
 
 CHART = str(ROOT / "charts" / "streamgrid")
 

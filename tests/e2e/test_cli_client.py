@@ -17,10 +17,9 @@ from typing import Any
 import pytest
 
 from streamgrid.core.grid import decode_jpeg
-
-from ..support.camera import Camera
-from ..support.processes import free_port, wait_until
-from ..support.server import Server, start_server
+from testbed.camera import Camera
+from testbed.processes import free_port, wait_until
+from testbed.server import Server, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.prefix)  # the virtualenv the tests run in, where `streamgrid` is installed

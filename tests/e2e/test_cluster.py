@@ -1,5 +1,5 @@
 """The cluster runtime: the VideoStream CRD on a real kube-apiserver, the real
-operator, capture pods run by the node stand-in (tests/support/node.py: not a
+operator, capture pods run by the node stand-in (testbed/node.py: not a
 kubelet; the real node is its own issue), frames in a real S3 server."""
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from streamgrid.core.grid import jpeg_size
 from streamgrid.core.settings import CommonSettings
 from streamgrid.core.stores.frames import FrameStore
 from streamgrid.core.timestamps import parse_utc
+from testbed.camera import PASSWORD, Camera
+from testbed.cluster import BUCKET, ClusterRuntime
+from testbed.node import NodeStandIn
+from testbed.plugin import KubectlPlugin, installed_plugin_dir
+from testbed.processes import wait_until
+from testbed.s3 import S3Server
 
 from ..conftest import store_of
-from ..support.camera import PASSWORD, Camera
-from ..support.cluster import BUCKET, ClusterRuntime
-from ..support.node import NodeStandIn
-from ..support.plugin import KubectlPlugin, installed_plugin_dir
-from ..support.processes import wait_until
-from ..support.s3 import S3Server
 
 
 def manifest(name: str, url: str = "rtsp://127.0.0.1:9/x", **spec: Any) -> str:

@@ -23,11 +23,10 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
 from streamgrid.core.grid import decode_jpeg
-
-from ..support.api import details, start, wait_for
-from ..support.browser import chromium, wait
-from ..support.camera import Camera
-from ..support.server import Server, start_server
+from testbed.api import details, start, wait_for
+from testbed.browser import chromium, wait
+from testbed.camera import Camera
+from testbed.server import Server, start_server
 
 TOKEN = "dashboard-token-0123456789abcdef"
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from testbed.api import start, wait_for
+from testbed.camera import Camera
+from testbed.server import Server, start_server
+
 from ..conftest import store_of
-from ..support.api import start, wait_for
-from ..support.camera import Camera
-from ..support.server import Server, start_server
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 
-from ..support.api import details, start, wait_for
-from ..support.camera import Camera
-from ..support.processes import wait_until
-from ..support.server import Server
+from testbed.api import details, start, wait_for
+from testbed.camera import Camera
+from testbed.processes import wait_until
+from testbed.server import Server
 
 QUERY_SECRETS = {"access_token": "Tok-Aa1-q", "apikey": "Api-Bb2-q", "pw": "Pw-Cc3-q"}
 PATH_PASSWORD = "Dahua-Dd4-p"

@@ -7,10 +7,10 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..support.api import start, wait_for
-from ..support.camera import Camera
-from ..support.processes import free_port, wait_until
-from ..support.server import Server
+from testbed.api import start, wait_for
+from testbed.camera import Camera
+from testbed.processes import free_port, wait_until
+from testbed.server import Server
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

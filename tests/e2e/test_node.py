@@ -18,13 +18,12 @@ import httpx
 import pytest
 
 from streamgrid.core.settings import CommonSettings
-
-from ..support.api import assert_grid_of_brightest, assert_no_kept_frame_lost, details, start
-from ..support.kube import BIN
-from ..support.kubenode import NODE_NAME
-from ..support.plugin import KubectlPlugin, installed_plugin_dir
-from ..support.processes import wait_until
-from ..support.release import ACCESS_KEY, CHART, NAMESPACE, RELEASE, SECRET_KEY, NodeCluster
+from testbed.api import assert_grid_of_brightest, assert_no_kept_frame_lost, details, start
+from testbed.kube import BIN
+from testbed.kubenode import NODE_NAME
+from testbed.plugin import KubectlPlugin, installed_plugin_dir
+from testbed.processes import wait_until
+from testbed.release import ACCESS_KEY, CHART, NAMESPACE, RELEASE, SECRET_KEY, NodeCluster
 
 # The first test also brings the node up: images built on a fresh machine,
 # imported into containerd, the chart installed.
@@ -202,7 +201,7 @@ def test_a_killed_capture_pod_is_recreated_and_no_kept_frame_is_lost(
 def test_camera_credentials_stay_in_their_secret(node_cluster: NodeCluster) -> None:
     """Not in /list, the stream's status, the VideoStream, the pod spec, the
     events, or any container's log: only in the Secret the pod's env refers to."""
-    from ..support.camera import PASSWORD
+    from testbed.camera import PASSWORD
 
     camera = node_cluster.camera
     with node_cluster.client() as client:
@@ -507,7 +506,7 @@ def test_a_missing_credentials_secret_shows_in_kubectl_describe(node_cluster: No
     """Issue 13 item 7 on the real node: a stream whose credentials Secret is
     not there says so (status, condition, Event in `kubectl describe`) and
     makes no pod; once the Secret exists, it runs."""
-    from ..support.camera import PASSWORD, USER
+    from testbed.camera import PASSWORD, USER
 
     camera = node_cluster.camera
     name, secret = "missing-secret", "missing-secret-credentials"

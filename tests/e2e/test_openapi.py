@@ -21,9 +21,9 @@ from schemathesis.checks import (
 from schemathesis.core.result import Ok
 from schemathesis.schemas import APIOperation, BaseSchema
 
-from ..support.api import wait_for
-from ..support.camera import Camera
-from ..support.server import Server
+from testbed.api import wait_for
+from testbed.camera import Camera
+from testbed.server import Server
 
 CHECKS: list[Any] = [
     not_a_server_error,

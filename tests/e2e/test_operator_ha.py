@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from ..support.camera import Camera
-from ..support.cluster import ClusterRuntime, start_operator
-from ..support.processes import ManagedProcess, free_port, wait_until
+from testbed.camera import Camera
+from testbed.cluster import ClusterRuntime, start_operator
+from testbed.processes import ManagedProcess, free_port, wait_until
 
 LEASE = "streamgrid-operator"
 FLEET = [f"ha-{i}" for i in range(6)]

@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 
 from streamgrid.gateway.state import DB_NAME
+from testbed.api import details, start, wait_for
+from testbed.camera import Camera
+from testbed.children import alive
+from testbed.processes import wait_until
+from testbed.server import Server, start_server
 
 from ..conftest import store_of
-from ..support.api import details, start, wait_for
-from ..support.camera import Camera
-from ..support.children import alive
-from ..support.processes import wait_until
-from ..support.server import Server, start_server
 
 
 def serve(work: Path, name: str, data: Path, **env: str) -> Server:

@@ -8,11 +8,11 @@ import os
 import signal
 from pathlib import Path
 
-from ..support.api import details, start, wait_for
-from ..support.camera import Camera
-from ..support.children import alive, capture_workers, fork_servers
-from ..support.processes import wait_until
-from ..support.server import start_server
+from testbed.api import details, start, wait_for
+from testbed.camera import Camera
+from testbed.children import alive, capture_workers, fork_servers
+from testbed.processes import wait_until
+from testbed.server import start_server
 
 STREAMS = 3
 

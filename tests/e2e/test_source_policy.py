@@ -17,13 +17,12 @@ from streamgrid.capture.source import SourceFatalError, VideoSource
 from streamgrid.core.crd import WorkerExit
 from streamgrid.core.models import StreamState
 from streamgrid.core.sources import DEFAULT_DENY_CIDRS, SourceNotAllowed, SourcePolicy
-
-from ..support.api import start, wait_for
-from ..support.camera import Camera
-from ..support.hostile_camera import HostileCamera, Script, answer, valid_answers
-from ..support.processes import free_port
-from ..support.server import Server, start_server
-from ..support.worker import capture_settings, dir_store, start_worker
+from testbed.api import start, wait_for
+from testbed.camera import Camera
+from testbed.hostile_camera import HostileCamera, Script, answer, valid_answers
+from testbed.processes import free_port
+from testbed.server import Server, start_server
+from testbed.worker import capture_settings, dir_store, start_worker
 
 
 def _loopback_reason() -> str:

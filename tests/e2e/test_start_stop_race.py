@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from ..support.api import start
-from ..support.camera import Camera
-from ..support.children import capture_workers
-from ..support.processes import wait_until
-from ..support.server import Server, start_server
+from testbed.api import start
+from testbed.camera import Camera
+from testbed.children import capture_workers
+from testbed.processes import wait_until
+from testbed.server import Server, start_server
 
 PAIRS = 24
 CAP = 2

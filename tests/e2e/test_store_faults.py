@@ -17,13 +17,13 @@ from contextlib import contextmanager
 
 from streamgrid.core.grid import decode_jpeg
 from streamgrid.core.topk import best
+from testbed.api import details, start, wait_for
+from testbed.camera import Camera
+from testbed.cluster import ClusterRuntime
+from testbed.processes import free_port, wait_until
+from testbed.server import Server
 
 from ..conftest import store_of
-from ..support.api import details, start, wait_for
-from ..support.camera import Camera
-from ..support.cluster import ClusterRuntime
-from ..support.processes import free_port, wait_until
-from ..support.server import Server
 
 K = 100  # every sample enters the top K: frames pile up while the store refuses them
 TILE = 32

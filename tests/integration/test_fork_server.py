@@ -18,13 +18,12 @@ from streamgrid.gateway.local import LocalBackend
 from streamgrid.gateway.requests import StartRequest
 from streamgrid.gateway.settings import GatewaySettings
 from streamgrid.gateway.supervisor import is_worker_of
-
-from ..support.camera import Camera
-from ..support.children import alive, capture_workers, fork_servers, memory_kb
-from ..support.media import h264_args, make_clip, video_input
-from ..support.mediamtx import MediaMtx
-from ..support.processes import wait_until
-from ..support.worker import dir_store
+from testbed.camera import Camera
+from testbed.children import alive, capture_workers, fork_servers, memory_kb
+from testbed.media import h264_args, make_clip, video_input
+from testbed.mediamtx import MediaMtx
+from testbed.processes import wait_until
+from testbed.worker import dir_store
 
 
 @pytest.fixture
@@ -54,7 +53,7 @@ def test_a_forked_worker_is_our_child_named_as_an_execd_one_and_shares_the_impor
     stream_id = backend.start(StartRequest(url, 0.2))
     worker = active_worker(backend, stream_id)
     (template,) = fork_servers(os.getpid())
-    # What tests/support/children.py, `ps` and the next server look for.
+    # What testbed/children.py, `ps` and the next server look for.
     assert capture_workers(os.getpid()) == {worker}
     assert is_worker_of(worker, stream_id) and not is_worker_of(template, stream_id)
     for pid in (worker, template):

@@ -17,11 +17,10 @@ from streamgrid.core.models import FrameRecord
 from streamgrid.core.stores.directory import DirectoryObjectStore
 from streamgrid.core.stores.frames import FrameStore
 from streamgrid.core.stores.s3_boto3 import S3ObjectStore
-
-from ..support.api import start, wait_for
-from ..support.camera import Camera
-from ..support.s3 import S3Server
-from ..support.server import Server
+from testbed.api import start, wait_for
+from testbed.camera import Camera
+from testbed.s3 import S3Server
+from testbed.server import Server
 
 STREAM = "bounded"
 TOP_K = 4

@@ -1,5 +1,5 @@
 """Our RTSP client (capture/rtsp/) against a scripted hostile camera
-(tests/support/hostile_camera.py): malformed answers, redirects, refused
+(testbed/hostile_camera.py): malformed answers, redirects, refused
 transports, live555's Digest; and a real worker process fed hostile bytes
 after PLAY."""
 
@@ -24,8 +24,7 @@ from streamgrid.capture.rtsp.errors import (
 )
 from streamgrid.capture.rtsp.session import RtspSession
 from streamgrid.capture.source import SourceError, SourceFatalError, VideoSource
-
-from ..support.hostile_camera import (
+from testbed.hostile_camera import (
     PASSWORD,
     USER,
     BasicAuth,
@@ -40,7 +39,7 @@ from ..support.hostile_camera import (
     valid_answers,
     valid_camera_script,
 )
-from ..support.processes import ManagedProcess, wait_until
+from testbed.processes import ManagedProcess, wait_until
 
 ALLOWED = (RtspError, Unsupported, NoVideo)  # RtspAuthError is an RtspError
 REPO = Path(__file__).resolve().parents[2]
@@ -344,7 +343,7 @@ def progress_lines(text: str) -> list[dict[str, object]]:
 def test_a_worker_survives_hostile_bytes_after_play(tmp_path: Path, script: str) -> None:
     """It reports Reconnecting with a reason, reconnects, and stops cleanly."""
     record = tmp_path / "requests.jsonl"
-    argv = [sys.executable, "-m", "tests.support.hostile_camera", "--script", script]
+    argv = [sys.executable, "-m", "testbed.hostile_camera", "--script", script]
     camera = ManagedProcess(
         "hostile-camera",
         [*argv, "--record", str(record)],

@@ -24,12 +24,11 @@ from streamgrid.capture import rtp
 from streamgrid.capture.sampling import DecodeMode, TickSampler
 from streamgrid.capture.source import SourceFatalError, VideoSource
 from streamgrid.core.models import StreamState
-
-from ..support import live555, mediamtx
-from ..support.live555 import Live555
-from ..support.media import SINE, TESTSRC, h264_args, h265_args, make_clip, video_input
-from ..support.mediamtx import MediaMtx
-from ..support.worker import capture_settings, dir_store, start_worker
+from testbed import live555, mediamtx
+from testbed.live555 import Live555
+from testbed.media import SINE, TESTSRC, h264_args, h265_args, make_clip, video_input
+from testbed.mediamtx import MediaMtx
+from testbed.worker import capture_settings, dir_store, start_worker
 
 FPS = 25
 WIDTH, HEIGHT = 640, 360

@@ -13,10 +13,9 @@ from streamgrid.gateway.local import LocalBackend
 from streamgrid.gateway.requests import StartRequest
 from streamgrid.gateway.settings import GatewaySettings
 from streamgrid.gateway.state import StreamRecords
-
-from ..support.camera import Camera
-from ..support.processes import wait_until
-from ..support.worker import dir_store
+from testbed.camera import Camera
+from testbed.processes import wait_until
+from testbed.worker import dir_store
 
 STREAM_ID = "0123456789abcdef"
 

@@ -21,9 +21,8 @@ from streamgrid.capture.rtsp.errors import RtspAuthError, RtspError
 from streamgrid.capture.settings import Demuxer
 from streamgrid.capture.source import SourceError, SourceFatalError, VideoSource
 from streamgrid.core.crd import WorkerExit
-
-from ..support.camera import Camera, make_camera
-from ..support.worker import capture_settings, dir_store, start_worker
+from testbed.camera import Camera, make_camera
+from testbed.worker import capture_settings, dir_store, start_worker
 
 FRAMES = 40
 

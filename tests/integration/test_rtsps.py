@@ -11,9 +11,8 @@ import pytest
 
 from streamgrid.capture.source import SourceFatalError, VideoSource
 from streamgrid.capture.tls import TlsPolicy
-
-from ..support.camera import PASSWORD, USER, Camera, make_camera
-from ..support.certs import Certificates, make_certificates
+from testbed.camera import PASSWORD, USER, Camera, make_camera
+from testbed.certs import Certificates, make_certificates
 
 
 @pytest.fixture(scope="module")

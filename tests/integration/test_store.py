@@ -24,8 +24,7 @@ from streamgrid.core.stores.s3lite import (
     S3LiteClient,
     S3LiteObjectStore,
 )
-
-from ..support.s3 import S3Server
+from testbed.s3 import S3Server
 
 
 def lite_store(

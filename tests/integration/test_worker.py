@@ -19,13 +19,12 @@ from streamgrid.core.stores.frames import FrameStore
 from streamgrid.core.stores.s3_boto3 import S3ObjectStore
 from streamgrid.core.stores.s3lite import S3LiteClient, S3LiteObjectStore
 from streamgrid.core.topk import best
-
-from ..support.camera import PASSWORD, Camera, make_camera
-from ..support.cluster import install_crd
-from ..support.kube import KubeCluster
-from ..support.processes import ManagedProcess, free_port, wait_until
-from ..support.s3 import S3Server
-from ..support.worker import capture_settings, dir_store, read_clock_ms, start_worker
+from testbed.camera import PASSWORD, Camera, make_camera
+from testbed.cluster import install_crd
+from testbed.kube import KubeCluster
+from testbed.processes import ManagedProcess, free_port, wait_until
+from testbed.s3 import S3Server
+from testbed.worker import capture_settings, dir_store, read_clock_ms, start_worker
 
 
 def test_samples_follow_the_camera_and_the_top_k_is_in_the_store(

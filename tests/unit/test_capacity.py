@@ -15,8 +15,7 @@ from streamgrid.gateway.local import LocalBackend
 from streamgrid.gateway.requests import StartRequest
 from streamgrid.gateway.settings import GatewaySettings
 from streamgrid.gateway.workers import ExecSpawner
-
-from ..support.worker import dir_store
+from testbed.worker import dir_store
 
 
 def machine(root: Path, available_kb: int, cgroup: dict[str, str] | None = None) -> Path:

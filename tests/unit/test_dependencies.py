@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ..support.imports import closure
+from testbed.imports import closure
 
 PYPROJECT = Path(__file__).parents[2] / "pyproject.toml"
 ENTRY_POINTS = {

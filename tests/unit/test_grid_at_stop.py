@@ -26,8 +26,7 @@ from streamgrid.core.stores.directory import DirectoryObjectStore
 from streamgrid.core.stores.frames import FrameStore
 from streamgrid.operator.podspec import capture_pod
 from streamgrid.operator.settings import OperatorSettings
-
-from ..support.worker import RecordingProgress
+from testbed.worker import RecordingProgress
 
 
 def picture(level: int) -> Picture:

@@ -25,9 +25,8 @@ from streamgrid.core.stores.directory import DirectoryObjectStore
 from streamgrid.core.stores.frames import FrameStore
 from streamgrid.operator.podspec import HEALTH_PORT, capture_pod
 from streamgrid.operator.settings import OperatorSettings
-
-from ..support.processes import wait_until
-from ..support.worker import capture_settings, start_worker
+from testbed.processes import wait_until
+from testbed.worker import capture_settings, start_worker
 
 
 class FakeClock:

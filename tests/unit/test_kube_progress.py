@@ -24,8 +24,7 @@ from streamgrid.capture.kube_progress import (
 )
 from streamgrid.capture.progress import Progress
 from streamgrid.core.models import StreamState
-
-from ..support.processes import wait_until
+from testbed.processes import wait_until
 
 
 class SlowEndpoint:

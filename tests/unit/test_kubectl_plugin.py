@@ -24,8 +24,7 @@ from streamgrid.kubectl_plugin import (
     stream_body,
     table,
 )
-
-from ..support.kube import ROOT
+from testbed.kube import ROOT
 
 
 def test_it_is_the_kubectl_streamgrid_console_script() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..support.imports import PACKAGE, imports_of
+from testbed.imports import PACKAGE, imports_of
 
 LAYERS = ("core", "capture", "operator", "gateway")
 # What each part may not import: of ours, and of the heavy third-party stacks.

@@ -51,8 +51,7 @@ from streamgrid.gateway.metrics import METHODS, UNMATCHED
 from streamgrid.gateway.requests import StartRequest
 from streamgrid.gateway.settings import GatewaySettings
 from streamgrid.operator.metrics import OperatorMetrics, serve_metrics
-
-from ..support.processes import free_port
+from testbed.processes import free_port
 
 TOKEN = "metrics-test-token"
 

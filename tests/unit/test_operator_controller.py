@@ -18,8 +18,7 @@ from streamgrid.operator.podspec import capture_pod
 from streamgrid.operator.projections import slim_pod, slim_stream
 from streamgrid.operator.settings import OperatorSettings
 from streamgrid.operator.workqueue import WorkQueue
-
-from ..support.processes import wait_until
+from testbed.processes import wait_until
 
 SETTINGS = OperatorSettings(store_url="s3://bucket/frames", s3_secret_name="s3")
 

@@ -14,8 +14,7 @@ from streamgrid.capture.rtsp.errors import NoVideo, RtspError, TransportRefused,
 from streamgrid.capture.rtsp.sdp import parse_sdp
 from streamgrid.capture.rtsp.session import RtspSession
 from streamgrid.capture.rtsp.urls import split_url
-
-from ..support.hostile_camera import live555_digest_fields
+from testbed.hostile_camera import live555_digest_fields
 
 GSTREAMER_SDP = """v=0
 o=- 1188340656180883 1 IN IP4 127.0.0.1

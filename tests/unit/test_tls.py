@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from streamgrid.capture.tls import TlsPolicy, TlsVerifyError, connect_tls
-
-from ..support.certs import Certificates, make_certificates
+from testbed.certs import Certificates, make_certificates
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).parents[2] / "streamgrid"
+PACKAGE = Path(__file__).parents[1] / "streamgrid"
 
 
 def module_name(path: Path) -> str:

@@ -10,7 +10,7 @@ In-process (a thread on 127.0.0.1, a free port)::
 
 Or as a process, for a real worker to be pointed at::
 
-    python -m tests.support.hostile_camera --script garbage-answer-after-play
+    python -m testbed.hostile_camera --script garbage-answer-after-play
 
 which prints ``READY port=N`` once it listens (see ``SCRIPTS``).
 
@@ -503,7 +503,7 @@ def _parse_request(connection: int, head: str) -> Request:
     return Request(connection, method, uri, headers, head)
 
 
-# -- named scripts, for ``python -m tests.support.hostile_camera`` -----------
+# -- named scripts, for ``python -m testbed.hostile_camera`` -----------
 def _garbage_answer_after_play() -> Script:
     """An interleaved "answer" with an empty status and 300 KB of digits."""
     return valid_camera_script(

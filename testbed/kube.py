@@ -15,7 +15,7 @@ from typing import Any
 
 from .processes import ManagedProcess, free_port, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamgrid"
 BIN = Path(os.environ.get("KUBE_BIN_DIR", CACHE / "kube" / "bin"))
 TOKEN = "streamgrid-admin-token"
