@@ -100,12 +100,13 @@ def test_kubectl_only_workflow(
     """apply starts capture, patch stops it, the TTL deletes it, GC takes the pod."""
     name = "kubectl-only"
     apply(cluster, manifest(name, camera.url("/gray"), captureInterval=0.5, topK=4))
+    # Four samples before the stop: the top K of 4 is asserted full below.
     wait_status(
         cluster,
         name,
-        lambda s: s.get("state") == "Active" and s.get("framesCaptured", 0) >= 3,
+        lambda s: s.get("state") == "Active" and s.get("framesCaptured", 0) >= 4,
         60,
-        "Active with 3 frames",
+        "Active with 4 frames",
     )
     show(cluster, capsys, "capturing")
 
