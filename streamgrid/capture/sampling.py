@@ -22,7 +22,10 @@ decides what to decode:
 
 A tick is only served by a *live* packet, one that arrived at real-time pace
 rather than drained from a backlog (the probe buffer after connecting, a burst
-after a stall), so a sample is never a stale picture.
+after a stall), so a sample is never a stale picture. One exception, in
+``keyframe`` mode: a keyframe at most ``STALE_AFTER`` late whose timestamp is
+an interval past the last sample's is the tick's own picture, however its
+server delayed it (a backlog's pictures are older than that).
 
 Ticks are a fixed schedule, one every interval. A tick may be served up to
 ``early`` before it is due: with GOP == interval, keyframes come about when
@@ -81,6 +84,8 @@ class Arrival:
     # Some packet since the last keyframe was lost or skipped for good: this one
     # does not decode from that keyframe (capture/rtp.py knows; others don't).
     after_gap: bool = False
+    # Seconds behind the least delay seen on the connection (LivenessTracker.late).
+    late: float | None = None
 
 
 def arrived_live(
@@ -138,6 +143,9 @@ class LivenessTracker:
         self._baseline_at = 0.0
         self._paced = False  # some unit has passed on pace
         self._stale_since: float | None = None  # a run of units at pace, yet stale
+        # The last unit's lateness, once a unit has passed on pace (before that
+        # the baseline may be a backlog's); None if unknown.
+        self.late: float | None = None
 
     def observe(
         self,
@@ -147,6 +155,7 @@ class LivenessTracker:
     ) -> bool:
         """``previous``: the unit before this one, ``(arrived, pts_time)``, when the
         reader skipped it (keyframes only); else the last one observed here."""
+        self.late = None
         if pts_time is None:
             return False
         if previous is None:
@@ -165,6 +174,7 @@ class LivenessTracker:
         if not self._paced:
             self._paced = paced
             return paced
+        self.late = late
         if not (paced and late > STALE_AFTER):
             self._stale_since = None
             return late <= (STALE_AFTER if paced else LATE_TOLERANCE)
@@ -172,6 +182,7 @@ class LivenessTracker:
             self._stale_since = arrived
         elif arrived - self._stale_since >= REANCHOR_AFTER:
             self._baseline, self._baseline_at, self._stale_since = delay, arrived, None
+            self.late = 0.0
             return True
         return False
 
@@ -210,6 +221,7 @@ class TickSampler:
         self.last_lag = 0.0  # seconds the last sample came after its tick
         self._last_keyframe_pts: float | None = None
         self._last_keyframe_arrived: float | None = None
+        self._last_sample_pts: float | None = None  # stream clock, of the last sample's unit
         # Lazy state: packets not yet fed to the decoder, in order. They are
         # decodable once a keyframe has been seen; if they start with a keyframe
         # after skipped packets, the decoder is reset first.
@@ -248,9 +260,11 @@ class TickSampler:
         if self.mode is DecodeMode.ALL:
             return self._offer_all(arrival)
         self._hold(arrival)
-        if not self._tick_due(arrival.arrived, arrival.keyframe) or not arrival.live:
+        if not self._tick_due(arrival.arrived, arrival.keyframe):
             return None
         mode = self.active_mode()
+        if not (arrival.live or (mode is DecodeMode.KEYFRAME and self._pictures_the_tick(arrival))):
+            return None
         if mode is DecodeMode.KEYFRAME:
             self._armed_for_keyframe = True
             if arrival.keyframe:
@@ -265,7 +279,7 @@ class TickSampler:
                 return None
         else:
             picture = self._decode_held()
-        return self._sampled(picture, arrival.arrived)
+        return self._sampled(picture, arrival)
 
     def overdue(self, now: float) -> float:
         """How long the due tick has gone unserved (0 if none is due)."""
@@ -285,7 +299,7 @@ class TickSampler:
             self._newest = pictures[-1]
         if self._tick_due(arrival.arrived) and arrival.live and self._newest is not None:
             picture, self._newest = self._newest, None
-            return self._sampled(picture, arrival.arrived)
+            return self._sampled(picture, arrival)
         return None
 
     def _hold(self, arrival: Arrival) -> None:
@@ -365,9 +379,28 @@ class TickSampler:
         early = self.early if keyframe else 0.0
         return self.next_tick is None or now >= self.next_tick - early or self._armed_for_keyframe
 
-    def _sampled(self, picture: Any | None, now: float) -> Any | None:
+    def _pictures_the_tick(self, arrival: Arrival) -> bool:
+        """A keyframe that is not live may still be the due tick's own picture:
+        delivered late (its server fell behind: one camera fanned out to many
+        readers on a busy machine, a congested link) but at most STALE_AFTER,
+        like a unit at pace, and an interval (less ``early``) newer than the last
+        sample, so not a backlog's older picture. Waiting a GOP for the next
+        keyframe would lose the tick, and serving it from the units held since
+        the last keyframe would decode a whole GOP for an older picture."""
+        return (
+            arrival.keyframe
+            and arrival.late is not None
+            and arrival.late <= STALE_AFTER
+            and arrival.pts_time is not None
+            and self._last_sample_pts is not None
+            and arrival.pts_time - self._last_sample_pts >= self.interval - self.early
+        )
+
+    def _sampled(self, picture: Any | None, arrival: Arrival) -> Any | None:
         if picture is None:
             return None  # decoder delay or a damaged packet: the next packet serves the tick
+        now = arrival.arrived
+        self._last_sample_pts = arrival.pts_time
         self.samples += 1
         self._armed_for_keyframe = False  # whatever served the tick, it is served
         # Fixed schedule; after a stall, or a keyframe so late that the next tick

@@ -366,7 +366,9 @@ class VideoSource:
             if got.previous_arrived is not None and got.previous_pts is not None:
                 previous = (got.previous_arrived, got.previous_pts * time_base)
             live = liveness.observe(pts, got.arrived, previous)
-            yield Arrival(got.packet, got.keyframe, pts, got.arrived, live, got.after_gap)
+            yield Arrival(
+                got.packet, got.keyframe, pts, got.arrived, live, got.after_gap, liveness.late
+            )
 
     def _pyav_arrivals(self, stop: threading.Event) -> Iterator[Arrival | None]:
         assert self.container is not None
@@ -384,7 +386,8 @@ class VideoSource:
                 pts = None
                 if packet.pts is not None and time_base is not None:
                     pts = packet.pts * time_base
-                yield Arrival(packet, packet.is_keyframe, pts, last, liveness.observe(pts, last))
+                live = liveness.observe(pts, last)
+                yield Arrival(packet, packet.is_keyframe, pts, last, live, late=liveness.late)
         except (av.error.FFmpegError, OSError) as exc:
             waited = time.monotonic() - last
             raise SourceError(_describe(exc, self.url, waited, self.read_timeout)) from None
