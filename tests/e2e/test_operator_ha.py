@@ -7,6 +7,7 @@ or restart is counted twice, no deletion or finalizer missed."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from functools import partial
@@ -91,7 +92,11 @@ def test_the_standby_takes_over_a_killed_leader_mid_fleet(
         # Standing by, it wrote nothing: every Event is the first operator's.
         assert "pod.created" not in standby.log_text()
 
-        # In flight: two edits, two deletions; then the leader dies.
+        # In flight: two edits, two deletions; then the leader dies. Frozen
+        # first (SIGSTOP), so that it cannot act on them before the kill: a
+        # leader killed between a pod's creation and its Event loses that
+        # Event (best effort, as client-go's), which this test counts.
+        os.kill(first.pid, signal.SIGSTOP)
         for name in EDITED:
             cluster.kubectl(
                 "patch", "vstream", name, "--type", "merge", "-p", '{"spec":{"topK":4}}'
