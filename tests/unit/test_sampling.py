@@ -212,6 +212,16 @@ def test_gop_jitter_around_the_interval_keeps_one_sample_per_tick() -> None:
 # -- issue 11: GOP == interval, arrival jitter, coalesced units, stretched GOPs
 
 
+def judged_as_the_source(arrivals: list[Arrival]) -> list[Arrival]:
+    """Each unit's liveness and lateness as capture/source.py sets them: one
+    tracker sees every unit in order."""
+    tracker = LivenessTracker()
+    for arrival in arrivals:
+        arrival.live = tracker.observe(arrival.pts_time, arrival.arrived)
+        arrival.late = tracker.late
+    return arrivals
+
+
 def jittery_camera(
     seconds: float, gop_frames: int, phase: float, seed: int, start: float = 100.0
 ) -> list[Arrival]:
@@ -230,10 +240,7 @@ def jittery_camera(
     for n in range(gop_frames - 1, len(arrivals) - 1, gop_frames):
         if rng.random() < 0.3:
             arrivals[n].arrived = arrivals[n + 1].arrived
-    tracker = LivenessTracker()
-    for arrival in arrivals:
-        arrival.live = tracker.observe(arrival.pts_time, arrival.arrived)
-    return arrivals
+    return judged_as_the_source(arrivals)
 
 
 @pytest.mark.parametrize("phase", [0.0, 0.013, 0.02, 0.5, 0.98, 0.99, 1.0])
@@ -259,8 +266,7 @@ def loaded_server_camera(seconds: float, every: int, held: float, seed: int) -> 
     one mediamtx on 2 cores): units arrive 10-18 ms after their time, but
     every ``every``-th keyframe the server falls ``held`` s behind: the unit
     before the keyframe and the keyframe come in one read, and the rest catch
-    up at once. Liveness as the source judges it (the tracker sees every unit
-    in order)."""
+    up at once. Liveness as the source judges it."""
     rng = random.Random(seed)
     start = 100.0
     arrivals = []
@@ -271,11 +277,7 @@ def loaded_server_camera(seconds: float, every: int, held: float, seed: int) -> 
         if (n + 1) % (FPS * every) == 0:  # the unit before a held-back keyframe
             caught_up = start + (n + 1) / FPS + held
         arrivals.append(Arrival(Packet(n, key), key, n / FPS, max(at, caught_up), False))
-    tracker = LivenessTracker()
-    for arrival in arrivals:
-        arrival.live = tracker.observe(arrival.pts_time, arrival.arrived)
-        arrival.late = tracker.late
-    return arrivals
+    return judged_as_the_source(arrivals)
 
 
 @pytest.mark.parametrize("held", [0.3, 0.5, 0.8])
