@@ -5,13 +5,26 @@ from __future__ import annotations
 
 import sys
 
-import kopf
+# Kopf imports these API clients whenever they are installed (for isinstance
+# checks and a login we replace, handlers.py): the official one alone is 55 MB
+# of model classes the operator never uses (it has its own, core/kuberest.py).
+# Its image does not install them; this keeps a whole-tool install as lean.
+NOT_IMPORTED = ("kubernetes", "kubernetes_asyncio", "pykube")
 
-from . import handlers  # noqa: F401 - importing registers the handlers
-from .settings import OperatorSettings
+
+def load() -> None:
+    """Imports what the operator runs (importing handlers registers them)."""
+    for name in NOT_IMPORTED:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    from . import handlers  # noqa: F401
 
 
 def main() -> int:
+    load()
+    import kopf
+
+    from .settings import OperatorSettings
+
     settings = OperatorSettings()
     namespaces = [settings.namespace] if settings.namespace else []
     kopf.configure(verbose=False)

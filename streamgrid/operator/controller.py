@@ -28,9 +28,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from ..core.crd import FINALIZER, STREAM_LABEL, TEMPLATE_HASH_ANNOTATION
+from ..core.kuberest import ApiError
 from ..core.logs import log_event
 from ..core.stores.base import StoreError, store_error_text
 from ..core.timestamps import parse_utc
@@ -446,7 +445,7 @@ class Controller:
         except StillRunning:
             self.queue.add_after(key, DELETION_RECHECK_SECONDS)
             return
-        except (StoreError, ApiException) as exc:
+        except (StoreError, ApiError) as exc:
             log_event(
                 log,
                 "stream.data_delete_retry",
@@ -542,7 +541,7 @@ class Controller:
                     why=str(exc)[:300],
                     retry_in=delay,
                 )
-            except ApiException as exc:
+            except ApiError as exc:
                 outcome = "retry"
                 delay = self.queue.retry(key)
                 log_event(

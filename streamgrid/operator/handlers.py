@@ -22,7 +22,7 @@ from typing import Any
 import kopf
 
 from ..core.crd import COMPONENT_LABEL, GROUP, PLURAL, VERSION
-from ..core.kubeclient import load_kube_config
+from ..core.kuberest import Credentials, KubeClient, load_credentials
 from ..core.logs import configure_logging, log_event
 from .controller import Controller
 from .kubeapi import KubernetesStreamApi, LeaseClient
@@ -56,15 +56,23 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
-    load_kube_config(ours.kubeconfig)  # for our client; Kopf logs in on its own
-    api = KubernetesStreamApi(provisioner=NamespaceProvisioner(ours))
+    # Kopf's first LIST a page at a time (unpaged, 10,000 pods are one answer
+    # of hundreds of MB in the heap at once), and a per-object worker gone
+    # soon after its event (each keeps the whole raw object while it idles).
+    settings.watching.chunk_size = 500
+    settings.queueing.idle_timeout = 0.5
+    # One set of credentials for our client and Kopf's (login below).
+    credentials = await asyncio.to_thread(load_credentials, ours.kubeconfig)
+    _state["credentials"] = credentials
+    client = KubeClient(credentials, timeout=settings.networking.request_timeout)
+    api = KubernetesStreamApi(client, provisioner=NamespaceProvisioner(ours, client))
     metrics = OperatorMetrics()
     if ours.metrics_port is not None:
         serve_metrics(ours.metrics_port, ours.metrics_host, metrics)
     elector: LeaderElector | None = None
     if ours.leader_election:
         elector = LeaderElector(
-            LeaseClient(ours.lease_namespace(), ours.leader_election_lease),
+            LeaseClient(client, ours.lease_namespace(), ours.leader_election_lease),
             identity(),
             Timing(
                 ours.leader_election_lease_seconds,
@@ -97,6 +105,34 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         elector.on_change = changed
         _state["elector"] = elector.start()
         log_event(log, "leader.candidate", identity=elector.identity)
+
+
+@kopf.on.login()
+async def login(**_: Any) -> kopf.ConnectionInfo:
+    """Kopf's credentials: ours (after a 401 or an expiry, asked again)."""
+    credentials: Credentials | None = _state.get("credentials")
+    if credentials is None:  # before start-up's (Kopf logs in first)
+        credentials = await asyncio.to_thread(load_credentials, OperatorSettings().kubeconfig)
+    else:
+        credentials = await asyncio.to_thread(credentials.refreshed)
+    _state["credentials"] = credentials
+    return connection_info(credentials)
+
+
+def connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
+    return kopf.ConnectionInfo(
+        server=credentials.server,
+        ca_path=credentials.ca_file,
+        ca_data=credentials.ca_pem,
+        insecure=credentials.insecure,
+        token=credentials.bearer(),
+        certificate_path=credentials.cert_file,
+        certificate_data=credentials.cert_pem,
+        private_key_path=credentials.key_file,
+        private_key_data=credentials.key_pem,
+        default_namespace=credentials.namespace,
+        expiration=credentials.expires_at,
+    )
 
 
 @kopf.on.cleanup()

@@ -1,20 +1,17 @@
-"""StreamApi over the official kubernetes client."""
+"""StreamApi over the Kubernetes API (core/kuberest.py): plain JSON in and out."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
 from ..core.crd import API_VERSION, COMPONENT_LABEL, FINALIZER, GROUP, KIND, PLURAL, VERSION
+from ..core.kuberest import ApiError, KubeClient, segment
 from ..core.urls import mask_secrets
 from .podspec import CAPTURE
 from .projections import slim_pod, slim_stream
@@ -22,14 +19,8 @@ from .provision import NamespaceProvisioner
 
 log = logging.getLogger("streamgrid.operator")
 EVENT_MEMORY = 4096  # Events whose count this operator remembers (the rest: read again)
-
-
-def _json(response: Any) -> dict[str, Any]:
-    """A raw answer (``_preload_content=False``) as a dict: the client's model
-    classes cost more time and memory than the JSON they come from."""
-    loaded: dict[str, Any] = json.loads(response.data)
-    return loaded
-
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 # A LIST, page by page: each page's items (as the cache keeps them) and the
 # collection's resourceVersion (every page is of that one snapshot).
@@ -37,8 +28,10 @@ Pages = Iterator[tuple[list[dict[str, Any]], int | None]]
 
 
 def _pages(
-    list_page: Callable[..., Any],
+    api: KubeClient,
+    path: str,
     keep: Callable[[dict[str, Any]], dict[str, Any]],
+    query: dict[str, object] | None = None,
     limit: int = 500,
 ) -> Pages:
     """A LIST ``limit`` items at a time, each page handed on as ``keep``
@@ -47,7 +40,7 @@ def _pages(
     token: str | None = None
     version: int | None = None
     while True:
-        page = _json(list_page(limit=limit, **({"_continue": token} if token else {})))
+        page = api.get(path, {**(query or {}), "limit": limit, "continue": token})
         meta = page.get("metadata") or {}
         if version is None:
             with contextlib.suppress(TypeError, ValueError):
@@ -65,19 +58,28 @@ def _ignoring(status: int) -> Iterator[None]:
     """An API error with this status is an expected outcome (gone, already there)."""
     try:
         yield
-    except ApiException as exc:
+    except ApiError as exc:
         if exc.status != status:
             raise
 
 
+def streams_path(namespace: str | None, name: str | None = None) -> str:
+    base = f"/apis/{GROUP}/{VERSION}"
+    if namespace is None:
+        return f"{base}/{PLURAL}"
+    path = f"{base}/namespaces/{segment(namespace)}/{PLURAL}"
+    return f"{path}/{segment(name)}" if name is not None else path
+
+
+def core_path(kind: str, namespace: str | None, name: str | None = None) -> str:
+    """/api/v1's ``kind`` (plural: pods, events, secrets ...) in a namespace, or everywhere."""
+    path = f"/api/v1/namespaces/{segment(namespace)}/{kind}" if namespace else f"/api/v1/{kind}"
+    return f"{path}/{segment(name)}" if name is not None else path
+
+
 class KubernetesStreamApi:
-    def __init__(
-        self,
-        api_client: client.ApiClient | None = None,
-        provisioner: NamespaceProvisioner | None = None,
-    ) -> None:
-        self.custom = client.CustomObjectsApi(api_client)
-        self.core = client.CoreV1Api(api_client)
+    def __init__(self, api: KubeClient, provisioner: NamespaceProvisioner | None = None) -> None:
+        self.api = api
         self.provisioner = provisioner  # None: namespaces are prepared by hand
         self._event_counts: OrderedDict[str, int] = OrderedDict()
 
@@ -87,103 +89,84 @@ class KubernetesStreamApi:
 
     def get_stream(self, namespace: str, name: str) -> dict[str, Any] | None:
         with _ignoring(404):
-            stream: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name
-            )
-            return stream
+            return self.api.get(streams_path(namespace, name))
         return None
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         with _ignoring(404):
-            response = self.core.read_namespaced_pod(name, namespace, _preload_content=False)
-            pod: dict[str, Any] = json.loads(response.data)
-            return pod
+            return self.api.get(core_path("pods", namespace, name))
         return None
 
     def create_pod(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """The created pod; None when it was already there (deterministic
         names make that success)."""
         with _ignoring(409):
-            response = self.core.create_namespaced_pod(namespace, body, _preload_content=False)
-            return _json(response)
+            return self.api.request("POST", core_path("pods", namespace), body=body)
         return None
 
     def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> dict[str, Any] | None:
         """The API server's answer: the pod as deletion left it; None when gone."""
         with _ignoring(404):
-            response = self.core.delete_namespaced_pod(
-                name,
-                namespace,
-                grace_period_seconds=grace_seconds,
-                body=client.V1DeleteOptions(grace_period_seconds=grace_seconds),
-                _preload_content=False,
+            return self.api.request(
+                "DELETE",
+                core_path("pods", namespace, name),
+                body={
+                    "apiVersion": "v1",
+                    "kind": "DeleteOptions",
+                    "gracePeriodSeconds": grace_seconds,
+                },
             )
-            return _json(response)
         return None
 
     def list_all_streams(self, namespace: str | None) -> Pages:
         """Every VideoStream (in ``namespace``, or everywhere), page by page."""
-        if namespace:
-            return _pages(
-                lambda **kw: self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, _preload_content=False, **kw
-                ),
-                slim_stream,
-            )
-        return _pages(
-            lambda **kw: self.custom.list_cluster_custom_object(
-                GROUP, VERSION, PLURAL, _preload_content=False, **kw
-            ),
-            slim_stream,
-        )
+        return _pages(self.api, streams_path(namespace or None), slim_stream)
 
     def list_capture_pods(self, namespace: str | None) -> Pages:
         selector = f"{COMPONENT_LABEL}={CAPTURE}"
-        if namespace:
-            return _pages(
-                lambda **kw: self.core.list_namespaced_pod(
-                    namespace, label_selector=selector, _preload_content=False, **kw
-                ),
-                slim_pod,
-            )
         return _pages(
-            lambda **kw: self.core.list_pod_for_all_namespaces(
-                label_selector=selector, _preload_content=False, **kw
-            ),
-            slim_pod,
+            self.api, core_path("pods", namespace or None), slim_pod, {"labelSelector": selector}
         )
 
     def list_streams(self, namespace: str) -> list[str]:
-        listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-        return [item["metadata"]["name"] for item in listing["items"]]
+        return [
+            item["metadata"]["name"]
+            for items, _ in _pages(self.api, streams_path(namespace), slim_stream)
+            for item in items
+        ]
 
     def clear_finalizers(self, namespace: str, name: str) -> None:
         with _ignoring(404):
-            self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"finalizers": None}}
+            self.api.request(
+                "PATCH",
+                streams_path(namespace, name),
+                body={"metadata": {"finalizers": None}},
+                content_type=MERGE_PATCH,
             )
 
     def delete_stream(self, namespace: str, name: str) -> None:
         with _ignoring(404):
-            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            self.api.request("DELETE", streams_path(namespace, name))
 
     def patch_stream_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any] | None:
         """The stream as the patch left it; None when it is gone."""
         with _ignoring(404):
-            response = self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _preload_content=False
+            return self.api.request(
+                "PATCH",
+                streams_path(namespace, name) + "/status",
+                body={"status": status},
+                content_type=MERGE_PATCH,
             )
-            return _json(response)
         return None
 
     def secret_version(self, namespace: str, name: str) -> str | None:
         """Whether a stream's credentials Secret exists, and which version
         (a change retries a Failed stream); its data is not kept."""
         with _ignoring(404):
-            secret = self.core.read_namespaced_secret(name, namespace)
-            return str(secret.metadata.resource_version)
+            secret = self.api.get(core_path("secrets", namespace, name))
+            return str(secret["metadata"]["resourceVersion"])
         return None
 
     def event(self, stream: dict[str, Any], type_: str, reason: str, message: str) -> None:
@@ -196,28 +179,30 @@ class KubernetesStreamApi:
         namespace, text = meta["namespace"], mask_secrets(message)[:1024]
         key = f"{meta.get('uid', '')}/{type_}/{reason}/{text}"
         name = f"{meta['name']}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
-        now = datetime.now(UTC)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        events = core_path("events", namespace)
         try:
             count = self._event_counts.get(name)
             if count is None:
                 try:
-                    self.core.create_namespaced_event(
-                        namespace, self._event_body(meta, name, type_, reason, text, now)
+                    self.api.request(
+                        "POST", events, body=self._event_body(meta, name, type_, reason, text, now)
                     )
                     self._remember_event(name, 1)
                     return
-                except ApiException as exc:
+                except ApiError as exc:
                     if exc.status != 409:
                         raise
-                existing = self.core.read_namespaced_event(name, namespace)
-                count = int(existing.count or 1)
-            self.core.patch_namespaced_event(
-                name,
-                namespace,
-                {"count": count + 1, "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                existing = self.api.get(core_path("events", namespace, name))
+                count = int(existing.get("count") or 1)
+            self.api.request(
+                "PATCH",
+                core_path("events", namespace, name),
+                body={"count": count + 1, "lastTimestamp": now},
+                content_type=MERGE_PATCH,
             )
             self._remember_event(name, count + 1)
-        except ApiException as exc:  # events are best effort
+        except ApiError as exc:  # events are best effort
             self._event_counts.pop(name, None)  # gone (expired): made anew next time
             log.warning("event not recorded: %s", exc.reason)
 
@@ -229,25 +214,27 @@ class KubernetesStreamApi:
 
     @staticmethod
     def _event_body(
-        meta: dict[str, Any], name: str, type_: str, reason: str, message: str, now: datetime
-    ) -> Any:
-        return client.CoreV1Event(
-            metadata=client.V1ObjectMeta(name=name, namespace=meta["namespace"]),
-            involved_object=client.V1ObjectReference(
-                api_version=API_VERSION,
-                kind=KIND,
-                name=meta["name"],
-                namespace=meta["namespace"],
-                uid=meta["uid"],
-            ),
-            type=type_,
-            reason=reason,
-            message=message,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=client.V1EventSource(component="streamgrid-operator"),
-        )
+        meta: dict[str, Any], name: str, type_: str, reason: str, message: str, now: str
+    ) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": "streamgrid-operator"},
+        }
 
     # -- the finalizer (controller.py; Kopf's finalizer name, kept) -------------
     def add_finalizer(self, stream: dict[str, Any]) -> dict[str, Any] | None:
@@ -279,48 +266,32 @@ class KubernetesStreamApi:
         self, namespace: str, name: str, ops: list[dict[str, Any]]
     ) -> dict[str, Any] | None:
         with _ignoring(404):
-            response = self.custom.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                ops,
-                _content_type="application/json-patch+json",
-                _preload_content=False,
+            return self.api.request(
+                "PATCH", streams_path(namespace, name), body=ops, content_type=JSON_PATCH
             )
-            return _json(response)
         return None
 
 
 class LeaseClient:
-    """leader.LeaseApi over the kubernetes client: one Lease by name."""
+    """leader.LeaseApi over the API: one Lease by name."""
 
-    def __init__(self, namespace: str, name: str, api_client: client.ApiClient | None = None):
-        self.namespace, self.name = namespace, name
-        self.api = client.CoordinationV1Api(api_client)
+    def __init__(self, api: KubeClient, namespace: str, name: str) -> None:
+        self.api, self.namespace, self.name = api, namespace, name
+        self.leases = f"/apis/coordination.k8s.io/v1/namespaces/{segment(namespace)}/leases"
 
     def read(self) -> dict[str, Any] | None:
         with _ignoring(404):
-            return _json(
-                self.api.read_namespaced_lease(self.name, self.namespace, _preload_content=False)
-            )
+            return self.api.get(f"{self.leases}/{segment(self.name)}")
         return None
 
     def create(self, spec: dict[str, Any]) -> dict[str, Any] | None:
         body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}
         with _ignoring(409):
-            return _json(
-                self.api.create_namespaced_lease(self.namespace, body, _preload_content=False)
-            )
+            return self.api.request("POST", self.leases, body=body)
         return None
 
     def replace(self, lease: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any] | None:
         body = {"metadata": lease["metadata"], "spec": spec}  # its resourceVersion: a CAS
         with _ignoring(409):
-            return _json(
-                self.api.replace_namespaced_lease(
-                    self.name, self.namespace, body, _preload_content=False
-                )
-            )
+            return self.api.request("PUT", f"{self.leases}/{segment(self.name)}", body=body)
         return None

@@ -27,17 +27,22 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
 from ..core.crd import (
     CAPTURE_NAMESPACE_ENABLED,
     CAPTURE_NAMESPACE_LABEL,
     GROUP,
     PROVISIONED_LABEL,
 )
+from ..core.kuberest import ApiError, KubeClient, segment
 from ..core.logs import log_event
 from .settings import OperatorSettings
+
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+
+
+def _secrets(namespace: str) -> str:
+    return f"/api/v1/namespaces/{segment(namespace)}/secrets"
+
 
 log = logging.getLogger("streamgrid.operator")
 
@@ -120,7 +125,7 @@ def secret_copy(source: dict[str, Any], namespace: str, keys: list[str]) -> dict
     }
 
 
-def api_error_text(exc: ApiException) -> str:
+def api_error_text(exc: ApiError) -> str:
     """The API server's own message (``... is forbidden: User ... cannot
     create ...``) when it sent one, else the HTTP reason."""
     try:
@@ -158,16 +163,14 @@ class StreamReader(ProblemReporter, Protocol):
     def get_stream(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
 
-def report_reconcile_failure(
-    api: StreamReader, namespace: str, name: str, exc: ApiException
-) -> None:
+def report_reconcile_failure(api: StreamReader, namespace: str, name: str, exc: ApiError) -> None:
     """An API call of a reconcile failed (say, a pod the API server refused):
     the user sees why; reporting is best effort, the original error stands."""
     try:
         stream = api.get_stream(namespace, name)
         if stream is not None and not stream["metadata"].get("deletionTimestamp"):
             report_problem(api, stream, "ReconcileFailed", api_error_text(exc))
-    except ApiException as again:
+    except ApiError as again:
         log_event(log, "stream.problem_unreported", logging.WARNING, why=str(again.reason))
 
 
@@ -177,12 +180,11 @@ class NamespaceProvisioner:
     def __init__(
         self,
         settings: OperatorSettings,
-        api_client: client.ApiClient | None = None,
+        api: KubeClient,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings, self.clock = settings, clock
-        self.core = client.CoreV1Api(api_client)
-        self.rbac = client.RbacAuthorizationV1Api(api_client)
+        self.api = api
         self._done: dict[str, float] = {}  # namespace -> when it was last made sure of
         self._lock = threading.Lock()
         self._namespace_locks: dict[str, threading.Lock] = {}
@@ -213,21 +215,21 @@ class NamespaceProvisioner:
             "ServiceAccount",
             account,
             namespace,
-            self.core.create_namespaced_service_account,
+            "/api/v1/namespaces/{}/serviceaccounts",
             service_account(namespace, account),
         )
         self._create(
             "Role",
             account,
             namespace,
-            self.rbac.create_namespaced_role,
+            RBAC + "/namespaces/{}/roles",
             capture_role(namespace, account),
         )
         self._create(
             "RoleBinding",
             account,
             namespace,
-            self.rbac.create_namespaced_role_binding,
+            RBAC + "/namespaces/{}/rolebindings",
             capture_role_binding(namespace, account),
         )
         self._copy_s3_secret(namespace)
@@ -240,12 +242,12 @@ class NamespaceProvisioner:
         if namespace == self.source_namespace or namespace in self.settings.capture_namespaces:
             return
         try:
-            found = self.core.read_namespace(namespace)
-        except ApiException as exc:
+            found = self.api.get(f"/api/v1/namespaces/{segment(namespace)}")
+        except ApiError as exc:
             raise ProvisionError(
                 f"cannot read namespace {namespace}: {api_error_text(exc)}"
             ) from None
-        labels = (found.metadata.labels if found.metadata else None) or {}
+        labels = (found.get("metadata") or {}).get("labels") or {}
         if labels.get(CAPTURE_NAMESPACE_LABEL) != CAPTURE_NAMESPACE_ENABLED:
             raise ProvisionError(
                 f"namespace {namespace} is not enabled for capture pods: an admin labels it "
@@ -263,13 +265,14 @@ class NamespaceProvisioner:
         kind: str,
         name: str,
         namespace: str,
-        create: Callable[..., Any],
+        collection: str,
         body: dict[str, Any],
     ) -> None:
+        """POSTs ``body`` to ``collection`` (a path with {} for the namespace)."""
         try:
-            create(namespace, body)
+            self.api.request("POST", collection.format(segment(namespace)), body=body)
             log_event(log, "namespace.created", kind=kind, name=name, namespace=namespace)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 409:  # there already (the chart's, or ours from before)
                 return
             raise ProvisionError(
@@ -293,7 +296,7 @@ class NamespaceProvisioner:
         existing = self._read_secret(name, namespace, "read the S3 Secret copy")
         try:
             if existing is None:
-                self.core.create_namespaced_secret(namespace, wanted)
+                self.api.request("POST", _secrets(namespace), body=wanted)
                 log_event(log, "namespace.created", kind="Secret", name=name, namespace=namespace)
             elif (existing["metadata"].get("labels") or {}).get(PROVISIONED_LABEL) != PROVISIONER:
                 # Someone else's Secret of that name: pods use it; never overwrite it.
@@ -305,9 +308,14 @@ class NamespaceProvisioner:
                     namespace=namespace,
                 )
             elif existing.get("data") != wanted["data"]:
-                self.core.patch_namespaced_secret(name, namespace, {"data": wanted["data"]})
+                self.api.request(
+                    "PATCH",
+                    f"{_secrets(namespace)}/{segment(name)}",
+                    body={"data": wanted["data"]},
+                    content_type="application/merge-patch+json",
+                )
                 log_event(log, "namespace.secret_updated", name=name, namespace=namespace)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status != 409:  # 409: made meanwhile; the next check compares it
                 raise ProvisionError(
                     f"cannot create Secret {name} in namespace {namespace}: {api_error_text(exc)}"
@@ -315,11 +323,8 @@ class NamespaceProvisioner:
 
     def _read_secret(self, name: str, namespace: str, what: str) -> dict[str, Any] | None:
         try:
-            secret: dict[str, Any] = self.core.api_client.sanitize_for_serialization(
-                self.core.read_namespaced_secret(name, namespace)
-            )
-            return secret
-        except ApiException as exc:
+            return self.api.get(f"{_secrets(namespace)}/{segment(name)}")
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise ProvisionError(

@@ -63,15 +63,13 @@ def delete_all_streams(
 
 
 def main() -> int:
-    from ..core.kubeclient import load_kube_config
+    from ..core.kuberest import KubeClient, load_credentials
     from .kubeapi import KubernetesStreamApi
 
     settings = UninstallSettings()
     configure_logging("uninstall")
-    load_kube_config(None)
-    delete_all_streams(
-        KubernetesStreamApi(), settings.namespace, settings.uninstall_timeout_seconds
-    )
+    api = KubernetesStreamApi(KubeClient(load_credentials()))
+    delete_all_streams(api, settings.namespace, settings.uninstall_timeout_seconds)
     return 0
 
 

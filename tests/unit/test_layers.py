@@ -71,7 +71,10 @@ def test_the_checker_sees_relative_and_lazy_imports(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("module", "absent"),
     [
-        ("streamgrid.operator.__main__", ("av", "cv2", "numpy", "streamgrid.capture")),
+        (
+            "streamgrid.operator.__main__",
+            ("av", "cv2", "numpy", "streamgrid.capture", "kubernetes", "pykube"),
+        ),
         (
             "streamgrid.capture.__main__",
             (
@@ -94,10 +97,24 @@ def test_the_checker_sees_relative_and_lazy_imports(tmp_path: Path) -> None:
     ],
 )
 def test_a_process_loads_only_its_own_stack(module: str, absent: tuple[str, ...]) -> None:
+    # A module with a load() (the operator's): what its process imports is what load() does.
     code = (
         f"import sys, {module}\n"
-        f"print(' '.join(m for m in {absent!r} if m in sys.modules or "
+        f"getattr({module}, 'load', lambda: None)()\n"
+        f"print(' '.join(m for m in {absent!r} if sys.modules.get(m) is not None or "
         f"any(k.startswith(m + '.') for k in sys.modules)))"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip() == "", f"{module} loads {run.stdout.strip()}"
+
+
+def test_the_operators_load_brings_in_its_handlers_and_kopf() -> None:
+    """The check above means something only if load() loads the operator."""
+    code = (
+        "import sys, streamgrid.operator.__main__ as m\n"
+        "before = {'kopf', 'streamgrid.operator.handlers'} & set(sys.modules)\n"
+        "m.load()\n"
+        "print(sorted(before), sorted({'kopf', 'streamgrid.operator.handlers'} & set(sys.modules)))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["[]", "['kopf',", "'streamgrid.operator.handlers']"]
