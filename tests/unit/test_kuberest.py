@@ -139,15 +139,28 @@ def test_a_missing_kubeconfig_says_which(tmp_path: Path) -> None:
         load_credentials(str(tmp_path / "absent"))
 
 
+def in_a_pod(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    token: str,
+    host: str,
+    namespace: str | None = None,
+) -> Path:
+    """A service account's mounted files, and the API server's address as a pod sees it."""
+    account = tmp_path / "sa"
+    account.mkdir()
+    (account / "token").write_text(token)
+    if namespace is not None:
+        (account / "namespace").write_text(namespace)
+    monkeypatch.setattr(kuberest, "SERVICE_ACCOUNT", account)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
+    return account
+
+
 def test_in_a_pod_the_service_accounts_token_is_read_at_each_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    account = tmp_path / "sa"
-    account.mkdir()
-    (account / "token").write_text("one\n")
-    (account / "namespace").write_text("streamgrid")
-    monkeypatch.setattr(kuberest, "SERVICE_ACCOUNT", account)
-    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "fd00::1")
+    account = in_a_pod(tmp_path, monkeypatch, "one\n", "fd00::1", namespace="streamgrid")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     found = load_credentials()
     assert found.server == "https://[fd00::1]:443"
@@ -160,11 +173,7 @@ def test_in_a_pod_the_service_accounts_token_is_read_at_each_use(
 def test_a_named_kubeconfig_wins_over_the_service_account(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    account = tmp_path / "sa"
-    account.mkdir()
-    (account / "token").write_text("pod")
-    monkeypatch.setattr(kuberest, "SERVICE_ACCOUNT", account)
-    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    in_a_pod(tmp_path, monkeypatch, "pod", "10.96.0.1")
     path = kubeconfig(tmp_path / "config", {"token": "file"})
     assert load_credentials(str(path)).bearer() == "file"
 
