@@ -111,11 +111,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 async def login(**_: Any) -> kopf.ConnectionInfo:
     """Kopf's credentials: ours (after a 401 or an expiry, asked again)."""
     credentials: Credentials | None = _state.get("credentials")
-    if credentials is None:  # before start-up's (Kopf logs in first)
+    if credentials is None:  # before start-up's
         credentials = await asyncio.to_thread(load_credentials, OperatorSettings().kubeconfig)
-    else:
+    elif _state.get("kopf_logged_in"):  # a 401 or an expiry: an exec plugin runs again
         credentials = await asyncio.to_thread(credentials.refreshed)
-    _state["credentials"] = credentials
+    _state["credentials"], _state["kopf_logged_in"] = credentials, True
     return connection_info(credentials)
 
 
