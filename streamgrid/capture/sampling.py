@@ -273,13 +273,14 @@ class TickSampler:
                 self.recovers_skipped
                 and self._decodable
                 and arrival.arrived >= self._keyframe_deadline()
+                and self._past_the_keyframe(arrival.pts_time)
             ):
                 picture = self._decode_held()  # the keyframe is late: the GOP stretched
             else:
                 return None
         else:
             picture = self._decode_held()
-        return self._sampled(picture, arrival)
+        return self._sampled(picture, arrival, mode)
 
     def overdue(self, now: float) -> float:
         """How long the due tick has gone unserved (0 if none is due)."""
@@ -299,7 +300,7 @@ class TickSampler:
             self._newest = pictures[-1]
         if self._tick_due(arrival.arrived) and arrival.live and self._newest is not None:
             picture, self._newest = self._newest, None
-            return self._sampled(picture, arrival)
+            return self._sampled(picture, arrival, DecodeMode.ALL)
         return None
 
     def _hold(self, arrival: Arrival) -> None:
@@ -364,6 +365,16 @@ class TickSampler:
         due = self.next_tick if self.next_tick is not None else self.started
         return max(due, self._last_keyframe_arrived + self.gop) + KEYFRAME_GRACE
 
+    def _past_the_keyframe(self, pts_time: float | None) -> bool:
+        """Whether a unit shows the keyframe awaited did not come at its time:
+        its timestamp is past the one the GOP predicts. By arrival alone, a
+        server that fell behind (the keyframe and the units after it all late)
+        looked the same, and every worker of a fanned-out camera decoded a
+        whole GOP at once, on a machine that was already behind."""
+        if pts_time is None or self._last_keyframe_pts is None or self.gop is None:
+            return True  # nothing to tell by: the deadline alone decides
+        return pts_time >= self._last_keyframe_pts + self.gop + KEYFRAME_GRACE
+
     def _note_keyframe(self, pts_time: float | None, arrived: float) -> None:
         self._last_keyframe_arrived = arrived
         if pts_time is not None and self._last_keyframe_pts is not None:
@@ -396,7 +407,7 @@ class TickSampler:
             and arrival.pts_time - self._last_sample_pts >= self.interval - self.early
         )
 
-    def _sampled(self, picture: Any | None, arrival: Arrival) -> Any | None:
+    def _sampled(self, picture: Any | None, arrival: Arrival, mode: DecodeMode) -> Any | None:
         if picture is None:
             return None  # decoder delay or a damaged packet: the next packet serves the tick
         now = arrival.arrived
@@ -410,5 +421,22 @@ class TickSampler:
         self.last_lag = max(0.0, now - base)
         self.next_tick = base + self.interval
         if self.next_tick - self.early <= now:
-            self.next_tick = now + self.interval
+            self.next_tick = self._restarted(arrival, mode)
         return picture
+
+    def _restarted(self, arrival: Arrival, mode: DecodeMode) -> float:
+        """The next tick when the schedule restarts from this sample: an interval
+        after the picture's own time, when it would have come had nothing
+        delayed it (its arrival less its lateness), so that the next picture,
+        on time, serves the next tick. From its arrival instead, the schedule
+        took the delay on: the next keyframe on time came before its tick, and
+        its sample was lost (53 of 60 at 128 streams: every worker busy with
+        the same keyframe at once). Where only a keyframe serves a tick, each
+        is a GOP on, so a tick due already cannot chase a backlog; in the
+        other modes any live unit may, so there the delay is taken on."""
+        now = arrival.arrived
+        late = min(max(arrival.late or 0.0, 0.0), STALE_AFTER)
+        on_time = now - late + self.interval
+        if mode is DecodeMode.KEYFRAME:
+            return max(on_time, now)
+        return on_time if on_time - self.early > now else now + self.interval

@@ -317,6 +317,53 @@ def test_a_late_keyframe_costs_no_more_decoding_than_a_live_one(held: float) -> 
     assert sampler.active_mode() is DecodeMode.KEYFRAME
 
 
+@pytest.mark.parametrize("held", [0.15, 0.3, 0.8])
+def test_a_server_behind_with_a_keyframe_costs_no_gop_of_decoding(held: float) -> None:
+    """A loaded server sends a keyframe, and the units after it, late to every
+    reader at once. By its arrival, more than KEYFRAME_GRACE after the GOP's
+    time, that looked like a stretched GOP, and each worker decoded the units
+    since the last keyframe: a GOP each, in 128 workers at once (seconds of
+    CPU on 2 cores, every stream behind for seconds after). The units'
+    timestamps, short of the keyframe's, say it is only late: one decode a
+    sample."""
+    arrivals = loaded_server_camera(60, 4, held, 1)
+    decoder = CountingDecoder()
+    sampler = TickSampler(decoder, 1.0, DecodeMode.AUTO, started=100.0, recovers_skipped=True)
+    samples = offer_as_the_rtp_reader(sampler, arrivals)
+    assert len(samples) >= 59, len(samples)
+    assert len(decoder.fed) <= len(samples) + 1, len(decoder.fed)  # the first, lazy: two
+
+
+@pytest.mark.parametrize(("joined", "held"), [(0.3, 0.3), (0.3, 0.85), (0.47, 0.6), (0.7, 0.85)])
+@pytest.mark.parametrize("recovers", [False, True])
+def test_a_late_keyframe_does_not_cost_the_next_one_its_tick(
+    joined: float, held: float, recovers: bool
+) -> None:
+    """The connection's first burst came ``joined`` s in, so the ticks sit mid-GOP;
+    then every fourth keyframe is ``held`` s late, so late that the tick it
+    serves restarts the schedule. Restarted from its arrival, the next
+    keyframe, on time, came before the next tick and its sample was lost (45
+    of 60 here; 53 of 60 at 128 streams on mediamtx); from the keyframe's own
+    time, none is."""
+    arrivals = loaded_server_camera(60, 4, held, 1)
+    for arrival in arrivals:
+        arrival.arrived = max(arrival.arrived, 100.0 + joined)
+    arrivals = judged_as_the_source(arrivals)
+    decoder = CountingDecoder()
+    sampler = TickSampler(decoder, 1.0, DecodeMode.AUTO, started=100.0, recovers_skipped=recovers)
+    if recovers:
+        samples = len(offer_as_the_rtp_reader(sampler, arrivals))
+    else:
+        samples = sum(
+            1
+            for a in arrivals
+            if not (keyframes_only(sampler, a.arrived) and not a.keyframe)
+            and sampler.offer(a) is not None
+        )
+    assert samples >= 59, samples
+    assert sampler.active_mode() is DecodeMode.KEYFRAME
+
+
 def test_a_keyframe_older_than_its_tick_does_not_serve_it() -> None:
     """Late and read with the unit before it, and older than the tick by more
     than ``early``: a backlog's picture (a server that replays a GOP it
