@@ -20,17 +20,33 @@
  * hands over the connected socket; this reads it with the GIL released, and the
  * parser skips the RTSP responses the server interleaves (answers to
  * keep-alives) and hands back one access unit at a time, in Annex B form.
+ *
+ * While the worker is away from read() (decoding, scoring, encoding what it
+ * just got), a thread of its own, which never takes the GIL, receives for it:
+ * it takes each recv()'s bytes into a bounded queue with the time they became
+ * readable. Read only from the worker's thread, a unit that came while the
+ * worker was busy with the one before was stamped when the worker got back to
+ * the socket: with one camera fanned out to many workers on a busy machine
+ * (every keyframe reaching all of them at once), up to a second after it
+ * came, and the sampler took such a keyframe for a stale one and lost its
+ * sample (capture/sampling.py). Inside read() the worker's thread receives
+ * itself, as before, so a unit costs no more wake-ups than it did; parsing
+ * stays on that thread, and only the queue is shared.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -42,6 +58,37 @@
 #if RTP_ITEM_MAX > IN_CAPACITY
 #error "what the parser waits for must fit in the buffer"
 #endif
+/* What the receive thread may take in while the worker is busy: a second of a
+ * 4 Mb/s camera. Once it is full the thread stops reading, and the socket's own
+ * buffers, then TCP, hold the rest back, as without the thread. */
+#define QUEUE_CAPACITY (512 * 1024)
+#define QUEUE_CHUNKS 512 /* recv()s queued at most: each keeps its own time */
+#define RECEIVER_STACK (64 * 1024)
+#define RECEIVER_NAME "rtp-receive"
+/* Of the queue's pages, those past this are given back whenever it empties: a
+ * busy spell's backlog must not stay in every worker's private memory. */
+#define QUEUE_KEPT (64 * 1024)
+
+/* One recv()'s bytes, in order, and when they became readable. */
+struct chunk {
+    size_t len;
+    double arrived;
+};
+
+/* What the receive thread took in for read(): bytes q[start, end), cut into
+ * chunks. All of it under `lock`. */
+struct inbox {
+    pthread_mutex_t lock;
+    pthread_cond_t armed_or_room; /* the thread waits here to be armed, or for room */
+    int armed;    /* the worker is away from read(): the thread receives */
+    int stopping; /* close(): the thread is to end */
+    uint8_t *q;
+    size_t start, end;
+    size_t touched; /* how far into q pages may be resident */
+    struct chunk chunks[QUEUE_CHUNKS];
+    size_t first, count; /* a ring of chunks */
+    int eof, error;      /* the connection ended; errno of a failed receive */
+};
 
 static PyObject *EndOfStream; /* the server closed the connection */
 static PyObject *ReadTimeout; /* nothing arrived within the read timeout */
@@ -56,6 +103,10 @@ typedef struct {
     double last_data; /* monotonic time of the last bytes received */
     int schedstat;    /* /proc/thread-self/schedstat of schedstat_tid, or -1 */
     long schedstat_tid;
+    struct inbox inbox;
+    int stop; /* an eventfd: the receive thread is to end */
+    pthread_t receiver;
+    int receiving; /* the receive thread runs (from the first read() to close()) */
     int interrupted;
     int closed;
     unsigned long long handed;
@@ -74,6 +125,16 @@ static double monotonic(void) {
  * read them: with many readers woken at once (cameras fanned out by one
  * server, their keyframes together), the last waits for the others' decoding,
  * and the sampler would take that wait for a backlog (capture/sampling.py). */
+static double queued_in(int schedstat) {
+    char text[128];
+    ssize_t n = schedstat >= 0 ? pread(schedstat, text, sizeof text - 1, 0) : -1;
+    unsigned long long ran, waited;
+    if (n <= 0)
+        return 0.0;
+    text[n] = 0;
+    return sscanf(text, "%llu %llu", &ran, &waited) == 2 ? (double)waited / 1e9 : 0.0;
+}
+
 static double queued_seconds(RtpReader *r) {
     long tid = (long)syscall(SYS_gettid);
     if (r->schedstat_tid != tid) { /* this thread's own file: another thread reads now */
@@ -82,13 +143,156 @@ static double queued_seconds(RtpReader *r) {
         r->schedstat = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
         r->schedstat_tid = tid;
     }
-    char text[128];
-    ssize_t n = r->schedstat >= 0 ? pread(r->schedstat, text, sizeof text - 1, 0) : -1;
-    unsigned long long ran, waited;
-    if (n <= 0)
-        return 0.0;
-    text[n] = 0;
-    return sscanf(text, "%llu %llu", &ran, &waited) == 2 ? (double)waited / 1e9 : 0.0;
+    return queued_in(r->schedstat);
+}
+
+/* -- the receive thread ------------------------------------------------------ */
+
+/* Room at the queue's end (0: full). With the lock held. */
+static size_t queue_room(struct inbox *box) {
+    if (box->start == box->end) {
+        box->start = box->end = 0; /* empty: from the start again */
+        if (box->touched > QUEUE_KEPT) {
+            madvise(box->q + QUEUE_KEPT, box->touched - QUEUE_KEPT, MADV_DONTNEED);
+            box->touched = QUEUE_KEPT;
+        }
+    } else if (box->start > 0 && QUEUE_CAPACITY - box->end < QUEUE_CAPACITY / 4) {
+        memmove(box->q, box->q + box->start, box->end - box->start);
+        box->end -= box->start;
+        box->start = 0;
+    }
+    return box->count < QUEUE_CHUNKS ? QUEUE_CAPACITY - box->end : 0;
+}
+
+/* Receives while armed: read() disarms it under the lock on the way in and
+ * arms it on the way out, and the thread receives only under the lock and
+ * armed, so the two never read the socket at once. */
+static void *receive(void *arg) {
+    RtpReader *r = arg;
+    struct inbox *box = &r->inbox;
+    pthread_setname_np(pthread_self(), RECEIVER_NAME); /* as top -H and ps -L show it */
+    int schedstat = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    pthread_mutex_lock(&box->lock);
+    while (!box->stopping) {
+        if (!box->armed || box->eof || box->error || queue_room(box) == 0) {
+            pthread_cond_wait(&box->armed_or_room, &box->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&box->lock);
+        double queued = queued_in(schedstat);
+        struct pollfd fds[2] = {{r->fd, POLLIN, 0}, {r->stop, POLLIN, 0}};
+        int ready = poll(fds, 2, -1);
+        int error = ready < 0 ? errno : 0;
+        pthread_mutex_lock(&box->lock);
+        if (box->stopping || !box->armed || error == EINTR)
+            continue; /* read() has the socket now: it receives itself */
+        if (error) {
+            box->error = error;
+            continue;
+        }
+        size_t room = queue_room(box);
+        if (room == 0)
+            continue;
+        ssize_t got = recv(r->fd, box->q + box->end, room, MSG_DONTWAIT);
+        error = got < 0 ? errno : 0;
+        if (error == EINTR || error == EAGAIN || error == EWOULDBLOCK)
+            continue;
+        if (got < 0) {
+            box->error = error;
+        } else if (got == 0) {
+            box->eof = 1;
+        } else {
+            /* Readable since the wake-up that this thread waited to be run after. */
+            double waited = queued_in(schedstat) - queued;
+            double now = monotonic();
+            struct chunk *c = &box->chunks[(box->first + box->count++) % QUEUE_CHUNKS];
+            box->end += (size_t)got;
+            if (box->end > box->touched)
+                box->touched = box->end;
+            c->len = (size_t)got;
+            c->arrived = now - (waited > 0.0 ? waited : 0.0);
+            r->last_data = now;
+        }
+    }
+    pthread_mutex_unlock(&box->lock);
+    if (schedstat >= 0)
+        close(schedstat);
+    return NULL;
+}
+
+static int start_receiver(RtpReader *r) {
+    pthread_attr_t attr;
+    sigset_t all, previous;
+    if (pthread_attr_init(&attr) != 0)
+        return -1;
+    pthread_attr_setstacksize(&attr, RECEIVER_STACK);
+    /* Signals are for the worker's own threads: the thread starts with all blocked. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
+    int failed = pthread_create(&r->receiver, &attr, receive, r);
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    pthread_attr_destroy(&attr);
+    if (failed) {
+        errno = failed;
+        return -1;
+    }
+    r->receiving = 1;
+    return 0;
+}
+
+static void arm_receiver(RtpReader *r, int armed) {
+    pthread_mutex_lock(&r->inbox.lock);
+    r->inbox.armed = armed;
+    if (armed)
+        pthread_cond_signal(&r->inbox.armed_or_room);
+    pthread_mutex_unlock(&r->inbox.lock);
+}
+
+/* Ends and joins the receive thread: after this, the socket is the caller's again. */
+static void stop_receiver(RtpReader *r) {
+    if (!r->receiving)
+        return;
+    pthread_mutex_lock(&r->inbox.lock);
+    r->inbox.stopping = 1;
+    pthread_cond_signal(&r->inbox.armed_or_room);
+    pthread_mutex_unlock(&r->inbox.lock);
+    uint64_t one = 1;
+    if (write(r->stop, &one, sizeof one) < 0) {
+        /* the eventfd is full: a wake-up is pending anyway */
+    }
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(r->receiver, NULL);
+    Py_END_ALLOW_THREADS
+    r->receiving = 0;
+}
+
+/* Moves the next chunk the thread received (as much of it as fits) to the
+ * parser's buffer, with its time: 1 if there was one; -1 (errno set) once the
+ * queue is empty and the thread's receive failed; else 0 (at the connection's
+ * end too: read() receives itself, and meets it). */
+static int take_chunk(RtpReader *r) {
+    struct inbox *box = &r->inbox;
+    int took = 0;
+    pthread_mutex_lock(&box->lock);
+    if (box->count > 0) {
+        struct chunk *c = &box->chunks[box->first];
+        size_t n = c->len < IN_CAPACITY - r->end ? c->len : IN_CAPACITY - r->end;
+        memcpy(r->in + r->end, box->q + box->start, n);
+        r->end += n;
+        box->start += n;
+        c->len -= n;
+        r->parser.arrived = c->arrived;
+        if (c->len == 0) {
+            box->first = (box->first + 1) % QUEUE_CHUNKS;
+            box->count--;
+        }
+        took = n > 0;
+    } else if (box->error) {
+        errno = box->error;
+        took = -1;
+    }
+    pthread_mutex_unlock(&box->lock);
+    return took;
 }
 
 /* -- the Python type --------------------------------------------------------- */
@@ -115,8 +319,13 @@ static int RtpReader_init(RtpReader *r, PyObject *args, PyObject *kwargs) {
     r->read_timeout = read_timeout;
     rtp_parser_init(&r->parser, channel, payload_type, hevc);
     r->in = malloc(IN_CAPACITY);
+    /* A mapping of its own, so that its pages can be given back (madvise). */
+    r->inbox.q = mmap(NULL, QUEUE_CAPACITY, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r->inbox.q == MAP_FAILED)
+        r->inbox.q = NULL;
     r->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!r->in || r->wake < 0) {
+    r->stop = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!r->in || !r->inbox.q || r->wake < 0 || r->stop < 0) {
         PyBuffer_Release(&received);
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
@@ -131,8 +340,15 @@ static int RtpReader_init(RtpReader *r, PyObject *args, PyObject *kwargs) {
 }
 
 static void RtpReader_dealloc(RtpReader *r) {
+    stop_receiver(r);
     free(r->in);
+    if (r->inbox.q)
+        munmap(r->inbox.q, QUEUE_CAPACITY);
     rtp_parser_free(&r->parser);
+    pthread_mutex_destroy(&r->inbox.lock);
+    pthread_cond_destroy(&r->inbox.armed_or_room);
+    if (r->stop >= 0)
+        close(r->stop);
     if (r->wake >= 0)
         close(r->wake);
     if (r->schedstat >= 0)
@@ -143,8 +359,10 @@ static void RtpReader_dealloc(RtpReader *r) {
 static PyObject *RtpReader_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
     RtpReader *r = (RtpReader *)type->tp_alloc(type, 0);
     if (r) {
-        r->fd = r->wake = r->schedstat = -1;
+        r->fd = r->wake = r->stop = r->schedstat = -1;
         r->schedstat_tid = -1;
+        pthread_mutex_init(&r->inbox.lock, NULL);
+        pthread_cond_init(&r->inbox.armed_or_room, NULL);
     }
     return (PyObject *)r;
 }
@@ -175,11 +393,26 @@ static PyObject *hand_out(RtpReader *r, const struct rtp_unit *u) {
  * off (HOLDS_SKIPPED). Raises EndOfStream, ReadTimeout (nothing received for
  * read_timeout) or OSError. */
 
+static PyObject *read_unit(RtpReader *r, int keyframes_only, double max_wait);
+
 static PyObject *RtpReader_read(RtpReader *r, PyObject *args) {
     int keyframes_only;
     double max_wait;
     if (!PyArg_ParseTuple(args, "pd", &keyframes_only, &max_wait))
         return NULL;
+    if (r->closed) {
+        PyErr_SetString(PyExc_ValueError, "the reader is closed");
+        return NULL;
+    }
+    if (!r->receiving && start_receiver(r) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    arm_receiver(r, 0);
+    PyObject *got = read_unit(r, keyframes_only, max_wait);
+    arm_receiver(r, 1); /* the worker is away: the thread receives for it */
+    return got;
+}
+
+static PyObject *read_unit(RtpReader *r, int keyframes_only, double max_wait) {
     if (r->closed) {
         PyErr_SetString(PyExc_ValueError, "the reader is closed");
         return NULL;
@@ -223,6 +456,14 @@ static PyObject *RtpReader_read(RtpReader *r, PyObject *args) {
             /* Full, and nothing in it parses: not an interleaved RTSP stream. */
             PyErr_SetString(PyExc_OSError, "unparseable data from the server");
             return NULL;
+        }
+        /* What the thread received while the worker was away comes first. */
+        int took = take_chunk(r);
+        if (took < 0)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        if (took > 0) {
+            queued = -1.0; /* the next poll's wait is measured from then */
+            continue;
         }
         double now = monotonic();
         double stale = r->last_data + r->read_timeout;
@@ -291,6 +532,7 @@ static PyObject *RtpReader_interrupt(RtpReader *r, PyObject *unused) {
 
 static PyObject *RtpReader_close(RtpReader *r, PyObject *unused) {
     r->closed = 1;
+    stop_receiver(r);
     Py_RETURN_NONE;
 }
 
@@ -303,7 +545,7 @@ static PyMethodDef RtpReader_methods[] = {
     {"read", (PyCFunction)RtpReader_read, METH_VARARGS, "The next wanted access unit, or None."},
     {"interrupt", (PyCFunction)RtpReader_interrupt, METH_NOARGS,
      "From any thread: the current and later reads return None at once."},
-    {"close", (PyCFunction)RtpReader_close, METH_NOARGS, "No more reads."},
+    {"close", (PyCFunction)RtpReader_close, METH_NOARGS, "No more reads: the receive thread ends, and the socket is the caller's again."},
     {NULL, NULL, 0, NULL},
 };
 

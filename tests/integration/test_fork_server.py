@@ -101,9 +101,10 @@ def test_a_killed_template_is_started_again_and_its_workers_run_on(
 def test_a_worker_on_a_720p_camera_runs_no_thread_pool(
     backend: LocalBackend, tmp_path: Path
 ) -> None:
-    """Its threads are its main one and its capture loop: one camera, one
-    thread. (OpenCV's pool, on pictures this large, spun beside them: a
-    thousand sched_yield calls a second per worker, thousands of runnable
+    """Its threads are its main one, its capture loop and the loop's receive
+    thread (capture/_rtp.c, stamping what comes while the loop decodes): one
+    camera, no pool. (OpenCV's pool, on pictures this large, spun beside them:
+    a thousand sched_yield calls a second per worker, thousands of runnable
     threads at 64 streams, samples lost waiting behind them.)"""
     clip = make_clip("h264-720p-gop25", ".mp4", video_input(1280, 720, 25, 4) + h264_args(gop=25))
     server = MediaMtx(tmp_path, "mediamtx-720p").start()
@@ -112,6 +113,8 @@ def test_a_worker_on_a_720p_camera_runs_no_thread_pool(
         stream_id = backend.start(StartRequest(server.url("pub-720p"), 0.5))
         worker = active_worker(backend, stream_id, samples=4)
         tasks = Path(f"/proc/{worker}/task")
-        wait_until(lambda: len(list(tasks.iterdir())) <= 2, 5, "two threads, no pool")
+        wait_until(lambda: len(list(tasks.iterdir())) <= 3, 5, "three threads, no pool")
+        names = sorted((task / "comm").read_text().strip() for task in tasks.iterdir())
+        assert "rtp-receive" in names, names
     finally:
         server.stop()

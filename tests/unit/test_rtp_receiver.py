@@ -602,3 +602,71 @@ def test_an_error_in_the_data_stands_before_anything_held(pair: Pair) -> None:
         r.read(True, 0.5)
     with pytest.raises(OSError, match="malformed Content-Length"):
         r.read(False, 0.5)  # not the unit held before the error
+
+
+# -- the receive thread (issue 22) ---------------------------------------------
+
+
+def threads() -> int:
+    return len(list(Path("/proc/self/task").iterdir()))
+
+
+def test_a_unit_is_stamped_when_it_came_not_when_it_was_read(pair: Pair) -> None:
+    """The worker is still busy with one unit (decoding it) when the next comes:
+    the next one's time is when it became readable, not when the worker got
+    back to the socket (a keyframe so stamped looked a second late at 128
+    streams, and its sample was lost)."""
+    ours, theirs = pair
+    s = Sender(theirs)
+    r = reader(ours)
+    s.send(*key_unit(s, 0))
+    unit(r)
+    sent = time.monotonic()
+    s.send(s.packet(3600, P_SLICE, marker=True))
+    time.sleep(0.5)  # the worker's decode of the first unit
+    read_at = time.monotonic()
+    arrived = unit(r)[3]
+    assert arrived - sent < 0.2, arrived - sent
+    assert read_at - arrived > 0.3
+
+
+def test_a_reader_behind_by_more_than_its_queue_loses_nothing(pair: Pair) -> None:
+    """4 MB sent while the worker reads nothing: the receive thread stops at its
+    bound (the socket holds the rest back) and every unit comes, in order."""
+    ours, theirs = pair
+    s = Sender(theirs)
+    slice_ = b"\x41" + bytes(range(256)) * 5
+    stream = key_unit(s, 0)
+    stream += [
+        s.packet(3600 * n, slice_ + n.to_bytes(4, "big"), marker=True) for n in range(1, 3000)
+    ]
+    sender = threading.Thread(target=s.send, args=stream)
+    r = reader(ours)
+    sender.start()
+    assert unit(r)[2] is True
+    sender.join(0.5)
+    assert sender.is_alive()  # held back: neither the queue nor the socket took it all
+    for n in range(1, 3000):
+        data, pts, key, *_ = unit(r)
+        assert (data, pts, key) == (SC + slice_ + n.to_bytes(4, "big"), 3600 * n, False)
+    sender.join(5)
+    assert r.counts[:3] == (3000, 0, 0)
+
+
+def test_after_close_the_socket_is_the_callers_again(pair: Pair) -> None:
+    """The session reads TEARDOWN's answer itself after close(): the receive
+    thread is gone by then, and has taken none of it."""
+    ours, theirs = pair
+    before = threads()
+    s = Sender(theirs)
+    r = reader(ours)
+    s.send(*key_unit(s, 0))
+    unit(r)
+    assert threads() == before + 1
+    r.close()
+    assert threads() == before
+    theirs.sendall(b"RTSP/1.0 200 OK\r\nCSeq: 9\r\n\r\n")
+    ours.settimeout(2)
+    assert ours.recv(100) == b"RTSP/1.0 200 OK\r\nCSeq: 9\r\n\r\n"
+    with pytest.raises(ValueError, match="closed"):
+        r.read(False, 0.1)
