@@ -31,7 +31,9 @@ Ticks are a fixed schedule, one every interval. A tick may be served up to
 ``early`` before it is due: with GOP == interval, keyframes come about when
 ticks do, and a few milliseconds of jitter must not decide between a sample now
 and one a whole GOP later. A tick served so late that the next is due already
-restarts the schedule from that sample, rather than chasing it.
+restarts the schedule from that sample's own time (its arrival less its
+lateness, so that the next picture on time serves the next tick), rather than
+chasing it.
 
 In ``keyframe`` mode the sampler has no use for any other packet until the
 keyframe it waits for is overdue, so it tells the source

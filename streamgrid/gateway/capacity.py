@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-STREAMS_PER_CORE = 48  # every stream at 58 of 60 samples or more, 96 on 2 cores
+STREAMS_PER_CORE = 64  # every stream at 58 of 60 samples or more, 128 on 2 cores
 MB_PER_STREAM = 16  # the serve tree's PSS per extra stream, workers forked
 SERVER_MB = 200  # the server itself, and room to compose grids
 
