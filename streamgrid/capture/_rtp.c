@@ -146,6 +146,14 @@ static double queued_seconds(RtpReader *r) {
     return queued_in(r->schedstat);
 }
 
+/* Wakes whoever polls the eventfd `fd`. */
+static void signal_eventfd(int fd) {
+    uint64_t one = 1;
+    if (fd >= 0 && write(fd, &one, sizeof one) < 0) {
+        /* the eventfd is full: a wake-up is pending anyway */
+    }
+}
+
 /* -- the receive thread ------------------------------------------------------ */
 
 /* Room at the queue's end (0: full). With the lock held. */
@@ -256,10 +264,7 @@ static void stop_receiver(RtpReader *r) {
     r->inbox.stopping = 1;
     pthread_cond_signal(&r->inbox.armed_or_room);
     pthread_mutex_unlock(&r->inbox.lock);
-    uint64_t one = 1;
-    if (write(r->stop, &one, sizeof one) < 0) {
-        /* the eventfd is full: a wake-up is pending anyway */
-    }
+    signal_eventfd(r->stop);
     Py_BEGIN_ALLOW_THREADS
     pthread_join(r->receiver, NULL);
     Py_END_ALLOW_THREADS
@@ -413,10 +418,6 @@ static PyObject *RtpReader_read(RtpReader *r, PyObject *args) {
 }
 
 static PyObject *read_unit(RtpReader *r, int keyframes_only, double max_wait) {
-    if (r->closed) {
-        PyErr_SetString(PyExc_ValueError, "the reader is closed");
-        return NULL;
-    }
     if (r->parser.error) { /* the data cannot be read on: no unit, held or not */
         PyErr_SetString(PyExc_OSError, r->parser.error);
         return NULL;
@@ -522,11 +523,8 @@ static PyObject *read_unit(RtpReader *r, int keyframes_only, double max_wait) {
 }
 
 static PyObject *RtpReader_interrupt(RtpReader *r, PyObject *unused) {
-    uint64_t one = 1;
     r->interrupted = 1;
-    if (r->wake >= 0 && write(r->wake, &one, sizeof one) < 0) {
-        /* the eventfd is full: a wake-up is pending anyway */
-    }
+    signal_eventfd(r->wake);
     Py_RETURN_NONE;
 }
 
