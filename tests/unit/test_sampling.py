@@ -261,16 +261,19 @@ def test_gop_equal_to_the_interval_gives_a_sample_every_tick(phase: float, seed:
     assert len(decoder.fed) <= len(times) + 30  # still one decode a sample
 
 
-def loaded_server_camera(seconds: float, every: int, held: float, seed: int) -> list[Arrival]:
+def loaded_server_camera(
+    seconds: float, every: int, held: float, seed: int, joined: float = 0.0
+) -> list[Arrival]:
     """A camera whose server shares a loaded machine (issue 22: 128 readers of
     one mediamtx on 2 cores): units arrive 10-18 ms after their time, but
     every ``every``-th keyframe the server falls ``held`` s behind: the unit
     before the keyframe and the keyframe come in one read, and the rest catch
-    up at once. Liveness as the source judges it."""
+    up at once. What came in the first ``joined`` s comes at once then (the
+    connection's first burst). Liveness as the source judges it."""
     rng = random.Random(seed)
     start = 100.0
     arrivals = []
-    caught_up = 0.0
+    caught_up = start + joined
     for n in range(int(seconds * FPS)):
         key = n % FPS == 0
         at = start + n / FPS + 0.010 + rng.uniform(0, 0.008)
@@ -292,12 +295,7 @@ def test_a_keyframe_the_server_sent_late_still_serves_its_tick(held: float, seed
     assert not all(a.live for a in arrivals if a.keyframe)  # some keyframe is late
     decoder = CountingDecoder()
     sampler = TickSampler(decoder, 1.0, DecodeMode.AUTO, started=100.0, recovers_skipped=False)
-    times = [
-        a.arrived
-        for a in arrivals
-        if not (keyframes_only(sampler, a.arrived) and not a.keyframe)
-        and sampler.offer(a) is not None
-    ]
+    times = [at for _, at in offer_as_a_reader_that_waits(sampler, arrivals)]
     assert len(times) >= 59, len(times)
     assert max(b - a for a, b in itertools.pairwise(times)) < 1.0 + held + 0.1
     assert sampler.active_mode() is DecodeMode.KEYFRAME
@@ -345,21 +343,11 @@ def test_a_late_keyframe_does_not_cost_the_next_one_its_tick(
     keyframe, on time, came before the next tick and its sample was lost (45
     of 60 here; 53 of 60 at 128 streams on mediamtx); from the keyframe's own
     time, none is."""
-    arrivals = loaded_server_camera(60, 4, held, 1)
-    for arrival in arrivals:
-        arrival.arrived = max(arrival.arrived, 100.0 + joined)
-    arrivals = judged_as_the_source(arrivals)
+    arrivals = loaded_server_camera(60, 4, held, 1, joined)
     decoder = CountingDecoder()
     sampler = TickSampler(decoder, 1.0, DecodeMode.AUTO, started=100.0, recovers_skipped=recovers)
-    if recovers:
-        samples = len(offer_as_the_rtp_reader(sampler, arrivals))
-    else:
-        samples = sum(
-            1
-            for a in arrivals
-            if not (keyframes_only(sampler, a.arrived) and not a.keyframe)
-            and sampler.offer(a) is not None
-        )
+    offer = offer_as_the_rtp_reader if recovers else offer_as_a_reader_that_waits
+    samples = len(offer(sampler, arrivals))
     assert samples >= 59, samples
     assert sampler.active_mode() is DecodeMode.KEYFRAME
 
@@ -440,6 +428,20 @@ def offer_as_the_rtp_reader(
     return samples
 
 
+def offer_as_a_reader_that_waits(
+    sampler: TickSampler, arrivals: list[Arrival]
+) -> list[tuple[Any, float]]:
+    """What a reader that cannot hand back what it skipped offers (PyAV's demux;
+    FFmpeg's C loop): while the sampler wants keyframes only, other units are
+    gone."""
+    return [
+        (picture, a.arrived)
+        for a in arrivals
+        if not (keyframes_only(sampler, a.arrived) and not a.keyframe)
+        and (picture := sampler.offer(a)) is not None
+    ]
+
+
 @pytest.mark.parametrize("skip", [False, True])
 def test_a_stretched_gop_makes_no_tick_late(skip: bool) -> None:
     decoder = CountingDecoder()
@@ -464,12 +466,7 @@ def test_without_recovery_of_skipped_units_a_late_keyframe_is_awaited() -> None:
     broken chain)."""
     decoder = CountingDecoder()
     sampler = TickSampler(decoder, 1.0, DecodeMode.AUTO, started=100.0, recovers_skipped=False)
-    samples = [
-        (p, a.arrived)
-        for a in stretching_camera()
-        if not (keyframes_only(sampler, a.arrived) and not a.keyframe)
-        and (p := sampler.offer(a)) is not None
-    ]
+    samples = offer_as_a_reader_that_waits(sampler, stretching_camera())
     assert sampler.skipping_until() in (None, math.inf)
     assert len(samples) >= 40  # CountingDecoder asserts every chain it was fed
 
